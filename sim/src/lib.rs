@@ -1,0 +1,65 @@
+//! # memfabric-sim
+//!
+//! A deterministic discrete-event simulator of VM memory migration across a
+//! multi-site fabric. It answers: *what does it cost to move VM memory between
+//! data centers, and which mechanism and settings make it cheapest?*
+//!
+//! A run goes: [`scenario::load`] (TOML → checked [`scenario::Scenario`]) →
+//! [`run::run`] (the simulation) → [`output::write_results`] (Parquet tables,
+//! manifest, plots) and [`output::summary`] (the table on stdout).
+//!
+//! ```
+//! let text = r#"
+//! [scenario]
+//! name = "doc"
+//! [[sites]]
+//! name = "a"
+//! hosts = [{ name = "a-h", cores = 16, ram = "64GiB" }]
+//! [[sites]]
+//! name = "b"
+//! hosts = [{ name = "b-h", cores = 16, ram = "64GiB" }]
+//! [[links]]
+//! name = "a-b"
+//! between = ["a", "b"]
+//! bandwidth = "1Gbit/s"
+//! latency = "10ms"
+//! [[vms]]
+//! name = "vm"
+//! host = "a-h"
+//! archetype = "idle-linux"
+//! [[migrations]]
+//! vm = "vm"
+//! to = "b"
+//! "#;
+//! let scenario = memfabric_sim::scenario::parse(text, "doc.toml").unwrap();
+//! let out = memfabric_sim::run::run(&scenario, None);
+//! assert_eq!(out.migrations[0].outcome, "completed");
+//! // A 2 GiB VM over 1 Gbit/s needs at least 2 GiB * 8 / 1e9 = 17.2 s.
+//! assert!(out.migrations[0].total_time_s > 17.1);
+//! ```
+//!
+//! Module map (each module's docs say what it owns):
+//! - [`engine`]: simulated time, event queue, seeded random streams;
+//! - [`fabric`]: sites, hosts, links, routes (typed ids);
+//! - [`network`]: flows and the max-min fair solver with TCP caps;
+//! - [`workload`]: memory content and distinct-page dirtying, archetypes;
+//! - [`mechanism`]: per-migration state and result rows;
+//! - [`ops`]: fabric operations (scheduled migrations, site evacuation);
+//! - [`scenario`]: the scenario file format and its checks;
+//! - [`run`]: the simulation loop;
+//! - [`output`]: Parquet tables, manifest, summary, plots;
+//! - [`bench`]: the `memfabric bench` scaling benchmark.
+
+pub mod bench;
+pub mod engine;
+pub mod fabric;
+pub mod mechanism;
+pub mod network;
+pub mod ops;
+pub mod output;
+pub mod run;
+pub mod scenario;
+pub mod workload;
+
+/// The simulator's version, recorded in every result.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,243 @@
+//! Per-migration state and the records a migration leaves behind.
+//!
+//! The simulator ([`crate::run`]) drives each [`Migration`] through the phases
+//! of [`memfabric_migration::state::MigrationPhase`]:
+//!
+//! - **pre-copy**: round 0 sends all memory; each later round sends the pages
+//!   dirtied during the previous round (a distinct-page count drawn from the
+//!   VM's [`crate::workload::DirtyModel`] over the round's duration, scaled by
+//!   the auto-converge run fraction). After every round the shared stop rule
+//!   [`memfabric_migration::precopy::precopy_decision`] decides: continue, stop
+//!   and copy, or not converged (abort, force a stop, or switch to post-copy).
+//! - **stop-and-copy**: the VM is paused; the remaining dirty pages and the
+//!   device state are sent; the VM resumes at the destination when the last
+//!   byte arrives (one one-way latency after it was sent).
+//! - **post-copy**: the device state is sent during a short pause; the VM then
+//!   runs at the destination while the pending pages are pushed in the
+//!   background; pages the guest touches before they arrive are remote faults
+//!   costing a round trip each.
+//! - **hybrid**: one pre-copy round (the full copy), then post-copy.
+
+use crate::fabric::{HostId, Route, VmId};
+use crate::network::FlowId;
+use crate::scenario::MigrationSettings;
+use memfabric_migration::precopy::AutoConverge;
+use memfabric_migration::record::Outcome;
+use memfabric_migration::state::MigrationPhase;
+use memfabric_migration::units::Nanos;
+
+/// Index of a migration in a run's migration table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MigrationId(pub u32);
+
+/// What a migration's current flow carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for the connection to be set up.
+    Connecting,
+    /// A pre-copy round.
+    PreCopyRound,
+    /// The final stop-and-copy of dirty pages and device state.
+    StopCopy,
+    /// The device state sent before switching to post-copy.
+    PostCopySwitch,
+    /// The background push of post-copy.
+    PostCopyPush,
+    /// The last bytes are propagating to the destination.
+    Arriving,
+    /// Finished.
+    Done,
+}
+
+/// The live state of one migration.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Its id.
+    pub id: MigrationId,
+    /// The operation that asked for it (index).
+    pub operation: usize,
+    /// The VM.
+    pub vm: VmId,
+    /// Source host.
+    pub src: HostId,
+    /// Destination host.
+    pub dst: HostId,
+    /// Path through the fabric.
+    pub route: Route,
+    /// Settings.
+    pub settings: MigrationSettings,
+    /// Per-flow rate cap (bytes/s) and what it is.
+    pub cap: (f64, CapKind),
+    /// State-machine phase.
+    pub phase: MigrationPhase,
+    /// What the current flow carries.
+    pub stage: Stage,
+    /// The current flow.
+    pub flow: Option<FlowId>,
+    /// Start time.
+    pub start: Nanos,
+    /// Start of the current round or stage.
+    pub stage_start: Nanos,
+    /// Pages the current round/stage sends.
+    pub stage_pages: u64,
+    /// Pre-copy rounds completed.
+    pub rounds: u32,
+    /// Pages waiting for post-copy.
+    pub postcopy_pending: u64,
+    /// Auto-converge throttle.
+    pub throttle: AutoConverge,
+    /// Largest throttle applied, percent.
+    pub throttle_pct_max: u32,
+    /// When the VM was paused.
+    pub paused_at: Option<Nanos>,
+    /// When the VM resumed (at the destination, or at the source after an abort).
+    pub resumed_at: Option<Nanos>,
+    /// Whether the stop rule was met.
+    pub converged: bool,
+    /// Bytes on the wire in pre-copy rounds.
+    pub bytes_precopy: f64,
+    /// Bytes on the wire in the stop-and-copy (dirty pages and device state).
+    pub bytes_stopcopy: f64,
+    /// Bytes on the wire in post-copy (push and faults).
+    pub bytes_postcopy: f64,
+    /// Bytes sent while the migration's own cap (TCP or limit) bound it.
+    pub bytes_cap_limited: f64,
+    /// Remote faults during post-copy.
+    pub postcopy_faults: u64,
+    /// Time the guest waited on remote faults.
+    pub postcopy_fault_wait: Nanos,
+    /// How it ended.
+    pub outcome: Option<Outcome>,
+    /// When it ended.
+    pub end: Option<Nanos>,
+}
+
+/// What a migration's own rate cap is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapKind {
+    /// One window per RTT, times the streams.
+    TcpWindow,
+    /// The Mathis loss bound, times the streams.
+    TcpLoss,
+    /// The configured `max_bandwidth`.
+    MaxBandwidth,
+    /// The intra-site LAN rate.
+    Lan,
+    /// No cap.
+    None,
+}
+
+impl Stage {
+    /// The `phase` name of the stage in the `rounds` table, if it moves data.
+    pub fn round_phase(self) -> Option<&'static str> {
+        match self {
+            Stage::PreCopyRound => Some("precopy"),
+            Stage::StopCopy => Some("stopcopy"),
+            Stage::PostCopySwitch => Some("postcopy-switch"),
+            Stage::PostCopyPush => Some("postcopy-push"),
+            Stage::Connecting | Stage::Arriving | Stage::Done => None,
+        }
+    }
+}
+
+impl CapKind {
+    /// Name used in the `bottleneck` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapKind::TcpWindow => "tcp-window",
+            CapKind::TcpLoss => "tcp-loss",
+            CapKind::MaxBandwidth => "max-bandwidth",
+            CapKind::Lan => "lan",
+            CapKind::None => "none",
+        }
+    }
+}
+
+/// One row of the `migrations` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationRow {
+    /// Migration id (order of request).
+    pub migration_id: u32,
+    /// Operation name.
+    pub operation: String,
+    /// VM name.
+    pub vm: String,
+    /// Mechanism name.
+    pub mechanism: &'static str,
+    /// Source site.
+    pub src_site: String,
+    /// Destination site.
+    pub dst_site: String,
+    /// Source host.
+    pub src_host: String,
+    /// Destination host ("" when none was found).
+    pub dst_host: String,
+    /// VM memory.
+    pub memory_bytes: u64,
+    /// Parallel streams.
+    pub streams: u32,
+    /// Round-trip time of the route.
+    pub rtt_ms: f64,
+    /// Start (request) time.
+    pub start_s: f64,
+    /// End time.
+    pub end_s: f64,
+    /// End minus start.
+    pub total_time_s: f64,
+    /// Time the VM was paused.
+    pub downtime_ms: f64,
+    /// Pre-copy rounds (round 0 included).
+    pub rounds: u32,
+    /// All bytes on the wire.
+    pub bytes_on_wire: u64,
+    /// Bytes of pre-copy rounds.
+    pub bytes_precopy: u64,
+    /// Bytes of the stop-and-copy.
+    pub bytes_stopcopy: u64,
+    /// Bytes of post-copy.
+    pub bytes_postcopy: u64,
+    /// Outcome name.
+    pub outcome: &'static str,
+    /// Whether the stop rule was met.
+    pub converged: bool,
+    /// Largest auto-converge throttle, percent.
+    pub throttle_pct_max: u32,
+    /// Remote faults in post-copy.
+    pub postcopy_faults: u64,
+    /// Total guest wait on remote faults.
+    pub postcopy_fault_wait_ms: f64,
+    /// What bounded the rate for most bytes: a link name, or tcp-window, tcp-loss, max-bandwidth, lan.
+    pub bottleneck: String,
+    /// Mean rate over the time data was moving.
+    pub mean_rate_bytes_per_s: f64,
+}
+
+/// One row of the `rounds` table: a pre-copy round, the stop-and-copy, the
+/// post-copy switch or the post-copy push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRow {
+    /// Migration id.
+    pub migration_id: u32,
+    /// VM name.
+    pub vm: String,
+    /// Round number within the migration (0 = first full copy).
+    pub round: u32,
+    /// precopy, stopcopy, postcopy-switch, postcopy-push.
+    pub phase: &'static str,
+    /// Start time.
+    pub start_s: f64,
+    /// End time.
+    pub end_s: f64,
+    /// Pages sent.
+    pub pages: u64,
+    /// Bytes on the wire.
+    pub bytes_on_wire: u64,
+    /// Mean rate.
+    pub rate_bytes_per_s: f64,
+    /// Distinct pages dirtied during the round (to send next).
+    pub dirty_pages: u64,
+    /// Auto-converge throttle in force during the round, percent.
+    pub throttle_pct: u32,
+    /// False when the round was cut short (link failure or horizon).
+    pub complete: bool,
+}

@@ -1,0 +1,165 @@
+//! What a run leaves behind: `results/<scenario>/` with Parquet tables
+//! (`migrations`, `rounds`, `links`), `manifest.json`, and `plots/` (PNG and
+//! SVG), plus the summary table printed on stdout.
+//!
+//! Results are written to a hidden sibling folder first and renamed into place
+//! only when everything is written, so a failed run never leaves a half-written
+//! results folder, and an earlier complete result is replaced only by a
+//! complete one. Column meanings are documented in `docs/results.md`.
+
+mod plots;
+mod summary;
+mod tables;
+
+pub use summary::summary;
+pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame};
+
+use crate::run::RunOutput;
+use crate::scenario::Scenario;
+use std::path::{Path, PathBuf};
+
+/// Writing results failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A file or folder could not be written.
+    #[error("{path}: cannot write")]
+    Io {
+        /// What was being written.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A table could not be built or encoded.
+    #[error("{path}: cannot write table")]
+    Table {
+        /// The table file.
+        path: String,
+        /// Why.
+        #[source]
+        source: polars::error::PolarsError,
+    },
+    /// A plot could not be drawn.
+    #[error("{path}: cannot draw plot: {message}")]
+    Plot {
+        /// The plot file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io { path: path.display().to_string(), source }
+}
+
+/// The manifest: what produced a result folder.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    /// Always `"memfabric-sim"`.
+    pub tool: &'static str,
+    /// Simulator version.
+    pub version: &'static str,
+    /// Scenario name.
+    pub scenario: String,
+    /// xxh3-128 of the scenario file's text.
+    pub scenario_hash: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Simulated time at the end of the run, seconds.
+    pub simulated_time_s: f64,
+    /// Events processed.
+    pub events_processed: u64,
+    /// Rows in each table.
+    pub rows: ManifestRows,
+    /// Files written, relative to the folder.
+    pub files: Vec<String>,
+}
+
+/// Row counts of the tables.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManifestRows {
+    /// `migrations.parquet`
+    pub migrations: usize,
+    /// `rounds.parquet`
+    pub rounds: usize,
+    /// `links.parquet`
+    pub links: usize,
+}
+
+/// Builds the manifest of a run.
+pub fn manifest(out: &RunOutput, with_plots: bool) -> Manifest {
+    let mut files: Vec<String> =
+        ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json"].iter().map(|s| s.to_string()).collect();
+    if with_plots {
+        for p in plots::PLOT_NAMES {
+            files.push(format!("plots/{p}.png"));
+            files.push(format!("plots/{p}.svg"));
+        }
+    }
+    Manifest {
+        tool: "memfabric-sim",
+        version: crate::VERSION,
+        scenario: out.scenario.clone(),
+        scenario_hash: out.scenario_hash.clone(),
+        seed: out.seed,
+        simulated_time_s: out.end_time.as_secs_f64(),
+        events_processed: out.events_processed,
+        rows: ManifestRows { migrations: out.migrations.len(), rounds: out.rounds.len(), links: out.links.len() },
+        files,
+    }
+}
+
+/// Writes all results of `out` into `dir` (replacing it atomically).
+pub fn write_results(out: &RunOutput, _scenario: &Scenario, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let leaf = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
+    let staging = parent.join(format!(".{leaf}.partial-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+    let result = write_into(out, &staging, with_plots);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    // Swap the complete staging folder into place.
+    let old = parent.join(format!(".{leaf}.old-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+    }
+    if let Err(source) = std::fs::rename(&staging, dir) {
+        // Put the previous result back.
+        if old.exists() {
+            let _ = std::fs::rename(&old, dir);
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(OutputError::Io { path: dir.display().to_string(), source });
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    Ok(())
+}
+
+fn write_into(out: &RunOutput, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+    tables::write_parquet(&mut migrations_frame(&out.migrations), &dir.join("migrations.parquet"))?;
+    tables::write_parquet(&mut rounds_frame(&out.rounds), &dir.join("rounds.parquet"))?;
+    tables::write_parquet(&mut links_frame(&out.links), &dir.join("links.parquet"))?;
+    if with_plots {
+        let plot_dir = dir.join("plots");
+        std::fs::create_dir_all(&plot_dir).map_err(io_err(&plot_dir))?;
+        plots::draw_all(out, &plot_dir)?;
+    }
+    let m = manifest(out, with_plots);
+    let path = dir.join("manifest.json");
+    let mut text = serde_json::to_string_pretty(&m).expect("manifest serializes");
+    text.push('\n');
+    std::fs::write(&path, text).map_err(io_err(&path))?;
+    Ok(())
+}

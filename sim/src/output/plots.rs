@@ -1,0 +1,206 @@
+//! Plots of a run, drawn with plotters as PNG and SVG:
+//! - `timeline`: one bar per migration, coloured by phase (pre-copy rounds,
+//!   pause, post-copy push), a cross at the end of migrations that failed;
+//! - `link_throughput`: throughput of every loaded link direction over time,
+//!   with its capacity dashed.
+//!
+//! Text is drawn with an embedded DejaVu Sans (no system fonts needed).
+
+use super::OutputError;
+use crate::run::RunOutput;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+/// File stems of the plots written.
+pub const PLOT_NAMES: [&str; 2] = ["timeline", "link_throughput"];
+
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("embedded DejaVuSans.ttf is a valid font"));
+    });
+}
+
+const SIZE: (u32, u32) = (1280, 720);
+
+/// Draws every plot into `dir`.
+pub fn draw_all(out: &RunOutput, dir: &Path) -> Result<(), OutputError> {
+    register_font();
+    for name in PLOT_NAMES {
+        let png = dir.join(format!("{name}.png"));
+        let svg = dir.join(format!("{name}.svg"));
+        let err = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: String| OutputError::Plot { path, message: e }
+        };
+        {
+            let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+            draw(name, out, &root).map_err(err(&png))?;
+            root.present().map_err(|e| e.to_string()).map_err(err(&png))?;
+        }
+        {
+            let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+            draw(name, out, &root).map_err(err(&svg))?;
+            root.present().map_err(|e| e.to_string()).map_err(err(&svg))?;
+        }
+    }
+    Ok(())
+}
+
+fn draw<DB: DrawingBackend>(name: &str, out: &RunOutput, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    match name {
+        "timeline" => timeline(out, root).map_err(|e| e.to_string()),
+        "link_throughput" => links(out, root).map_err(|e| e.to_string()),
+        _ => Err(format!("unknown plot {name}")),
+    }
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn phase_colour(phase: &str) -> RGBColor {
+    match phase {
+        "precopy" => RGBColor(66, 133, 244),
+        "stopcopy" | "postcopy-switch" => RGBColor(219, 68, 55),
+        "postcopy-push" => RGBColor(244, 160, 0),
+        _ => RGBColor(128, 128, 128),
+    }
+}
+
+fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let n = out.migrations.len().max(1);
+    let t_max = out.migrations.iter().map(|m| m.end_s).fold(0.0f64, f64::max).max(1e-3) * 1.02;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("Migration timeline: {} (seed {})", out.scenario, out.seed), ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, -0.5..n as f64 - 0.5)?;
+    // Label bars with VM names when they fit, else with migration ids.
+    let names: Vec<String> = out.migrations.iter().map(|m| m.vm.clone()).collect();
+    let label = move |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        names.get(i as usize).cloned().unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc(if n <= 40 { "VM (in order of request)" } else { "migration id" })
+        .y_labels(n.min(40))
+        .y_label_formatter(&move |y| if n <= 40 { label(y) } else { format!("{y:.0}") })
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .disable_y_mesh()
+        .draw()?;
+    let bar = |i: u32| (i as f64 - 0.4, i as f64 + 0.4);
+    // Connection set-up and gaps in grey, then each stage in its colour.
+    chart.draw_series(out.migrations.iter().map(|m| {
+        let (y0, y1) = bar(m.migration_id);
+        Rectangle::new([(m.start_s, y0 + 0.3), (m.end_s, y1 - 0.3)], RGBColor(200, 200, 200).filled())
+    }))?;
+    for (label, phase) in [("pre-copy round", "precopy"), ("VM paused", "stopcopy"), ("post-copy push", "postcopy-push")] {
+        let colour = phase_colour(phase);
+        chart
+            .draw_series(
+                out.rounds
+                    .iter()
+                    .filter(|r| r.phase == phase || (phase == "stopcopy" && r.phase == "postcopy-switch"))
+                    .map(|r| {
+                        let (y0, y1) = bar(r.migration_id);
+                        Rectangle::new([(r.start_s, y0), (r.end_s.max(r.start_s + t_max * 1e-4), y1)], colour.filled())
+                    }),
+            )?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled()));
+    }
+    let failed: Vec<_> = out.migrations.iter().filter(|m| m.outcome != "completed").collect();
+    if !failed.is_empty() {
+        chart
+            .draw_series(failed.iter().map(|m| Cross::new((m.end_s, m.migration_id as f64), 6, BLACK.stroke_width(2))))?
+            .label("did not complete")
+            .legend(|(x, y)| Cross::new((x + 7, y), 6, BLACK.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}
+
+fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    // Link directions that carried traffic, in order of first appearance.
+    let mut dirs: Vec<(String, String, String)> = Vec::new();
+    for r in &out.links {
+        let key = (r.link.clone(), r.from_site.clone(), r.to_site.clone());
+        if r.throughput_bytes_per_s > 0.0 && !dirs.contains(&key) {
+            dirs.push(key);
+        }
+    }
+    let t_end = out.end_time.as_secs_f64().max(1e-3);
+    let y_max = out
+        .links
+        .iter()
+        .filter(|r| dirs.contains(&(r.link.clone(), r.from_site.clone(), r.to_site.clone())))
+        .map(|r| r.capacity_bytes_per_s.max(r.throughput_bytes_per_s) * 8.0 / 1e9)
+        .fold(0.0f64, f64::max)
+        .max(1e-3)
+        * 1.1;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("Link throughput: {} (seed {})", out.scenario, out.seed), ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_end * 1.02, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc("throughput (Gbit/s)")
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (link, from, to)) in dirs.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let rows: Vec<_> = out.links.iter().filter(|r| &r.link == link && &r.from_site == from && &r.to_site == to).collect();
+        let step = |value: &dyn Fn(&crate::run::LinkRow) -> f64| {
+            let mut pts = Vec::with_capacity(rows.len() * 2 + 1);
+            for (j, r) in rows.iter().enumerate() {
+                if j > 0 {
+                    pts.push((r.time_s, value(rows[j - 1])));
+                }
+                pts.push((r.time_s, value(r)));
+            }
+            if let Some(last) = rows.last() {
+                pts.push((t_end, value(last)));
+            }
+            pts
+        };
+        let tput = step(&|r| r.throughput_bytes_per_s * 8.0 / 1e9);
+        let cap = step(&|r| r.capacity_bytes_per_s * 8.0 / 1e9);
+        chart
+            .draw_series(LineSeries::new(tput, colour.stroke_width(2)))?
+            .label(format!("{link} ({from}→{to})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart.draw_series(DashedLineSeries::new(cap, 6, 4, colour.stroke_width(1)))?;
+    }
+    if !dirs.is_empty() {
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    Ok(())
+}

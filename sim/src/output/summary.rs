@@ -1,0 +1,134 @@
+//! The one-screen summary printed after a run.
+//!
+//! It is plain text built only from the run's results (no wall-clock figures),
+//! so the same scenario and seed always print the same summary; the golden
+//! tests compare it with `scenarios/expected/<name>.summary.txt`.
+
+use crate::run::RunOutput;
+use std::fmt::Write;
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Migrations listed one by one when a run has at most this many.
+const MAX_LISTED: usize = 24;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// The summary table of a run.
+pub fn summary(out: &RunOutput) -> String {
+    let mut s = String::new();
+    let hash: String = out.scenario_hash.chars().take(12).collect();
+    let _ = writeln!(
+        s,
+        "memfabric {} | scenario {} | seed {} | scenario hash {}",
+        crate::VERSION,
+        out.scenario,
+        out.seed,
+        hash
+    );
+    let _ = writeln!(s, "simulated {:.3} s, {} events", out.end_time.as_secs_f64(), out.events_processed);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<22} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>7}",
+        "operation", "migr", "done", "failed", "makespan_s", "total_s_p50", "total_s_max", "down_ms_p50", "down_ms_max", "wire_GiB", "rounds"
+    );
+    let mut ops: Vec<&str> = Vec::new();
+    for m in &out.migrations {
+        if !ops.contains(&m.operation.as_str()) {
+            ops.push(&m.operation);
+        }
+    }
+    for op in ops {
+        let rows: Vec<_> = out.migrations.iter().filter(|m| m.operation == op).collect();
+        let done: Vec<_> = rows.iter().filter(|m| m.outcome == "completed").collect();
+        let start = rows.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
+        let end = rows.iter().map(|m| m.end_s).fold(0.0, f64::max);
+        let mut totals: Vec<f64> = done.iter().map(|m| m.total_time_s).collect();
+        totals.sort_by(f64::total_cmp);
+        let mut downs: Vec<f64> = done.iter().map(|m| m.downtime_ms).collect();
+        downs.sort_by(f64::total_cmp);
+        let wire: f64 = rows.iter().map(|m| m.bytes_on_wire as f64).sum::<f64>() / GIB;
+        let rounds = if done.is_empty() { 0.0 } else { done.iter().map(|m| m.rounds as f64).sum::<f64>() / done.len() as f64 };
+        let _ = writeln!(
+            s,
+            "{:<22} {:>5} {:>5} {:>6} {:>11.3} {:>11.3} {:>11.3} {:>11.1} {:>11.1} {:>9.3} {:>7.2}",
+            truncate(op, 22),
+            rows.len(),
+            done.len(),
+            rows.len() - done.len(),
+            end - start,
+            percentile(&totals, 50.0),
+            totals.last().copied().unwrap_or(0.0),
+            percentile(&downs, 50.0),
+            downs.last().copied().unwrap_or(0.0),
+            wire,
+            rounds
+        );
+    }
+    let mut outcomes: Vec<(&str, usize)> = Vec::new();
+    for m in &out.migrations {
+        match outcomes.iter_mut().find(|(o, _)| *o == m.outcome) {
+            Some((_, n)) => *n += 1,
+            None => outcomes.push((m.outcome, 1)),
+        }
+    }
+    outcomes.sort();
+    let list: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+    let _ = writeln!(s);
+    let _ = writeln!(s, "outcomes: {}", if list.is_empty() { "no migrations".to_string() } else { list.join(", ") });
+    if !out.migrations.is_empty() && out.migrations.len() <= MAX_LISTED {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<16} {:<13} {:<20} {:>9} {:>10} {:>6} {:>9} {:>5} {}",
+            "vm", "mechanism", "outcome", "total_s", "down_ms", "rounds", "wire_GiB", "thr%", "bottleneck"
+        );
+        for m in &out.migrations {
+            let _ = writeln!(
+                s,
+                "{:<16} {:<13} {:<20} {:>9.3} {:>10.1} {:>6} {:>9.3} {:>5} {}",
+                truncate(&m.vm, 16),
+                m.mechanism,
+                m.outcome,
+                m.total_time_s,
+                m.downtime_ms,
+                m.rounds,
+                m.bytes_on_wire as f64 / GIB,
+                m.throttle_pct_max,
+                m.bottleneck
+            );
+        }
+    }
+    s
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), 2.0);
+        assert_eq!(percentile(&v, 99.0), 4.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+}

@@ -1,0 +1,763 @@
+//! The simulator: runs a [`Scenario`] to completion and returns its tables.
+//!
+//! One [`Sim`] owns the event queue, the network, the VMs' placement and every
+//! migration. Events are few and plain ([`Event`]); the network is one actor
+//! whose next flow completion is kept as a single queued wake-up (stale
+//! wake-ups carry an old version and are ignored). After every event, the
+//! network re-solves only what changed ([`Network::settle`]).
+
+use crate::engine::{EventQueue, RngStreams, SimTime};
+use crate::fabric::{HostId, LinkDir, LinkId, VmId};
+use crate::mechanism::{CapKind, Migration, MigrationId, MigrationRow, RoundRow, Stage};
+use crate::network::{tcp, FlowId, FlowTotals, Network};
+use crate::ops::{self, FabricView, MigrationRequest, Operation};
+use crate::scenario::{Destination, DirtySampling, Scenario};
+use crate::workload::{pages_of, DirtyModel};
+use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
+use memfabric_migration::record::{Mechanism, Outcome};
+use memfabric_migration::state::MigrationPhase;
+use memfabric_migration::units::{BytesPerSecond, Nanos};
+use memfabric_migration::{PAGE_SIZE_BYTES, RAW_PAGE_WIRE_BYTES};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// One row of the `links` table: the load of one link direction from `time_s`
+/// until its next row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRow {
+    /// When the load took this value.
+    pub time_s: f64,
+    /// Link name.
+    pub link: String,
+    /// Site the traffic leaves.
+    pub from_site: String,
+    /// Site the traffic enters.
+    pub to_site: String,
+    /// Capacity of this direction.
+    pub capacity_bytes_per_s: f64,
+    /// Sum of flow rates.
+    pub throughput_bytes_per_s: f64,
+    /// Throughput / capacity (0 when the capacity is 0).
+    pub utilisation: f64,
+    /// Flows crossing it.
+    pub flows: u32,
+}
+
+/// Everything a run produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Hash of the scenario text.
+    pub scenario_hash: String,
+    /// One row per migration.
+    pub migrations: Vec<MigrationRow>,
+    /// One row per round or stage.
+    pub rounds: Vec<RoundRow>,
+    /// Link loads over time.
+    pub links: Vec<LinkRow>,
+    /// Events processed.
+    pub events_processed: u64,
+    /// Network solves.
+    pub flow_solves: u64,
+    /// Simulated time at the end of the run.
+    pub end_time: Nanos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Device state arrived: the VM resumes at the destination in post-copy.
+    Resume,
+    /// The last bytes arrived: the migration is complete.
+    Finish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    OpStart(usize),
+    Begin(MigrationId),
+    NetworkWake(u64),
+    Arrived(MigrationId, Arrival),
+    LinkCapacity(LinkId, f64),
+    LinkDown(LinkId),
+    LinkUp(LinkId),
+}
+
+struct Sim<'a> {
+    sc: &'a Scenario,
+    q: EventQueue<Event>,
+    net: Network,
+    dirty_models: Vec<DirtyModel>,
+    vm_pages: Vec<u64>,
+    vm_rng: Vec<ChaCha8Rng>,
+    vm_host: Vec<HostId>,
+    vm_unavailable: Vec<bool>,
+    host_ram_used: Vec<u64>,
+    ops: Vec<Box<dyn Operation>>,
+    migs: Vec<Migration>,
+    link_bytes: Vec<Vec<(usize, f64)>>,
+    flow_owner: BTreeMap<FlowId, MigrationId>,
+    link_down: Vec<bool>,
+    link_nominal: Vec<f64>,
+    wake_version: u64,
+    wake_at: Option<SimTime>,
+    rounds: Vec<RoundRow>,
+}
+
+/// Runs `scenario` (with `seed` instead of the scenario's seed, if given).
+pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
+    let seed = seed.unwrap_or(scenario.seed);
+    let streams = RngStreams::new(seed);
+    let fabric = &scenario.fabric;
+    let mut capacities = vec![0.0; fabric.resource_count()];
+    for (i, l) in fabric.links.iter().enumerate() {
+        capacities[2 * i] = l.bandwidth.0;
+        capacities[2 * i + 1] = l.bandwidth.0;
+    }
+    let mut host_ram_used = vec![0u64; fabric.hosts.len()];
+    for vm in &scenario.vms {
+        host_ram_used[vm.host.index()] += vm.memory.0;
+    }
+    let mut sim = Sim {
+        sc: scenario,
+        q: EventQueue::new(),
+        net: Network::new(capacities),
+        dirty_models: scenario.vms.iter().map(|v| DirtyModel::new(&v.workload, pages_of(v.memory.0))).collect(),
+        vm_pages: scenario.vms.iter().map(|v| pages_of(v.memory.0)).collect(),
+        vm_rng: scenario.vms.iter().map(|v| streams.stream(&format!("vm/{}", v.name))).collect(),
+        vm_host: scenario.vms.iter().map(|v| v.host).collect(),
+        vm_unavailable: vec![false; scenario.vms.len()],
+        host_ram_used,
+        ops: scenario.operations.iter().map(ops::build).collect(),
+        migs: Vec::new(),
+        link_bytes: Vec::new(),
+        flow_owner: BTreeMap::new(),
+        link_down: vec![false; fabric.links.len()],
+        link_nominal: fabric.links.iter().map(|l| l.bandwidth.0).collect(),
+        wake_version: 0,
+        wake_at: None,
+        rounds: Vec::new(),
+    };
+    // Schedule link events first, so a link change and a migration at the same
+    // instant see the link already changed.
+    for (i, l) in fabric.links.iter().enumerate() {
+        for c in &l.capacity_changes {
+            sim.q.schedule_at(c.at, Event::LinkCapacity(LinkId(i as u32), c.bandwidth.0)).expect("time 0");
+        }
+        for o in &l.outages {
+            sim.q.schedule_at(o.at, Event::LinkDown(LinkId(i as u32))).expect("time 0");
+            sim.q.schedule_at(Nanos(o.at.0.saturating_add(o.duration.0)), Event::LinkUp(LinkId(i as u32))).expect("time 0");
+        }
+    }
+    for (i, op) in scenario.operations.iter().enumerate() {
+        let at = match op {
+            crate::scenario::OperationSpec::Migrate { at, .. } | crate::scenario::OperationSpec::Evacuate { at, .. } => *at,
+        };
+        sim.q.schedule_at(at, Event::OpStart(i)).expect("time 0");
+    }
+    sim.main_loop();
+    sim.finish_run(seed)
+}
+
+impl Sim<'_> {
+    fn now(&self) -> SimTime {
+        self.q.now()
+    }
+
+    fn main_loop(&mut self) {
+        while let Some(t) = self.q.peek_time() {
+            if t > self.sc.horizon {
+                break;
+            }
+            let (_, ev) = self.q.pop().expect("peeked");
+            match ev {
+                Event::OpStart(i) => {
+                    let view = FabricView { scenario: self.sc, vm_host: &self.vm_host, vm_unavailable: &self.vm_unavailable };
+                    let reqs = self.ops[i].start(view);
+                    self.submit(i, reqs);
+                }
+                Event::Begin(m) => self.begin(m),
+                Event::NetworkWake(v) => {
+                    if v == self.wake_version {
+                        self.wake_at = None;
+                        self.complete_due_flows();
+                    }
+                }
+                Event::Arrived(m, kind) => self.arrived(m, kind),
+                Event::LinkCapacity(l, bw) => {
+                    self.link_nominal[l.index()] = bw;
+                    if !self.link_down[l.index()] {
+                        self.set_link_capacity(l, bw);
+                    }
+                }
+                Event::LinkDown(l) => self.link_down(l),
+                Event::LinkUp(l) => {
+                    self.link_down[l.index()] = false;
+                    self.set_link_capacity(l, self.link_nominal[l.index()]);
+                }
+            }
+            self.settle_network();
+        }
+    }
+
+    fn set_link_capacity(&mut self, l: LinkId, bw: f64) {
+        self.net.set_capacity(2 * l.index(), bw);
+        self.net.set_capacity(2 * l.index() + 1, bw);
+    }
+
+    fn settle_network(&mut self) {
+        let now = self.now();
+        self.net.settle(now);
+        let next = self.net.next_completion().map(|(t, _)| t.max(now));
+        if next != self.wake_at {
+            self.wake_version += 1;
+            self.wake_at = next;
+            if let Some(t) = next {
+                self.q.schedule_at(t, Event::NetworkWake(self.wake_version)).expect("not in the past");
+            }
+        }
+    }
+
+    fn complete_due_flows(&mut self) {
+        let now = self.now();
+        while let Some((t, id)) = self.net.next_completion() {
+            if t > now {
+                break;
+            }
+            let totals = self.net.remove_flow(now, id).expect("active flow");
+            let m = self.flow_owner.remove(&id).expect("every flow has an owner");
+            self.migs[m.0 as usize].flow = None;
+            self.account(m, &totals);
+            self.flow_done(m, totals.sent);
+        }
+    }
+
+    fn account(&mut self, m: MigrationId, totals: &FlowTotals) {
+        let mig = &mut self.migs[m.0 as usize];
+        match mig.stage {
+            Stage::PreCopyRound => mig.bytes_precopy += totals.sent,
+            Stage::StopCopy | Stage::PostCopySwitch => mig.bytes_stopcopy += totals.sent,
+            Stage::PostCopyPush => mig.bytes_postcopy += totals.sent,
+            Stage::Connecting | Stage::Arriving | Stage::Done => {}
+        }
+        mig.bytes_cap_limited += totals.sent_cap_limited;
+        let lb = &mut self.link_bytes[m.0 as usize];
+        for &(r, b) in &totals.sent_by_link {
+            match lb.iter_mut().find(|(x, _)| *x == r) {
+                Some((_, acc)) => *acc += b,
+                None => lb.push((r, b)),
+            }
+        }
+    }
+
+    fn submit(&mut self, op: usize, requests: Vec<MigrationRequest>) {
+        // A worklist, because a request that fails at once lets the
+        // operation ask for another.
+        let mut work: Vec<(usize, MigrationRequest)> = requests.into_iter().rev().map(|r| (op, r)).collect();
+        while let Some((op, req)) = work.pop() {
+            if let Some((vm, outcome)) = self.start_migration(op, req) {
+                let view = FabricView { scenario: self.sc, vm_host: &self.vm_host, vm_unavailable: &self.vm_unavailable };
+                let more = self.ops[op].on_migration_end(view, vm, outcome);
+                work.extend(more.into_iter().rev().map(|r| (op, r)));
+            }
+        }
+    }
+
+    fn pick_destination(&self, vm: VmId, to: Destination) -> Option<HostId> {
+        let v = &self.sc.vms[vm.index()];
+        let fits = |h: HostId| {
+            let host = &self.sc.fabric.hosts[h.index()];
+            h != self.vm_host[vm.index()] && self.host_ram_used[h.index()] + v.memory.0 <= host.ram.0 && v.vcpus <= host.cores
+        };
+        match to {
+            Destination::Host(h) => fits(h).then_some(h),
+            Destination::Site(s) => self.sc.fabric.sites[s.index()]
+                .hosts
+                .iter()
+                .copied()
+                .filter(|h| fits(*h))
+                // Most free RAM first; lowest id on ties.
+                .min_by_key(|h| (std::cmp::Reverse(self.sc.fabric.hosts[h.index()].ram.0 - self.host_ram_used[h.index()]), *h)),
+        }
+    }
+
+    /// Starts a migration; returns `Some` if it ended at once (no capacity,
+    /// VM unavailable, link down).
+    fn start_migration(&mut self, op: usize, req: MigrationRequest) -> Option<(VmId, Outcome)> {
+        let now = self.now();
+        let vm = req.vm;
+        if self.vm_unavailable[vm.index()] {
+            // Already moving or lost: refused without a record, so that the
+            // operation can move on.
+            return Some((vm, Outcome::NoCapacity));
+        }
+        let src = self.vm_host[vm.index()];
+        let dst = self.pick_destination(vm, req.to);
+        let src_site = self.sc.fabric.hosts[src.index()].site;
+        let dst_site = match (dst, req.to) {
+            (Some(h), _) | (None, Destination::Host(h)) => self.sc.fabric.hosts[h.index()].site,
+            (None, Destination::Site(s)) => s,
+        };
+        let route = self.sc.fabric.route(src_site, dst_site).cloned().expect("routes checked when loading");
+        let settings = req.settings;
+        let cap = if route.hops.is_empty() {
+            (self.sc.lan_bandwidth.0, CapKind::Lan)
+        } else {
+            let (per_stream, limit) = tcp::stream_cap(route.rtt(), route.loss, settings.tcp_window, settings.mss);
+            let total = per_stream.0 * settings.streams as f64;
+            let kind = match limit {
+                tcp::TcpLimit::Window => CapKind::TcpWindow,
+                tcp::TcpLimit::Loss => CapKind::TcpLoss,
+                tcp::TcpLimit::None => CapKind::None,
+            };
+            match settings.max_bandwidth {
+                Some(BytesPerSecond(mb)) if mb < total => (mb, CapKind::MaxBandwidth),
+                _ => (total, kind),
+            }
+        };
+        let id = MigrationId(self.migs.len() as u32);
+        let mut mig = Migration {
+            id,
+            operation: op,
+            vm,
+            src,
+            dst: dst.unwrap_or(src),
+            route,
+            settings,
+            cap,
+            phase: MigrationPhase::Setup,
+            stage: Stage::Connecting,
+            flow: None,
+            start: now,
+            stage_start: now,
+            stage_pages: 0,
+            rounds: 0,
+            postcopy_pending: 0,
+            throttle: Default::default(),
+            throttle_pct_max: 0,
+            paused_at: None,
+            resumed_at: None,
+            converged: false,
+            bytes_precopy: 0.0,
+            bytes_stopcopy: 0.0,
+            bytes_postcopy: 0.0,
+            bytes_cap_limited: 0.0,
+            postcopy_faults: 0,
+            postcopy_fault_wait: Nanos(0),
+            outcome: None,
+            end: None,
+        };
+        let failure = if dst.is_none() {
+            Some(Outcome::NoCapacity)
+        } else if mig.route.hops.iter().any(|h| self.link_down[h.link.index()]) {
+            Some(Outcome::AbortedLinkFailure)
+        } else {
+            None
+        };
+        if let Some(outcome) = failure {
+            mig.phase = MigrationPhase::Failed;
+            mig.stage = Stage::Done;
+            mig.outcome = Some(outcome);
+            mig.end = Some(now);
+            self.migs.push(mig);
+            self.link_bytes.push(Vec::new());
+            return Some((vm, outcome));
+        }
+        self.vm_unavailable[vm.index()] = true;
+        self.host_ram_used[mig.dst.index()] += self.sc.vms[vm.index()].memory.0;
+        // Connection setup: one round trip (TCP handshake).
+        self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
+        self.migs.push(mig);
+        self.link_bytes.push(Vec::new());
+        None
+    }
+
+    fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, extra_bytes: u64) {
+        let now = self.now();
+        let mig = &mut self.migs[m.0 as usize];
+        mig.stage = stage;
+        mig.stage_start = now;
+        mig.stage_pages = pages;
+        let bytes = pages as f64 * RAW_PAGE_WIRE_BYTES as f64 + extra_bytes as f64;
+        let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
+        let id = self.net.add_flow(now, resources, mig.cap.0, bytes);
+        mig.flow = Some(id);
+        self.flow_owner.insert(id, m);
+    }
+
+    fn transition(&mut self, m: MigrationId, to: MigrationPhase) {
+        let mig = &mut self.migs[m.0 as usize];
+        mig.phase = mig.phase.transition(to).unwrap_or_else(|e| panic!("migration {}: {e}", m.0));
+    }
+
+    fn begin(&mut self, m: MigrationId) {
+        if self.migs[m.0 as usize].outcome.is_some() {
+            return; // failed while connecting
+        }
+        let mig = &self.migs[m.0 as usize];
+        let pages = self.vm_pages[mig.vm.index()];
+        let state = self.sc.vms[mig.vm.index()].device_state.0;
+        match mig.settings.mechanism {
+            Mechanism::PreCopy | Mechanism::Hybrid => {
+                self.transition(m, MigrationPhase::PreCopy);
+                self.start_flow(m, Stage::PreCopyRound, pages, 0);
+            }
+            Mechanism::StopAndCopy => {
+                self.transition(m, MigrationPhase::StopAndCopy);
+                self.migs[m.0 as usize].paused_at = Some(self.now());
+                self.migs[m.0 as usize].converged = true;
+                self.start_flow(m, Stage::StopCopy, pages, state);
+            }
+            Mechanism::PostCopy => {
+                self.transition(m, MigrationPhase::StopAndCopy);
+                let mig = &mut self.migs[m.0 as usize];
+                mig.paused_at = Some(self.q.now());
+                mig.converged = true;
+                mig.postcopy_pending = pages;
+                self.start_flow(m, Stage::PostCopySwitch, 0, state);
+            }
+        }
+    }
+
+    fn draw_dirty(&mut self, vm: VmId, run_secs: f64, sampling: DirtySampling) -> u64 {
+        let model = &self.dirty_models[vm.index()];
+        match sampling {
+            DirtySampling::Expected => model.expected_dirty_pages(run_secs).round() as u64,
+            DirtySampling::Binomial => model.sample_dirty_pages(run_secs, &mut self.vm_rng[vm.index()]),
+        }
+    }
+
+    fn push_round(&mut self, m: MigrationId, round: u32, phase: &'static str, sent: f64, dirty: u64, throttle: u32) {
+        let now = self.now();
+        self.push_round_row(m, now, round, phase, sent, dirty, throttle, true);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_round_row(
+        &mut self,
+        m: MigrationId,
+        now: SimTime,
+        round: u32,
+        phase: &'static str,
+        sent: f64,
+        dirty: u64,
+        throttle: u32,
+        complete: bool,
+    ) {
+        let mig = &self.migs[m.0 as usize];
+        let secs = (now.0 - mig.stage_start.0) as f64 / 1e9;
+        self.rounds.push(RoundRow {
+            migration_id: m.0,
+            vm: self.sc.vms[mig.vm.index()].name.clone(),
+            round,
+            phase,
+            start_s: mig.stage_start.as_secs_f64(),
+            end_s: now.as_secs_f64(),
+            pages: mig.stage_pages,
+            bytes_on_wire: sent.round() as u64,
+            rate_bytes_per_s: if secs > 0.0 { sent / secs } else { 0.0 },
+            dirty_pages: dirty,
+            throttle_pct: throttle,
+            complete,
+        });
+    }
+
+    fn flow_done(&mut self, m: MigrationId, sent: f64) {
+        let now = self.now();
+        let stage = self.migs[m.0 as usize].stage;
+        match stage {
+            Stage::PreCopyRound => self.precopy_round_done(m, sent),
+            Stage::StopCopy => {
+                let r = self.migs[m.0 as usize].rounds;
+                self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.0 as usize].throttle.throttle_pct());
+                let mig = &mut self.migs[m.0 as usize];
+                mig.stage = Stage::Arriving;
+                self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
+            }
+            Stage::PostCopySwitch => {
+                let r = self.migs[m.0 as usize].rounds;
+                self.push_round(m, r, "postcopy-switch", sent, 0, 0);
+                let mig = &mut self.migs[m.0 as usize];
+                mig.stage = Stage::Arriving;
+                self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Resume));
+            }
+            Stage::PostCopyPush => {
+                let mig = &self.migs[m.0 as usize];
+                let (vm, pending, rtt) = (mig.vm, mig.postcopy_pending, mig.route.rtt());
+                let push_secs = (now.0 - mig.stage_start.0) as f64 / 1e9;
+                let memory_pages = self.vm_pages[vm.index()];
+                let model = &self.dirty_models[vm.index()];
+                let faults = match mig.settings.dirty_sampling {
+                    DirtySampling::Expected => model.expected_postcopy_faults(pending, memory_pages, push_secs).round() as u64,
+                    DirtySampling::Binomial => {
+                        model.sample_postcopy_faults(pending, memory_pages, push_secs, &mut self.vm_rng[vm.index()])
+                    }
+                };
+                let rate = if push_secs > 0.0 { sent / push_secs } else { f64::INFINITY };
+                let per_fault = rtt.as_secs_f64() + RAW_PAGE_WIRE_BYTES as f64 / rate;
+                let r = mig.rounds + 1;
+                let mig = &mut self.migs[m.0 as usize];
+                mig.postcopy_faults = faults;
+                mig.postcopy_fault_wait = Nanos::from_secs_ceil(faults as f64 * per_fault);
+                self.push_round(m, r, "postcopy-push", sent, 0, 0);
+                let mig = &mut self.migs[m.0 as usize];
+                mig.stage = Stage::Arriving;
+                self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
+            }
+            Stage::Connecting | Stage::Arriving | Stage::Done => unreachable!("no flow in stage {stage:?}"),
+        }
+    }
+
+    fn precopy_round_done(&mut self, m: MigrationId, sent: f64) {
+        let now = self.now();
+        let mig = &self.migs[m.0 as usize];
+        let vm = mig.vm;
+        let secs = (now.0 - mig.stage_start.0) as f64 / 1e9;
+        let auto = mig.settings.auto_converge;
+        let run_fraction = if auto { mig.throttle.run_fraction() } else { 1.0 };
+        let throttle_during = mig.throttle.throttle_pct();
+        let sampling = mig.settings.dirty_sampling;
+        let round = mig.rounds;
+        let dirty = self.draw_dirty(vm, secs * run_fraction, sampling);
+        self.push_round(m, round, "precopy", sent, dirty, throttle_during);
+        let mig = &mut self.migs[m.0 as usize];
+        mig.rounds += 1;
+        if auto {
+            let pct = mig.throttle.on_round(dirty * PAGE_SIZE_BYTES, sent.round() as u64);
+            mig.throttle_pct_max = mig.throttle_pct_max.max(pct);
+        }
+        let rate = if secs > 0.0 { sent / secs } else { f64::INFINITY };
+        let state = self.sc.vms[vm.index()].device_state.0;
+        if mig.settings.mechanism == Mechanism::Hybrid {
+            mig.converged = true;
+            self.switch_to_postcopy(m, dirty, state);
+            return;
+        }
+        let ctx = PrecopyContext {
+            rounds_completed: mig.rounds,
+            remaining_bytes: dirty * RAW_PAGE_WIRE_BYTES,
+            measured_rate: BytesPerSecond(rate),
+        };
+        match precopy_decision(&ctx, &mig.settings.precopy) {
+            PrecopyDecision::Continue => self.start_flow(m, Stage::PreCopyRound, dirty, 0),
+            PrecopyDecision::StopAndCopy => {
+                mig.converged = true;
+                self.stop_and_copy(m, dirty, state);
+            }
+            PrecopyDecision::NotConverged(NonConvergence::ForceStop) => self.stop_and_copy(m, dirty, state),
+            PrecopyDecision::NotConverged(NonConvergence::PostCopy) => self.switch_to_postcopy(m, dirty, state),
+            PrecopyDecision::NotConverged(NonConvergence::Abort) => {
+                self.transition(m, MigrationPhase::Failed);
+                self.end_migration(m, Outcome::NotConverged);
+            }
+        }
+    }
+
+    fn stop_and_copy(&mut self, m: MigrationId, pages: u64, state: u64) {
+        self.transition(m, MigrationPhase::StopAndCopy);
+        self.migs[m.0 as usize].paused_at = Some(self.now());
+        self.start_flow(m, Stage::StopCopy, pages, state);
+    }
+
+    fn switch_to_postcopy(&mut self, m: MigrationId, pending: u64, state: u64) {
+        self.transition(m, MigrationPhase::StopAndCopy);
+        let now = self.now();
+        let mig = &mut self.migs[m.0 as usize];
+        mig.paused_at = Some(now);
+        mig.postcopy_pending = pending;
+        self.start_flow(m, Stage::PostCopySwitch, 0, state);
+    }
+
+    fn arrived(&mut self, m: MigrationId, kind: Arrival) {
+        if self.migs[m.0 as usize].outcome.is_some() {
+            return;
+        }
+        let now = self.now();
+        match kind {
+            Arrival::Resume => {
+                self.transition(m, MigrationPhase::PostCopy);
+                let mig = &mut self.migs[m.0 as usize];
+                mig.resumed_at = Some(now);
+                // The VM now runs at the destination.
+                self.vm_host[mig.vm.index()] = mig.dst;
+                let pending = mig.postcopy_pending;
+                self.start_flow(m, Stage::PostCopyPush, pending, 0);
+            }
+            Arrival::Finish => {
+                let mig = &mut self.migs[m.0 as usize];
+                if mig.phase == MigrationPhase::StopAndCopy {
+                    mig.resumed_at = Some(now);
+                }
+                self.transition(m, MigrationPhase::Completed);
+                self.end_migration(m, Outcome::Completed);
+            }
+        }
+    }
+
+    /// Records the end, updates placement and capacity, and tells the operation.
+    fn end_migration(&mut self, m: MigrationId, outcome: Outcome) {
+        let now = self.now();
+        let mig = &mut self.migs[m.0 as usize];
+        mig.outcome = Some(outcome);
+        mig.end = Some(now);
+        mig.stage = Stage::Done;
+        let (vm, src, dst, op) = (mig.vm, mig.src, mig.dst, mig.operation);
+        let mem = self.sc.vms[vm.index()].memory.0;
+        match outcome {
+            Outcome::Completed => {
+                self.host_ram_used[src.index()] -= mem;
+                self.vm_host[vm.index()] = dst;
+                self.vm_unavailable[vm.index()] = false;
+            }
+            Outcome::Lost => {
+                self.host_ram_used[src.index()] -= mem;
+                self.host_ram_used[dst.index()] -= mem;
+                // A lost VM stays unavailable.
+            }
+            _ => {
+                self.host_ram_used[dst.index()] -= mem;
+                self.vm_host[vm.index()] = src;
+                self.vm_unavailable[vm.index()] = false;
+            }
+        }
+        let view = FabricView { scenario: self.sc, vm_host: &self.vm_host, vm_unavailable: &self.vm_unavailable };
+        let reqs = self.ops[op].on_migration_end(view, vm, outcome);
+        self.submit(op, reqs);
+    }
+
+    /// Removes a migration's flow before it finished, recording the partial stage.
+    fn cut_flow(&mut self, m: MigrationId, at: SimTime) {
+        let Some(flow) = self.migs[m.0 as usize].flow.take() else { return };
+        let totals = self.net.remove_flow(at, flow).expect("active flow");
+        self.flow_owner.remove(&flow);
+        self.account(m, &totals);
+        let mig = &self.migs[m.0 as usize];
+        if let Some(phase) = mig.stage.round_phase() {
+            let round = if mig.stage == Stage::PostCopyPush { mig.rounds + 1 } else { mig.rounds };
+            let throttle = mig.throttle.throttle_pct();
+            self.push_round_row(m, at, round, phase, totals.sent, 0, throttle, false);
+        }
+    }
+
+    fn link_down(&mut self, l: LinkId) {
+        self.link_down[l.index()] = true;
+        self.set_link_capacity(l, 0.0);
+        let now = self.now();
+        let hit: Vec<MigrationId> = self
+            .migs
+            .iter()
+            .filter(|m| m.outcome.is_none() && m.stage != Stage::Arriving && m.route.hops.iter().any(|h| h.link == l))
+            .map(|m| m.id)
+            .collect();
+        for m in hit {
+            self.cut_flow(m, now);
+            let mig = &mut self.migs[m.0 as usize];
+            let outcome = if mig.phase == MigrationPhase::PostCopy {
+                Outcome::Lost
+            } else {
+                if mig.paused_at.is_some() {
+                    mig.resumed_at = Some(now); // resumes at the source
+                }
+                Outcome::AbortedLinkFailure
+            };
+            self.transition(m, MigrationPhase::Failed);
+            self.end_migration(m, outcome);
+        }
+    }
+
+    fn finish_run(mut self, seed: u64) -> RunOutput {
+        let horizon = self.sc.horizon;
+        let end_time = self.now();
+        // Anything still running at the horizon is unfinished.
+        let open: Vec<MigrationId> = self.migs.iter().filter(|m| m.outcome.is_none()).map(|m| m.id).collect();
+        for m in open {
+            self.cut_flow(m, horizon.max(end_time));
+            let mig = &mut self.migs[m.0 as usize];
+            mig.outcome = Some(Outcome::Unfinished);
+            mig.end = Some(horizon);
+        }
+        let fabric = &self.sc.fabric;
+        let migrations = self
+            .migs
+            .iter()
+            .map(|mig| {
+                let vm = &self.sc.vms[mig.vm.index()];
+                let end = mig.end.expect("all ended");
+                let downtime = match (mig.paused_at, mig.resumed_at) {
+                    (Some(p), Some(r)) => r.0 - p.0,
+                    (Some(p), None) => end.0.saturating_sub(p.0),
+                    _ => 0,
+                };
+                let bytes = mig.bytes_precopy + mig.bytes_stopcopy + mig.bytes_postcopy;
+                let mut best = (mig.cap.1.as_str().to_string(), mig.bytes_cap_limited);
+                for &(r, b) in &self.link_bytes[mig.id.0 as usize] {
+                    if b > best.1 {
+                        best = (fabric.links[LinkDir::from_resource(r).link.index()].name.clone(), b);
+                    }
+                }
+                let outcome = mig.outcome.expect("set");
+                let moving_secs = (end.0 - mig.start.0) as f64 / 1e9;
+                MigrationRow {
+                    migration_id: mig.id.0,
+                    operation: self.sc.operations[mig.operation].name().to_string(),
+                    vm: vm.name.clone(),
+                    mechanism: mig.settings.mechanism.as_str(),
+                    src_site: fabric.sites[fabric.hosts[mig.src.index()].site.index()].name.clone(),
+                    dst_site: fabric.sites[fabric.hosts[mig.dst.index()].site.index()].name.clone(),
+                    src_host: fabric.hosts[mig.src.index()].name.clone(),
+                    dst_host: if outcome == Outcome::NoCapacity { String::new() } else { fabric.hosts[mig.dst.index()].name.clone() },
+                    memory_bytes: vm.memory.0,
+                    streams: mig.settings.streams,
+                    rtt_ms: mig.route.rtt().as_millis_f64(),
+                    start_s: mig.start.as_secs_f64(),
+                    end_s: end.as_secs_f64(),
+                    total_time_s: moving_secs,
+                    downtime_ms: downtime as f64 / 1e6,
+                    rounds: mig.rounds,
+                    bytes_on_wire: bytes.round() as u64,
+                    bytes_precopy: mig.bytes_precopy.round() as u64,
+                    bytes_stopcopy: mig.bytes_stopcopy.round() as u64,
+                    bytes_postcopy: mig.bytes_postcopy.round() as u64,
+                    outcome: outcome.as_str(),
+                    converged: mig.converged,
+                    throttle_pct_max: mig.throttle_pct_max,
+                    postcopy_faults: mig.postcopy_faults,
+                    postcopy_fault_wait_ms: mig.postcopy_fault_wait.as_millis_f64(),
+                    bottleneck: if bytes > 0.0 { best.0 } else { String::new() },
+                    mean_rate_bytes_per_s: if moving_secs > 0.0 { bytes / moving_secs } else { 0.0 },
+                }
+            })
+            .collect();
+        let links = self
+            .net
+            .samples()
+            .iter()
+            .map(|s| {
+                let (link, from_site, to_site) = fabric.link_dir_label(LinkDir::from_resource(s.resource));
+                LinkRow {
+                    time_s: s.time.as_secs_f64(),
+                    link,
+                    from_site,
+                    to_site,
+                    capacity_bytes_per_s: s.capacity,
+                    throughput_bytes_per_s: s.throughput,
+                    utilisation: if s.capacity > 0.0 { s.throughput / s.capacity } else { 0.0 },
+                    flows: s.flows,
+                }
+            })
+            .collect();
+        RunOutput {
+            scenario: self.sc.name.clone(),
+            seed,
+            scenario_hash: self.sc.source_hash.clone(),
+            migrations,
+            rounds: self.rounds,
+            links,
+            events_processed: self.q.events_processed(),
+            flow_solves: self.net.solves(),
+            end_time,
+        }
+    }
+}

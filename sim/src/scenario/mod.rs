@@ -1,0 +1,761 @@
+//! Scenario files: loading, defaults, and every check that must pass before a
+//! simulation runs.
+//!
+//! [`load`] reads a TOML file ([`schema`] is its exact shape), rejects unknown
+//! keys and malformed values with the file, line, column and field, resolves
+//! names into typed ids, applies archetype and built-in defaults, and checks
+//! meaning (a VM bigger than its host, a route that does not exist, zero
+//! bandwidth, …). Nothing is simulated and nothing is written unless all of
+//! it passes.
+
+pub mod schema;
+
+use crate::fabric::{CapacityChange, Fabric, Host, HostId, Link, LinkId, Outage, Site, SiteId, VmId};
+use crate::workload::{archetype, ContentMix, Popularity, WorkloadSpec};
+use memfabric_migration::precopy::{NonConvergence, PrecopyConfig, DEFAULT_DOWNTIME_LIMIT, DEFAULT_MAX_ROUNDS};
+use memfabric_migration::record::Mechanism;
+use memfabric_migration::units::{Bytes, BytesPerSecond, Fraction, Nanos};
+use schema::*;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+pub use schema::{DirtySampling, EvacuationOrder};
+
+/// Seed used when a scenario names none.
+pub const DEFAULT_SEED: u64 = 1;
+/// Simulated time after which a run stops when the scenario names no horizon.
+pub const DEFAULT_HORIZON: Nanos = Nanos::from_secs(24 * 3600);
+/// Rate of a migration between hosts of one site: a 10 Gbit/s LAN, a common
+/// data-center host uplink.
+pub const DEFAULT_LAN_BANDWIDTH: BytesPerSecond = BytesPerSecond(1.25e9);
+/// vCPU and device state sent in the final stop-and-copy. QEMU's non-RAM
+/// state (vCPU registers, APIC, virtio queues, device config) is typically
+/// hundreds of KiB to a few MiB; 1 MiB is a middle value (reasoned, not measured).
+pub const DEFAULT_DEVICE_STATE: Bytes = Bytes(1 << 20);
+/// Virtual CPUs of a VM that names none.
+pub const DEFAULT_VCPUS: u32 = 2;
+/// Idle power of a host that names none: a two-socket server (reasoned).
+pub const DEFAULT_IDLE_WATTS: f64 = 100.0;
+/// Peak power of a host that names none (reasoned).
+pub const DEFAULT_PEAK_WATTS: f64 = 300.0;
+/// Default parallel streams per migration: QEMU migrates over one TCP
+/// connection unless multifd is enabled.
+pub const DEFAULT_STREAMS: u32 = 1;
+
+/// A scenario could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read scenario")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is malformed or means something impossible.
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted path of the offending field, e.g. `vms[2].memory`.
+        field: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// Resolved settings of one migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationSettings {
+    /// How memory moves.
+    pub mechanism: Mechanism,
+    /// The stop rule's parameters.
+    pub precopy: PrecopyConfig,
+    /// QEMU-style auto-converge throttling.
+    pub auto_converge: bool,
+    /// Parallel TCP streams.
+    pub streams: u32,
+    /// Per-migration rate limit.
+    pub max_bandwidth: Option<BytesPerSecond>,
+    /// Effective TCP window per stream.
+    pub tcp_window: Bytes,
+    /// TCP maximum segment size.
+    pub mss: Bytes,
+    /// How dirty-page counts are drawn.
+    pub dirty_sampling: DirtySampling,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings {
+            mechanism: Mechanism::PreCopy,
+            precopy: PrecopyConfig {
+                downtime_limit: DEFAULT_DOWNTIME_LIMIT,
+                max_rounds: DEFAULT_MAX_ROUNDS,
+                on_non_convergence: NonConvergence::Abort,
+            },
+            auto_converge: false,
+            streams: DEFAULT_STREAMS,
+            max_bandwidth: None,
+            tcp_window: crate::network::tcp::DEFAULT_TCP_WINDOW,
+            mss: crate::network::tcp::DEFAULT_MSS,
+            dirty_sampling: DirtySampling::Binomial,
+        }
+    }
+}
+
+/// A virtual machine.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// Name.
+    pub name: String,
+    /// Host it starts on.
+    pub host: HostId,
+    /// Memory size.
+    pub memory: Bytes,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// vCPU/device state sent during the pause.
+    pub device_state: Bytes,
+    /// Image it was booted from.
+    pub image: Option<String>,
+    /// Workload parameters.
+    pub workload: WorkloadSpec,
+}
+
+/// Where a migration goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Any host with room at the site.
+    Site(SiteId),
+    /// This host.
+    Host(HostId),
+}
+
+/// A fabric operation.
+#[derive(Debug, Clone)]
+pub enum OperationSpec {
+    /// Move one VM at a given time.
+    Migrate {
+        /// Name in results.
+        name: String,
+        /// The VM.
+        vm: VmId,
+        /// Where to.
+        to: Destination,
+        /// When.
+        at: Nanos,
+        /// How.
+        settings: MigrationSettings,
+    },
+    /// Move every VM of a site to another site.
+    Evacuate {
+        /// Name in results.
+        name: String,
+        /// Site to empty.
+        from: SiteId,
+        /// Destination site.
+        to: SiteId,
+        /// When.
+        at: Nanos,
+        /// Migrations in flight at once.
+        max_concurrent: Option<u32>,
+        /// Order of VMs.
+        order: EvacuationOrder,
+        /// How.
+        settings: MigrationSettings,
+    },
+}
+
+impl OperationSpec {
+    /// The operation's name.
+    pub fn name(&self) -> &str {
+        match self {
+            OperationSpec::Migrate { name, .. } | OperationSpec::Evacuate { name, .. } => name,
+        }
+    }
+}
+
+/// A checked, resolved scenario, ready to simulate.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Stop time.
+    pub horizon: Nanos,
+    /// Intra-site migration rate.
+    pub lan_bandwidth: BytesPerSecond,
+    /// Sites, hosts, links, routes.
+    pub fabric: Fabric,
+    /// VMs by [`VmId`].
+    pub vms: Vec<Vm>,
+    /// Operations in file order (migrations first, then evacuations).
+    pub operations: Vec<OperationSpec>,
+    /// xxh3-128 of the scenario text, hex.
+    pub source_hash: String,
+}
+
+/// Reads and checks a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Checks a scenario given as text; `label` names it in errors.
+pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
+    let ctx = Ctx { text, label };
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, String::new()))?;
+    let file: ScenarioFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        ctx.toml_error(e.inner(), if path == "." { String::new() } else { path })
+    })?;
+    let mut scenario = Builder { ctx, file: &file }.build()?;
+    scenario.source_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
+    Ok(scenario)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    label: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = self.line_col(span.start);
+        ScenarioError::Invalid {
+            path: self.label.to_string(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error, field: String) -> ScenarioError {
+        let span = e.span().unwrap_or(0..0);
+        let field = if field.is_empty() { "toml syntax".to_string() } else { field };
+        self.error(span, field, e.message().trim().to_string())
+    }
+}
+
+fn sp<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+struct Builder<'a> {
+    ctx: Ctx<'a>,
+    file: &'a ScenarioFile,
+}
+
+type Res<T> = Result<T, ScenarioError>;
+
+fn expand_names(name: &str, count: Option<u32>) -> Vec<String> {
+    match count {
+        None => vec![name.to_string()],
+        Some(n) => (0..n).map(|i| format!("{name}-{i}")).collect(),
+    }
+}
+
+impl Builder<'_> {
+    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+        self.ctx.error(span, field, message)
+    }
+
+    fn build(&self) -> Res<Scenario> {
+        let f = self.file;
+        let name = f.scenario.name.get_ref().trim().to_string();
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(self.err(
+                sp(&f.scenario.name),
+                "scenario.name",
+                "must be a non-empty name without '/' or a leading '.' (it names the results folder)",
+            ));
+        }
+        let horizon = f.scenario.horizon.as_ref().map_or(DEFAULT_HORIZON, |h| *h.get_ref());
+        if horizon.0 == 0 {
+            return Err(self.err(sp(f.scenario.horizon.as_ref().unwrap()), "scenario.horizon", "must be positive"));
+        }
+        let lan_bandwidth = match &f.scenario.lan_bandwidth {
+            Some(b) if b.get_ref().0 <= 0.0 => {
+                return Err(self.err(sp(b), "scenario.lan_bandwidth", "must be positive, e.g. \"10Gbit/s\""))
+            }
+            Some(b) => *b.get_ref(),
+            None => DEFAULT_LAN_BANDWIDTH,
+        };
+        let defaults = self.settings(&MigrationSettings::default(), &f.defaults, "defaults")?;
+        let fabric = self.fabric(horizon)?;
+        let vms = self.vms(&fabric)?;
+        let operations = self.operations(&fabric, &vms, &defaults)?;
+        Ok(Scenario {
+            name,
+            description: f.scenario.description.clone(),
+            seed: f.scenario.seed.unwrap_or(DEFAULT_SEED),
+            horizon,
+            lan_bandwidth,
+            fabric,
+            vms,
+            operations,
+            source_hash: String::new(),
+        })
+    }
+
+    fn settings(&self, base: &MigrationSettings, s: &MigrationSettingsFile, at: &str) -> Res<MigrationSettings> {
+        let mut out = base.clone();
+        if let Some(m) = s.mechanism {
+            out.mechanism = m;
+        }
+        if let Some(d) = &s.downtime_limit {
+            if d.get_ref().0 == 0 {
+                return Err(self.err(sp(d), format!("{at}.downtime_limit"), "must be positive, e.g. \"300ms\""));
+            }
+            out.precopy.downtime_limit = *d.get_ref();
+        }
+        if let Some(r) = &s.max_rounds {
+            if *r.get_ref() == 0 {
+                return Err(self.err(sp(r), format!("{at}.max_rounds"), "must be at least 1 (round 0 is the full copy)"));
+            }
+            out.precopy.max_rounds = *r.get_ref();
+        }
+        if let Some(n) = s.on_non_convergence {
+            out.precopy.on_non_convergence = n;
+        }
+        if let Some(a) = s.auto_converge {
+            out.auto_converge = a;
+        }
+        if let Some(n) = &s.streams {
+            if *n.get_ref() == 0 || *n.get_ref() > 256 {
+                return Err(self.err(sp(n), format!("{at}.streams"), "must be between 1 and 256"));
+            }
+            out.streams = *n.get_ref();
+        }
+        if let Some(b) = &s.max_bandwidth {
+            if b.get_ref().0 <= 0.0 {
+                return Err(self.err(sp(b), format!("{at}.max_bandwidth"), "must be positive; leave it out for no limit"));
+            }
+            out.max_bandwidth = Some(*b.get_ref());
+        }
+        if let Some(w) = &s.tcp_window {
+            if w.get_ref().0 == 0 {
+                return Err(self.err(sp(w), format!("{at}.tcp_window"), "must be positive, e.g. \"4MiB\""));
+            }
+            out.tcp_window = *w.get_ref();
+        }
+        if let Some(m) = &s.mss {
+            if m.get_ref().0 < 64 || m.get_ref().0 > 65_535 {
+                return Err(self.err(sp(m), format!("{at}.mss"), "must be between 64B and 65535B, e.g. \"1448B\""));
+            }
+            out.mss = *m.get_ref();
+        }
+        if let Some(d) = s.dirty_sampling {
+            out.dirty_sampling = d;
+        }
+        Ok(out)
+    }
+
+    fn fabric(&self, horizon: Nanos) -> Res<Fabric> {
+        let f = self.file;
+        let mut sites = Vec::new();
+        let mut hosts = Vec::new();
+        let mut site_ids: BTreeMap<&str, SiteId> = BTreeMap::new();
+        let mut host_names: BTreeMap<String, ()> = BTreeMap::new();
+        if f.sites.is_empty() {
+            return Err(self.err(0..0, "sites", "a scenario needs at least one [[sites]] entry"));
+        }
+        for (si, s) in f.sites.iter().enumerate() {
+            let field = format!("sites[{si}]");
+            let sname = s.name.get_ref().as_str();
+            if sname.is_empty() {
+                return Err(self.err(sp(&s.name), format!("{field}.name"), "must not be empty"));
+            }
+            let id = SiteId(sites.len() as u32);
+            if site_ids.insert(sname, id).is_some() {
+                return Err(self.err(sp(&s.name), format!("{field}.name"), format!("site {sname:?} is defined twice")));
+            }
+            let mut site = Site { name: sname.to_string(), hosts: Vec::new() };
+            for (hi, h) in s.hosts.iter().enumerate() {
+                let hf = format!("{field}.hosts[{hi}]");
+                if *h.cores.get_ref() == 0 {
+                    return Err(self.err(sp(&h.cores), format!("{hf}.cores"), "must be at least 1"));
+                }
+                if h.ram.get_ref().0 == 0 {
+                    return Err(self.err(sp(&h.ram), format!("{hf}.ram"), "must be positive, e.g. \"256GiB\""));
+                }
+                if let Some(c) = &h.count {
+                    if *c.get_ref() == 0 {
+                        return Err(self.err(sp(c), format!("{hf}.count"), "must be at least 1"));
+                    }
+                }
+                let idle = h.idle_watts.as_ref().map_or(DEFAULT_IDLE_WATTS, |w| *w.get_ref());
+                let peak = h.peak_watts.as_ref().map_or(DEFAULT_PEAK_WATTS.max(idle), |w| *w.get_ref());
+                if !(idle.is_finite() && idle >= 0.0 && peak.is_finite() && peak >= idle) {
+                    let span = h.peak_watts.as_ref().or(h.idle_watts.as_ref()).map_or(sp(&h.name), sp);
+                    return Err(self.err(span, format!("{hf}.peak_watts"), "watts must satisfy 0 <= idle_watts <= peak_watts"));
+                }
+                for name in expand_names(h.name.get_ref(), h.count.as_ref().map(|c| *c.get_ref())) {
+                    if host_names.insert(name.clone(), ()).is_some() {
+                        return Err(self.err(sp(&h.name), format!("{hf}.name"), format!("host {name:?} is defined twice")));
+                    }
+                    site.hosts.push(HostId(hosts.len() as u32));
+                    hosts.push(Host {
+                        name,
+                        site: id,
+                        cores: *h.cores.get_ref(),
+                        ram: *h.ram.get_ref(),
+                        idle_watts: idle,
+                        peak_watts: peak,
+                    });
+                }
+            }
+            sites.push(site);
+        }
+        let mut links = Vec::new();
+        let mut link_names: BTreeMap<&str, LinkId> = BTreeMap::new();
+        for (li, l) in f.links.iter().enumerate() {
+            let field = format!("links[{li}]");
+            let lname = l.name.get_ref().as_str();
+            if link_names.insert(lname, LinkId(li as u32)).is_some() {
+                return Err(self.err(sp(&l.name), format!("{field}.name"), format!("link {lname:?} is defined twice")));
+            }
+            let [a, b] = l.between.get_ref();
+            let lookup = |n: &str| {
+                site_ids.get(n).copied().ok_or_else(|| {
+                    self.err(sp(&l.between), format!("{field}.between"), format!("unknown site {n:?}; sites are {:?}", site_ids.keys().collect::<Vec<_>>()))
+                })
+            };
+            let (a, b) = (lookup(a)?, lookup(b)?);
+            if a == b {
+                return Err(self.err(sp(&l.between), format!("{field}.between"), "a link must join two different sites"));
+            }
+            if l.bandwidth.get_ref().0 <= 0.0 {
+                return Err(self.err(sp(&l.bandwidth), format!("{field}.bandwidth"), "must be positive, e.g. \"10Gbit/s\" (model a dead link with [[links.outages]])"));
+            }
+            let loss = l.loss.as_ref().map_or(Fraction(0.0), |x| *x.get_ref());
+            if loss.0 >= 1.0 {
+                return Err(self.err(sp(l.loss.as_ref().unwrap()), format!("{field}.loss"), "must be below 100%"));
+            }
+            let mut changes = Vec::new();
+            for (ci, c) in l.capacity_changes.iter().enumerate() {
+                if c.bandwidth.get_ref().0 <= 0.0 {
+                    return Err(self.err(sp(&c.bandwidth), format!("{field}.capacity_changes[{ci}].bandwidth"), "must be positive; model a dead link with [[links.outages]]"));
+                }
+                if *c.at.get_ref() > horizon {
+                    return Err(self.err(sp(&c.at), format!("{field}.capacity_changes[{ci}].at"), format!("is after the scenario horizon ({horizon})")));
+                }
+                changes.push(CapacityChange { at: *c.at.get_ref(), bandwidth: *c.bandwidth.get_ref() });
+            }
+            changes.sort_by_key(|c| c.at);
+            let mut outages: Vec<Outage> = Vec::new();
+            for (oi, o) in l.outages.iter().enumerate() {
+                if o.duration.get_ref().0 == 0 {
+                    return Err(self.err(sp(&o.duration), format!("{field}.outages[{oi}].duration"), "must be positive"));
+                }
+                outages.push(Outage { at: *o.at.get_ref(), duration: *o.duration.get_ref() });
+            }
+            outages.sort_by_key(|o| o.at);
+            for (i, w) in outages.windows(2).enumerate() {
+                if w[0].at.0 + w[0].duration.0 > w[1].at.0 {
+                    return Err(self.err(sp(&l.outages[i + 1].at), format!("{field}.outages"), "outages of one link must not overlap"));
+                }
+            }
+            links.push(Link {
+                name: lname.to_string(),
+                a,
+                b,
+                bandwidth: *l.bandwidth.get_ref(),
+                latency: *l.latency.get_ref(),
+                loss,
+                capacity_changes: changes,
+                outages,
+            });
+        }
+        Ok(Fabric::new(sites, hosts, links))
+    }
+
+    fn workload(&self, v: &VmFile, field: &str) -> Res<WorkloadSpec> {
+        let name = v.archetype.get_ref();
+        let mut w = archetype::lookup(name).ok_or_else(|| {
+            self.err(sp(&v.archetype), format!("{field}.archetype"), format!("unknown archetype {name:?}; expected one of {:?}", archetype::NAMES))
+        })?;
+        let o = &v.workload;
+        let wf = format!("{field}.workload");
+        if let Some(r) = &o.page_write_rate {
+            w.page_write_rate = r.get_ref().0;
+        }
+        if let Some(x) = &o.working_set {
+            w.working_set = *x.get_ref();
+        }
+        let set = |dst: &mut Fraction, src: &Option<Spanned<Fraction>>| {
+            if let Some(x) = src {
+                *dst = *x.get_ref();
+            }
+        };
+        set(&mut w.content.zero, &o.zero);
+        set(&mut w.content.shared_image, &o.shared_image);
+        set(&mut w.content.duplicate, &o.duplicate);
+        set(&mut w.content.unique_compressed_mean, &o.unique_compressed_mean);
+        set(&mut w.redirty_change, &o.redirty_change);
+        set(&mut w.redirty_unchanged, &o.redirty_unchanged);
+        if let Some(sd) = &o.unique_compressed_sd {
+            if !(sd.get_ref().is_finite() && *sd.get_ref() >= 0.0 && *sd.get_ref() <= 0.5) {
+                return Err(self.err(sp(sd), format!("{wf}.unique_compressed_sd"), "must be between 0 and 0.5"));
+            }
+            w.content.unique_compressed_sd = *sd.get_ref();
+        }
+        let c: ContentMix = w.content;
+        if c.zero.0 + c.shared_image.0 + c.duplicate.0 > 1.0 + 1e-9 {
+            let span = o.zero.as_ref().or(o.shared_image.as_ref()).or(o.duplicate.as_ref()).map_or(sp(&v.archetype), sp);
+            return Err(self.err(span, wf, format!(
+                "zero ({}) + shared_image ({}) + duplicate ({}) exceed 100% of memory",
+                c.zero, c.shared_image, c.duplicate
+            )));
+        }
+        let pop_name = o.popularity.as_ref().map(|p| p.get_ref().as_str());
+        match pop_name {
+            None => {}
+            Some("uniform") => w.popularity = Popularity::Uniform,
+            Some("hot-cold") => {
+                if !matches!(w.popularity, Popularity::HotCold { .. }) {
+                    w.popularity = Popularity::HotCold { hot_set: Fraction(0.2), hot_write_share: Fraction(0.8) };
+                }
+            }
+            Some("zipf") => {
+                if !matches!(w.popularity, Popularity::Zipf { .. }) {
+                    w.popularity = Popularity::Zipf { exponent: archetype::YCSB_ZIPF_EXPONENT };
+                }
+            }
+            Some(other) => {
+                return Err(self.err(sp(o.popularity.as_ref().unwrap()), format!("{wf}.popularity"), format!("unknown popularity {other:?}; expected \"uniform\", \"hot-cold\" or \"zipf\"")))
+            }
+        }
+        match &mut w.popularity {
+            Popularity::HotCold { hot_set, hot_write_share } => {
+                set(hot_set, &o.hot_set);
+                set(hot_write_share, &o.hot_write_share);
+                if let Some(z) = &o.zipf_exponent {
+                    return Err(self.err(sp(z), format!("{wf}.zipf_exponent"), "only applies with popularity = \"zipf\""));
+                }
+            }
+            Popularity::Zipf { exponent } => {
+                if let Some(z) = &o.zipf_exponent {
+                    let v = *z.get_ref();
+                    if !(v.is_finite() && v > 0.0 && v <= 5.0) {
+                        return Err(self.err(sp(z), format!("{wf}.zipf_exponent"), "must be in (0, 5]"));
+                    }
+                    *exponent = v;
+                }
+                if let Some(h) = o.hot_set.as_ref().or(o.hot_write_share.as_ref()) {
+                    return Err(self.err(sp(h), wf, "hot_set and hot_write_share only apply with popularity = \"hot-cold\""));
+                }
+            }
+            Popularity::Uniform => {
+                if let Some(h) = o.hot_set.as_ref().or(o.hot_write_share.as_ref()) {
+                    return Err(self.err(sp(h), wf, "hot_set and hot_write_share only apply with popularity = \"hot-cold\""));
+                }
+                if let Some(z) = &o.zipf_exponent {
+                    return Err(self.err(sp(z), format!("{wf}.zipf_exponent"), "only applies with popularity = \"zipf\""));
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    fn vms(&self, fabric: &Fabric) -> Res<Vec<Vm>> {
+        let mut vms: Vec<Vm> = Vec::new();
+        let mut names: BTreeMap<String, ()> = BTreeMap::new();
+        let mut used_ram: Vec<u64> = vec![0; fabric.hosts.len()];
+        let host_by_name: BTreeMap<&str, HostId> =
+            fabric.hosts.iter().enumerate().map(|(i, h)| (h.name.as_str(), HostId(i as u32))).collect();
+        let site_by_name: BTreeMap<&str, SiteId> =
+            fabric.sites.iter().enumerate().map(|(i, s)| (s.name.as_str(), SiteId(i as u32))).collect();
+        for (vi, v) in self.file.vms.iter().enumerate() {
+            let field = format!("vms[{vi}]");
+            let workload = self.workload(v, &field)?;
+            let arch = v.archetype.get_ref();
+            let memory = match &v.memory {
+                Some(m) if m.get_ref().0 == 0 => {
+                    return Err(self.err(sp(m), format!("{field}.memory"), "must be positive, e.g. \"8GiB\""))
+                }
+                Some(m) => *m.get_ref(),
+                None => Bytes(archetype::default_memory_gib(arch).expect("archetype checked") << 30),
+            };
+            let vcpus = match &v.vcpus {
+                Some(c) if *c.get_ref() == 0 => return Err(self.err(sp(c), format!("{field}.vcpus"), "must be at least 1")),
+                Some(c) => *c.get_ref(),
+                None => DEFAULT_VCPUS,
+            };
+            let device_state = v.device_state.as_ref().map_or(DEFAULT_DEVICE_STATE, |d| *d.get_ref());
+            if let Some(c) = &v.count {
+                if *c.get_ref() == 0 {
+                    return Err(self.err(sp(c), format!("{field}.count"), "must be at least 1"));
+                }
+            }
+            let candidates: Vec<HostId> = match (&v.host, &v.site) {
+                (Some(h), None) => vec![*host_by_name.get(h.get_ref().as_str()).ok_or_else(|| {
+                    self.err(sp(h), format!("{field}.host"), format!("unknown host {:?}", h.get_ref()))
+                })?],
+                (None, Some(s)) => {
+                    let id = site_by_name.get(s.get_ref().as_str()).ok_or_else(|| {
+                        self.err(sp(s), format!("{field}.site"), format!("unknown site {:?}", s.get_ref()))
+                    })?;
+                    fabric.sites[id.index()].hosts.clone()
+                }
+                _ => return Err(self.err(sp(&v.name), field, "give exactly one of `host` or `site`")),
+            };
+            let place_span = v.host.as_ref().or(v.site.as_ref()).map_or(sp(&v.name), sp);
+            for name in expand_names(v.name.get_ref(), v.count.as_ref().map(|c| *c.get_ref())) {
+                if names.insert(name.clone(), ()).is_some() {
+                    return Err(self.err(sp(&v.name), format!("{field}.name"), format!("VM {name:?} is defined twice")));
+                }
+                // First fit among the candidate hosts.
+                let fits = |h: &HostId| {
+                    let host = &fabric.hosts[h.index()];
+                    used_ram[h.index()] + memory.0 <= host.ram.0 && vcpus <= host.cores
+                };
+                let Some(host) = candidates.iter().copied().find(fits) else {
+                    let biggest = candidates.iter().map(|h| fabric.hosts[h.index()].ram).max().unwrap_or_default();
+                    let msg = if candidates.is_empty() {
+                        "the site has no hosts".to_string()
+                    } else if memory > biggest {
+                        format!("VM {name:?} needs {memory} of memory, more than its host's RAM ({biggest})")
+                    } else if candidates.iter().all(|h| vcpus > fabric.hosts[h.index()].cores) {
+                        format!("VM {name:?} has {vcpus} vCPUs, more than its host's cores")
+                    } else {
+                        format!("no room for VM {name:?} ({memory}): the hosts' RAM is already taken by earlier VMs")
+                    };
+                    let span = if memory > biggest { v.memory.as_ref().map_or(place_span.clone(), sp) } else { place_span.clone() };
+                    return Err(self.err(span, format!("{field}.memory"), msg));
+                };
+                used_ram[host.index()] += memory.0;
+                vms.push(Vm {
+                    name,
+                    host,
+                    memory,
+                    vcpus,
+                    device_state,
+                    image: v.image.clone(),
+                    workload: workload.clone(),
+                });
+            }
+        }
+        Ok(vms)
+    }
+
+    fn operations(&self, fabric: &Fabric, vms: &[Vm], defaults: &MigrationSettings) -> Res<Vec<OperationSpec>> {
+        let vm_by_name: BTreeMap<&str, VmId> = vms.iter().enumerate().map(|(i, v)| (v.name.as_str(), VmId(i as u32))).collect();
+        let site_by_name: BTreeMap<&str, SiteId> =
+            fabric.sites.iter().enumerate().map(|(i, s)| (s.name.as_str(), SiteId(i as u32))).collect();
+        let host_by_name: BTreeMap<&str, HostId> =
+            fabric.hosts.iter().enumerate().map(|(i, h)| (h.name.as_str(), HostId(i as u32))).collect();
+        let mut ops = Vec::new();
+        let mut op_names: BTreeMap<String, ()> = BTreeMap::new();
+        for (mi, m) in self.file.migrations.iter().enumerate() {
+            let field = format!("migrations[{mi}]");
+            let vm = *vm_by_name.get(m.vm.get_ref().as_str()).ok_or_else(|| {
+                self.err(sp(&m.vm), format!("{field}.vm"), format!("unknown VM {:?}", m.vm.get_ref()))
+            })?;
+            let src_host = vms[vm.index()].host;
+            let src_site = fabric.hosts[src_host.index()].site;
+            let target = m.to.get_ref().as_str();
+            let to = if let Some(s) = site_by_name.get(target) {
+                Destination::Site(*s)
+            } else if let Some(h) = host_by_name.get(target) {
+                if *h == src_host {
+                    return Err(self.err(sp(&m.to), format!("{field}.to"), format!("VM {:?} already runs on host {target:?}", m.vm.get_ref())));
+                }
+                let host = &fabric.hosts[h.index()];
+                if host.ram < vms[vm.index()].memory {
+                    return Err(self.err(sp(&m.to), format!("{field}.to"), format!("host {target:?} ({}) is smaller than VM {:?} ({})", host.ram, m.vm.get_ref(), vms[vm.index()].memory)));
+                }
+                Destination::Host(*h)
+            } else {
+                return Err(self.err(sp(&m.to), format!("{field}.to"), format!("{target:?} is neither a site nor a host")));
+            };
+            let dst_site = match to {
+                Destination::Site(s) => s,
+                Destination::Host(h) => fabric.hosts[h.index()].site,
+            };
+            if fabric.route(src_site, dst_site).is_none() {
+                return Err(self.err(sp(&m.to), format!("{field}.to"), format!(
+                    "no route from site {:?} to site {:?}: no chain of [[links]] joins them",
+                    fabric.sites[src_site.index()].name, fabric.sites[dst_site.index()].name
+                )));
+            }
+            let settings = self.settings(defaults, &m.settings, &format!("{field}.settings"))?;
+            let name = format!("migrate-{}", m.vm.get_ref());
+            let name = unique_name(&mut op_names, name);
+            ops.push(OperationSpec::Migrate { name, vm, to, at: m.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()), settings });
+        }
+        for (ei, e) in self.file.evacuations.iter().enumerate() {
+            let field = format!("evacuations[{ei}]");
+            let site = |s: &Spanned<String>, key: &str| {
+                site_by_name.get(s.get_ref().as_str()).copied().ok_or_else(|| {
+                    self.err(sp(s), format!("{field}.{key}"), format!("unknown site {:?}", s.get_ref()))
+                })
+            };
+            let from = site(&e.from, "from")?;
+            let to = site(&e.to, "to")?;
+            if from == to {
+                return Err(self.err(sp(&e.to), format!("{field}.to"), "must differ from `from`"));
+            }
+            if fabric.route(from, to).is_none() {
+                return Err(self.err(sp(&e.to), format!("{field}.to"), format!(
+                    "no route from site {:?} to site {:?}: no chain of [[links]] joins them",
+                    e.from.get_ref(), e.to.get_ref()
+                )));
+            }
+            if let Some(c) = &e.max_concurrent {
+                if *c.get_ref() == 0 {
+                    return Err(self.err(sp(c), format!("{field}.max_concurrent"), "must be at least 1; leave it out for no limit"));
+                }
+            }
+            let settings = self.settings(defaults, &e.settings, &format!("{field}.settings"))?;
+            let name = e.name.as_ref().map_or_else(|| format!("evacuate-{}", e.from.get_ref()), |n| n.get_ref().clone());
+            let name = unique_name(&mut op_names, name);
+            ops.push(OperationSpec::Evacuate {
+                name,
+                from,
+                to,
+                at: e.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()),
+                max_concurrent: e.max_concurrent.as_ref().map(|c| *c.get_ref()),
+                order: e.order,
+                settings,
+            });
+        }
+        Ok(ops)
+    }
+}
+
+fn unique_name(used: &mut BTreeMap<String, ()>, name: String) -> String {
+    let mut candidate = name.clone();
+    let mut i = 2;
+    while used.contains_key(&candidate) {
+        candidate = format!("{name}#{i}");
+        i += 1;
+    }
+    used.insert(candidate.clone(), ());
+    candidate
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! The scenario file format, as written (TOML, strict: unknown keys are errors).
+//!
+//! These structs mirror the file one to one; [`super::load`] resolves names,
+//! applies archetype defaults and checks meaning. The reference with an example
+//! of every key is `docs/scenario.md`.
+
+use memfabric_migration::precopy::NonConvergence;
+use memfabric_migration::record::Mechanism;
+use memfabric_migration::units::{Bytes, BytesPerSecond, Fraction, Nanos};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Identity and run settings.
+    pub scenario: ScenarioSection,
+    /// Defaults for every migration.
+    #[serde(default)]
+    pub defaults: MigrationSettingsFile,
+    /// Sites with their hosts.
+    #[serde(default)]
+    pub sites: Vec<SiteFile>,
+    /// WAN links.
+    #[serde(default)]
+    pub links: Vec<LinkFile>,
+    /// Virtual machines.
+    #[serde(default)]
+    pub vms: Vec<VmFile>,
+    /// Explicitly scheduled migrations.
+    #[serde(default)]
+    pub migrations: Vec<MigrationFile>,
+    /// Site evacuations.
+    #[serde(default)]
+    pub evacuations: Vec<EvacuationFile>,
+}
+
+/// `[scenario]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    /// Name; also the default results folder.
+    pub name: Spanned<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random draw.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Simulated time after which the run stops.
+    #[serde(default)]
+    pub horizon: Option<Spanned<Nanos>>,
+    /// Rate of a migration between two hosts of the same site.
+    #[serde(default)]
+    pub lan_bandwidth: Option<Spanned<BytesPerSecond>>,
+}
+
+/// How a re-dirtied page count is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirtySampling {
+    /// Binomial draws per popularity class (default).
+    Binomial,
+    /// The expected value, no randomness (for analytical comparisons).
+    Expected,
+}
+
+/// Migration settings; every field is optional and overrides the level above
+/// (built-in defaults ← `[defaults]` ← an operation's `settings`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSettingsFile {
+    /// pre-copy, post-copy, hybrid or stop-and-copy.
+    pub mechanism: Option<Mechanism>,
+    /// Pre-copy downtime limit.
+    pub downtime_limit: Option<Spanned<Nanos>>,
+    /// Bound on pre-copy rounds.
+    pub max_rounds: Option<Spanned<u32>>,
+    /// abort, force-stop or post-copy.
+    pub on_non_convergence: Option<NonConvergence>,
+    /// Enable QEMU-style auto-converge throttling.
+    pub auto_converge: Option<bool>,
+    /// Parallel TCP streams (QEMU multifd channels).
+    pub streams: Option<Spanned<u32>>,
+    /// Per-migration bandwidth limit (QEMU `max-bandwidth`).
+    pub max_bandwidth: Option<Spanned<BytesPerSecond>>,
+    /// Effective TCP window per stream.
+    pub tcp_window: Option<Spanned<Bytes>>,
+    /// TCP maximum segment size.
+    pub mss: Option<Spanned<Bytes>>,
+    /// binomial or expected.
+    pub dirty_sampling: Option<DirtySampling>,
+}
+
+/// `[[sites]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// Unique site name.
+    pub name: Spanned<String>,
+    /// Host groups.
+    #[serde(default)]
+    pub hosts: Vec<HostFile>,
+}
+
+/// `[[sites.hosts]]`: one host, or `count` identical ones named `name-0`, `name-1`, ….
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    /// Host name (or prefix when `count` > 1).
+    pub name: Spanned<String>,
+    /// How many identical hosts.
+    #[serde(default)]
+    pub count: Option<Spanned<u32>>,
+    /// Physical cores.
+    pub cores: Spanned<u32>,
+    /// Memory.
+    pub ram: Spanned<Bytes>,
+    /// Idle power draw, watts.
+    #[serde(default)]
+    pub idle_watts: Option<Spanned<f64>>,
+    /// Full-load power draw, watts.
+    #[serde(default)]
+    pub peak_watts: Option<Spanned<f64>>,
+}
+
+/// `[[links]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFile {
+    /// Unique link name.
+    pub name: Spanned<String>,
+    /// The two sites it joins.
+    pub between: Spanned<[String; 2]>,
+    /// Capacity of each direction.
+    pub bandwidth: Spanned<BytesPerSecond>,
+    /// One-way latency.
+    pub latency: Spanned<Nanos>,
+    /// Packet loss probability.
+    #[serde(default)]
+    pub loss: Option<Spanned<Fraction>>,
+    /// Scheduled capacity changes.
+    #[serde(default)]
+    pub capacity_changes: Vec<CapacityChangeFile>,
+    /// Scheduled outages.
+    #[serde(default)]
+    pub outages: Vec<OutageFile>,
+}
+
+/// `[[links.capacity_changes]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityChangeFile {
+    /// When.
+    pub at: Spanned<Nanos>,
+    /// New capacity of each direction.
+    pub bandwidth: Spanned<BytesPerSecond>,
+}
+
+/// `[[links.outages]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageFile {
+    /// Start.
+    pub at: Spanned<Nanos>,
+    /// Length.
+    pub duration: Spanned<Nanos>,
+}
+
+/// `[[vms]]`: one VM, or `count` identical ones named `name-0`, ….
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmFile {
+    /// VM name (or prefix when `count` > 1).
+    pub name: Spanned<String>,
+    /// How many identical VMs.
+    #[serde(default)]
+    pub count: Option<Spanned<u32>>,
+    /// The host it starts on.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Or the site it starts on (placed first-fit on its hosts).
+    #[serde(default)]
+    pub site: Option<Spanned<String>>,
+    /// Workload archetype.
+    pub archetype: Spanned<String>,
+    /// Memory (default: the archetype's).
+    #[serde(default)]
+    pub memory: Option<Spanned<Bytes>>,
+    /// Virtual CPUs.
+    #[serde(default)]
+    pub vcpus: Option<Spanned<u32>>,
+    /// vCPU and device state sent in the stop-and-copy.
+    #[serde(default)]
+    pub device_state: Option<Spanned<Bytes>>,
+    /// Image it was booted from (same-image VMs share content).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Overrides of the archetype's parameters.
+    #[serde(default)]
+    pub workload: WorkloadFile,
+}
+
+/// Page write rate: `"5000pages/s"` or a byte rate such as `"20MB/s"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageRate(pub f64);
+
+impl<'de> Deserialize<'de> for PageRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(num) = s.trim().strip_suffix("pages/s") {
+            let v: f64 = num
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("invalid page rate {s:?}; expected e.g. \"5000pages/s\" or \"20MB/s\"")))?;
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(serde::de::Error::custom(format!("invalid page rate {s:?}: must be a non-negative number")));
+            }
+            Ok(PageRate(v))
+        } else {
+            let r = BytesPerSecond::parse(&s).map_err(serde::de::Error::custom)?;
+            Ok(PageRate(r.0 / memfabric_migration::PAGE_SIZE_BYTES as f64))
+        }
+    }
+}
+
+/// `[vms.workload]`: overrides of an archetype.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFile {
+    /// Page writes per second.
+    pub page_write_rate: Option<Spanned<PageRate>>,
+    /// Fraction of memory ever written.
+    pub working_set: Option<Spanned<Fraction>>,
+    /// uniform, hot-cold or zipf.
+    pub popularity: Option<Spanned<String>>,
+    /// Hot fraction of the working set (hot-cold).
+    pub hot_set: Option<Spanned<Fraction>>,
+    /// Share of writes to hot pages (hot-cold).
+    pub hot_write_share: Option<Spanned<Fraction>>,
+    /// Zipf exponent (zipf).
+    pub zipf_exponent: Option<Spanned<f64>>,
+    /// Zero pages.
+    pub zero: Option<Spanned<Fraction>>,
+    /// Pages shared with same-image VMs.
+    pub shared_image: Option<Spanned<Fraction>>,
+    /// Pages duplicated within the VM.
+    pub duplicate: Option<Spanned<Fraction>>,
+    /// Mean compressed size of unique pages.
+    pub unique_compressed_mean: Option<Spanned<Fraction>>,
+    /// Standard deviation of that size fraction.
+    pub unique_compressed_sd: Option<Spanned<f64>>,
+    /// Mean fraction of bytes a re-write changes.
+    pub redirty_change: Option<Spanned<Fraction>>,
+    /// Fraction of writes that leave a page unchanged.
+    pub redirty_unchanged: Option<Spanned<Fraction>>,
+}
+
+/// `[[migrations]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationFile {
+    /// The VM to move.
+    pub vm: Spanned<String>,
+    /// Destination site or host.
+    pub to: Spanned<String>,
+    /// Start time.
+    #[serde(default)]
+    pub at: Option<Spanned<Nanos>>,
+    /// Overrides of the defaults.
+    #[serde(default)]
+    pub settings: MigrationSettingsFile,
+}
+
+/// Order in which an evacuation moves VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvacuationOrder {
+    /// Scenario order.
+    #[default]
+    Declared,
+    /// Largest memory first (ties: scenario order).
+    LargestFirst,
+    /// Smallest memory first (ties: scenario order).
+    SmallestFirst,
+}
+
+/// `[[evacuations]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvacuationFile {
+    /// Name in results (default `evacuate-<from>`).
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// Site to empty.
+    pub from: Spanned<String>,
+    /// Site to move to.
+    pub to: Spanned<String>,
+    /// Start time.
+    #[serde(default)]
+    pub at: Option<Spanned<Nanos>>,
+    /// Migrations in flight at once (default: unbounded).
+    #[serde(default)]
+    pub max_concurrent: Option<Spanned<u32>>,
+    /// Order of VMs.
+    #[serde(default)]
+    pub order: EvacuationOrder,
+    /// Overrides of the defaults.
+    #[serde(default)]
+    pub settings: MigrationSettingsFile,
+}

@@ -1,0 +1,219 @@
+//! VM memory workloads: what a VM's memory holds and how it is dirtied.
+//!
+//! **Dirtying is a set of distinct pages over time**, not a byte rate. A VM
+//! writes pages at `page_write_rate` (writes per second, re-writes included);
+//! writes fall on its writable working set with a popularity law. The law is
+//! represented as *popularity classes*: `n_c` pages, each written as a Poisson
+//! process of rate `λ_c`. The number of distinct pages dirtied in a window of
+//! length `T` is then
+//!
+//! ```text
+//! D(T) = Σ_c n_c · (1 − exp(−λ_c · T))          (expected value)
+//! D(T) ~ Σ_c Binomial(n_c, 1 − exp(−λ_c · T))   (sampled)
+//! ```
+//!
+//! so re-dirtying a hot page adds nothing, and `D(T)` saturates at the working
+//! set size. Hot/cold popularity gives two classes; uniform gives one; Zipf is
+//! discretised into log-spaced rank buckets (see [`Popularity`]).
+//!
+//! The content mix (zero, same-image shared, duplicate within the VM, unique
+//! with a compressibility) and the change made by a re-write are carried here
+//! for the data-reduction pipeline; the archetype defaults and their reasoning
+//! are in `docs/model.md`.
+
+pub mod archetype;
+
+use memfabric_migration::units::Fraction;
+use memfabric_migration::PAGE_SIZE_BYTES;
+use rand::Rng;
+use rand_distr::{Binomial, Distribution};
+
+/// How writes are spread over the writable working set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popularity {
+    /// Every working-set page equally likely.
+    Uniform,
+    /// `hot_set` of the working set receives `hot_write_share` of the writes.
+    HotCold {
+        /// Fraction of the working set that is hot.
+        hot_set: Fraction,
+        /// Fraction of writes that go to hot pages.
+        hot_write_share: Fraction,
+    },
+    /// Page of popularity rank `i` receives writes ∝ `i^-exponent`.
+    Zipf {
+        /// The Zipf exponent `s` (YCSB's default request distribution uses 0.99).
+        exponent: f64,
+    },
+}
+
+/// What a VM's memory holds, as fractions of its pages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContentMix {
+    /// Pages that are all zero.
+    pub zero: Fraction,
+    /// Pages identical to pages of other VMs booted from the same image.
+    pub shared_image: Fraction,
+    /// Pages duplicated within this VM.
+    pub duplicate: Fraction,
+    /// Mean compressed size of a unique page, as a fraction of the page.
+    pub unique_compressed_mean: Fraction,
+    /// Standard deviation of that compressed size fraction.
+    pub unique_compressed_sd: f64,
+}
+
+impl ContentMix {
+    /// Fraction of pages that are unique (the rest of the mix).
+    pub fn unique(&self) -> f64 {
+        (1.0 - self.zero.0 - self.shared_image.0 - self.duplicate.0).max(0.0)
+    }
+}
+
+/// The parameters of a VM's workload, resolved from an archetype and overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadSpec {
+    /// Name of the archetype it came from.
+    pub archetype: String,
+    /// Content of memory.
+    pub content: ContentMix,
+    /// Fraction of memory that the VM ever writes.
+    pub working_set: Fraction,
+    /// Page writes per second (re-writes included), unthrottled.
+    pub page_write_rate: f64,
+    /// Popularity law over the working set.
+    pub popularity: Popularity,
+    /// Mean fraction of a page's bytes that a re-write changes (drives delta encoding).
+    pub redirty_change: Fraction,
+    /// Fraction of page writes that leave the content as it was ("write-not-dirty").
+    pub redirty_unchanged: Fraction,
+}
+
+/// Popularity classes of one VM: the dirty-set model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirtyModel {
+    /// `(pages, write rate per page per second)` per class.
+    classes: Vec<(u64, f64)>,
+}
+
+/// Rank buckets per doubling of rank for Zipf (bucket edges grow by 2^(1/4)).
+const ZIPF_BUCKETS_PER_OCTAVE: f64 = 4.0;
+
+impl DirtyModel {
+    /// The dirty model of a VM with `memory_pages` pages.
+    pub fn new(spec: &WorkloadSpec, memory_pages: u64) -> DirtyModel {
+        let wws = ((memory_pages as f64) * spec.working_set.0).round() as u64;
+        let w = spec.page_write_rate;
+        let mut classes = Vec::new();
+        if wws == 0 || w <= 0.0 {
+            return DirtyModel { classes };
+        }
+        match &spec.popularity {
+            Popularity::Uniform => classes.push((wws, w / wws as f64)),
+            Popularity::HotCold { hot_set, hot_write_share } => {
+                let hot = ((wws as f64) * hot_set.0).round() as u64;
+                let hot = hot.clamp(0, wws);
+                let cold = wws - hot;
+                if hot > 0 {
+                    classes.push((hot, w * hot_write_share.0 / hot as f64));
+                }
+                if cold > 0 {
+                    classes.push((cold, w * (1.0 - hot_write_share.0) / cold as f64));
+                }
+            }
+            Popularity::Zipf { exponent } => {
+                // Integral approximation of Σ i^-s over ranks [a, b]:
+                // ∫_{a-1/2}^{b+1/2} x^-s dx.
+                let s = *exponent;
+                let integral = |a: f64, b: f64| -> f64 {
+                    if (s - 1.0).abs() < 1e-9 {
+                        (b / a).ln()
+                    } else {
+                        (b.powf(1.0 - s) - a.powf(1.0 - s)) / (1.0 - s)
+                    }
+                };
+                let total = integral(0.5, wws as f64 + 0.5);
+                let step = 2f64.powf(1.0 / ZIPF_BUCKETS_PER_OCTAVE);
+                let mut lo = 1u64;
+                while lo <= wws {
+                    let hi = (((lo as f64) * step).floor() as u64).max(lo).min(wws);
+                    let n = hi - lo + 1;
+                    let share = integral(lo as f64 - 0.5, hi as f64 + 0.5) / total;
+                    classes.push((n, w * share / n as f64));
+                    lo = hi + 1;
+                }
+            }
+        }
+        DirtyModel { classes }
+    }
+
+    /// Expected distinct pages dirtied in `secs` of guest run time.
+    pub fn expected_dirty_pages(&self, secs: f64) -> f64 {
+        self.classes.iter().map(|&(n, rate)| n as f64 * -(-rate * secs).exp_m1()).sum()
+    }
+
+    /// A random draw of the distinct pages dirtied in `secs` of guest run time.
+    pub fn sample_dirty_pages<R: Rng>(&self, secs: f64, rng: &mut R) -> u64 {
+        self.classes
+            .iter()
+            .map(|&(n, rate)| {
+                let p = -(-rate * secs).exp_m1();
+                Binomial::new(n, p.clamp(0.0, 1.0)).map_or(0, |b| b.sample(rng))
+            })
+            .sum()
+    }
+
+    /// Expected number of pages first touched before the background push
+    /// reaches them, when `pending` of the VM's `memory_pages` are still at the
+    /// source and the push takes `push_secs` in an order unrelated to
+    /// popularity (a pending page is pushed at a uniform time in `[0, T]`):
+    /// `Σ_c n_c · f · (1 − (1 − e^{−λT}) / (λT))` with `f = pending / memory`.
+    /// Accesses are modelled by the write popularity (reads are not modelled separately).
+    pub fn expected_postcopy_faults(&self, pending: u64, memory_pages: u64, push_secs: f64) -> f64 {
+        if memory_pages == 0 || push_secs <= 0.0 {
+            return 0.0;
+        }
+        let f = pending as f64 / memory_pages as f64;
+        self.classes
+            .iter()
+            .map(|&(n, rate)| {
+                let x = rate * push_secs;
+                let p = if x < 1e-9 { x / 2.0 } else { 1.0 - (-(-x).exp_m1()) / x };
+                n as f64 * f * p
+            })
+            .sum()
+    }
+
+    /// A random draw of [`Self::expected_postcopy_faults`].
+    pub fn sample_postcopy_faults<R: Rng>(&self, pending: u64, memory_pages: u64, push_secs: f64, rng: &mut R) -> u64 {
+        if memory_pages == 0 || push_secs <= 0.0 {
+            return 0;
+        }
+        let f = (pending as f64 / memory_pages as f64).min(1.0);
+        self.classes
+            .iter()
+            .map(|&(n, rate)| {
+                let x = rate * push_secs;
+                let p = if x < 1e-9 { x / 2.0 } else { 1.0 - (-(-x).exp_m1()) / x };
+                Binomial::new(n, (f * p).clamp(0.0, 1.0)).map_or(0, |b| b.sample(rng))
+            })
+            .sum()
+    }
+
+    /// Pages in the working set.
+    pub fn working_set_pages(&self) -> u64 {
+        self.classes.iter().map(|c| c.0).sum()
+    }
+
+    /// Total page writes per second over all classes.
+    pub fn write_rate(&self) -> f64 {
+        self.classes.iter().map(|&(n, r)| n as f64 * r).sum()
+    }
+}
+
+/// Pages in `bytes` of memory (rounded up to whole pages).
+pub fn pages_of(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE_SIZE_BYTES)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+use super::*;
+use rand::SeedableRng;
+
+fn spec(popularity: Popularity, wws: f64, rate: f64) -> WorkloadSpec {
+    let mut s = archetype::lookup("web").unwrap();
+    s.popularity = popularity;
+    s.working_set = Fraction(wws);
+    s.page_write_rate = rate;
+    s
+}
+
+#[test]
+fn small_windows_dirty_linearly_and_large_ones_saturate() {
+    let m = DirtyModel::new(&spec(Popularity::Uniform, 0.5, 1000.0), 1 << 20);
+    // λT tiny: D ≈ w·T.
+    let d = m.expected_dirty_pages(0.01);
+    assert!((d - 10.0).abs() / 10.0 < 1e-4, "{d}");
+    // Very long window: saturates at the working set.
+    assert!((m.expected_dirty_pages(1e7) - (1u64 << 19) as f64).abs() < 1.0);
+    assert_eq!(m.working_set_pages(), 1 << 19);
+}
+
+#[test]
+fn hot_pages_rewritten_add_nothing() {
+    // 80% of 1000 writes/s go to 100 hot pages: after 10 s all hot pages are
+    // dirty, but 8000 writes hit them.
+    let m = DirtyModel::new(
+        &spec(Popularity::HotCold { hot_set: Fraction(100.0 / 100_000.0), hot_write_share: Fraction(0.8) }, 1.0, 1000.0),
+        100_000,
+    );
+    let d = m.expected_dirty_pages(10.0);
+    let expect = 100.0 * (1.0 - (-80.0f64).exp()) + 99_900.0 * (1.0 - (-2000.0f64 / 99_900.0).exp());
+    assert!((d - expect).abs() < 1e-6);
+    assert!(d < 10_000.0 * 0.25, "distinct pages far below writes: {d}");
+}
+
+#[test]
+fn zipf_buckets_preserve_the_write_rate_and_skew() {
+    let pages = 262_144;
+    let m = DirtyModel::new(&spec(Popularity::Zipf { exponent: 0.99 }, 1.0, 50_000.0), pages);
+    assert_eq!(m.working_set_pages(), pages);
+    assert!((m.write_rate() - 50_000.0).abs() < 1e-6);
+    let uniform = DirtyModel::new(&spec(Popularity::Uniform, 1.0, 50_000.0), pages);
+    // Skewed writes dirty fewer distinct pages in the same time.
+    assert!(m.expected_dirty_pages(1.0) < 0.8 * uniform.expected_dirty_pages(1.0));
+}
+
+#[test]
+fn samples_center_on_the_expectation() {
+    let m = DirtyModel::new(&spec(Popularity::Zipf { exponent: 0.99 }, 0.4, 20_000.0), 1 << 20);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let n = 200;
+    let mean: f64 = (0..n).map(|_| m.sample_dirty_pages(0.5, &mut rng) as f64).sum::<f64>() / n as f64;
+    let e = m.expected_dirty_pages(0.5);
+    assert!((mean - e).abs() / e < 0.01, "mean {mean} vs expected {e}");
+}
+
+#[test]
+fn postcopy_faults_bounds() {
+    let m = DirtyModel::new(&spec(Popularity::Uniform, 1.0, 1000.0), 10_000);
+    // Nothing pending, no faults; a tiny push window gives ~ n·λT/2.
+    assert_eq!(m.expected_postcopy_faults(0, 10_000, 5.0), 0.0);
+    let f = m.expected_postcopy_faults(10_000, 10_000, 0.001);
+    assert!((f - 0.5).abs() < 1e-3, "{f}");
+    // A very long push: almost every page is touched before it arrives.
+    assert!(m.expected_postcopy_faults(10_000, 10_000, 1e6) > 9_900.0);
+}
