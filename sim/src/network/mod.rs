@@ -90,6 +90,7 @@ pub struct Network {
     active: Vec<u32>,
     touched: Vec<usize>,
     touched_mark: Vec<bool>,
+    new_flows: Vec<u32>,
     last_sample: Vec<(f64, f64, u32)>,
     samples: Vec<LinkSample>,
     solves: u64,
@@ -119,6 +120,7 @@ impl Network {
             next_generation: 0,
             active: Vec::new(),
             touched: Vec::new(),
+            new_flows: Vec::new(),
             samples: Vec::new(),
             solves: 0,
         }
@@ -162,6 +164,8 @@ impl Network {
             frozen: false,
         });
         self.active.push(slot);
+        // Flows without links (same-site transfers) are found through this list.
+        self.new_flows.push(slot);
         FlowId { slot, generation }
     }
 
@@ -243,7 +247,7 @@ impl Network {
 
     /// Re-solves the rates of flows affected by changes since the last call.
     pub fn settle(&mut self, now: SimTime) {
-        if self.touched.is_empty() {
+        if self.touched.is_empty() && self.new_flows.is_empty() {
             return;
         }
         // Gather the component: resources reachable from touched ones through flows.
@@ -257,6 +261,14 @@ impl Network {
             if !self.in_component[r] {
                 self.in_component[r] = true;
                 comp_resources.push(r);
+            }
+        }
+        for slot in std::mem::take(&mut self.new_flows) {
+            // Removed since it was added: nothing to solve.
+            let Some(f) = self.flows[slot as usize].as_mut() else { continue };
+            if f.resources.is_empty() && !f.frozen {
+                f.frozen = true;
+                comp_flows.push(slot);
             }
         }
         while let Some(r) = stack.pop() {

@@ -100,3 +100,15 @@ fn load_samples_follow_changes() {
     assert_eq!((s[0].throughput, s[0].flows), (30.0, 1));
     assert_eq!((s[1].time, s[1].throughput, s[1].flows), (SimTime(10), 0.0, 0));
 }
+
+#[test]
+fn flows_without_links_run_at_their_cap() {
+    let mut n = Network::new(vec![100.0]);
+    let lan = n.add_flow(SimTime(0), vec![], 50.0, 100.0);
+    n.settle(SimTime(0));
+    assert_eq!(n.rate(lan), 50.0);
+    assert_eq!(n.limiter(lan), Limiter::Cap);
+    let (t, id) = n.next_completion().unwrap();
+    assert_eq!(id, lan);
+    assert!((secs(t) - 2.0).abs() < 1e-6);
+}

@@ -219,7 +219,8 @@ pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
     let ctx = Ctx { text, label };
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, String::new()))?;
     let file: ScenarioFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
+        // serde_spanned wraps values in an internal field; it is not the user's.
+        let path = e.path().to_string().replace(".$__serde_spanned_private_value", "");
         ctx.toml_error(e.inner(), if path == "." { String::new() } else { path })
     })?;
     let mut scenario = Builder { ctx, file: &file }.build()?;
