@@ -29,6 +29,14 @@ fn same_seed_gives_identical_bytes() {
     assert_ne!(x, z, "a different seed must change the sampled dirty sets");
     let manifest = std::fs::read_to_string(c.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"seed\": 999"), "{manifest}");
+    // Each table carries its provenance in the Parquet footer too.
+    let hash = scenario::load(&scenario_path("quickstart")).unwrap().source_hash;
+    for table in ["migrations.parquet", "rounds.parquet", "links.parquet"] {
+        let bytes = String::from_utf8_lossy(&std::fs::read(c.join(table)).unwrap()).into_owned();
+        for needle in ["memfabric.scenario_hash", hash.as_str(), "memfabric.seed", "999", "memfabric.version"] {
+            assert!(bytes.contains(needle), "{table} lacks {needle}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -50,7 +50,10 @@ struct Flow {
     sent: f64,
     sent_cap_limited: f64,
     sent_by_link: Vec<(usize, f64)>,
-    frozen: bool,
+    seen_epoch: u64,
+    frozen_epoch: u64,
+    /// When the flow finishes at its current rate (`u64::MAX` if never); set by solves.
+    finish: SimTime,
 }
 
 /// A point of a link direction's load, recorded when it changes.
@@ -94,6 +97,8 @@ pub struct Network {
     last_sample: Vec<(f64, f64, u32)>,
     samples: Vec<LinkSample>,
     solves: u64,
+    epoch: u64,
+    next_cache: Option<Option<(SimTime, u32)>>,
     // Scratch space reused across solves.
     rem: Vec<f64>,
     unfrozen_count: Vec<u32>,
@@ -123,6 +128,8 @@ impl Network {
             new_flows: Vec::new(),
             samples: Vec::new(),
             solves: 0,
+            epoch: 0,
+            next_cache: None,
         }
     }
 
@@ -161,11 +168,14 @@ impl Network {
             sent: 0.0,
             sent_cap_limited: 0.0,
             sent_by_link: Vec::new(),
-            frozen: false,
+            seen_epoch: 0,
+            frozen_epoch: 0,
+            finish: SimTime(u64::MAX),
         });
         self.active.push(slot);
         // Flows without links (same-site transfers) are found through this list.
         self.new_flows.push(slot);
+        self.next_cache = None;
         FlowId { slot, generation }
     }
 
@@ -206,6 +216,7 @@ impl Network {
             self.active.swap_remove(pos);
         }
         self.free_slots.push(id.slot);
+        self.next_cache = None;
         Some(FlowTotals { sent: flow.sent, sent_cap_limited: flow.sent_cap_limited, sent_by_link: flow.sent_by_link })
     }
 
@@ -246,80 +257,83 @@ impl Network {
     }
 
     /// Re-solves the rates of flows affected by changes since the last call.
+    ///
+    /// One pass discovers the component (flows reachable from the touched
+    /// link directions through shared links), brings each flow's progress up
+    /// to `now` and counts flows per link; progressive filling then sets the
+    /// rates; a last pass computes finish times and link loads.
     pub fn settle(&mut self, now: SimTime) {
         if self.touched.is_empty() && self.new_flows.is_empty() {
             return;
         }
-        // Gather the component: resources reachable from touched ones through flows.
+        self.epoch += 1;
+        let epoch = self.epoch;
+        self.solves += 1;
         let mut comp_resources: Vec<usize> = Vec::new();
         let mut comp_flows: Vec<u32> = Vec::new();
         let mut stack: Vec<usize> = std::mem::take(&mut self.touched);
+        let mut min_cap = f64::INFINITY;
         for &r in &stack {
             self.touched_mark[r] = false;
-        }
-        for &r in &stack {
             if !self.in_component[r] {
                 self.in_component[r] = true;
                 comp_resources.push(r);
+                self.rem[r] = self.capacity[r];
+                self.unfrozen_count[r] = 0;
             }
         }
+        // Visits one flow: marks it, advances it, counts it on its links and
+        // queues links not yet in the component.
+        macro_rules! visit {
+            ($slot:expr) => {{
+                let slot = $slot;
+                let f = self.flows[slot as usize].as_mut().expect("listed flows exist");
+                if f.seen_epoch != epoch {
+                    f.seen_epoch = epoch;
+                    Self::advance(f, now);
+                    min_cap = min_cap.min(f.cap);
+                    comp_flows.push(slot);
+                    for &r in &f.resources {
+                        if !self.in_component[r] {
+                            self.in_component[r] = true;
+                            comp_resources.push(r);
+                            self.rem[r] = self.capacity[r];
+                            self.unfrozen_count[r] = 0;
+                            stack.push(r);
+                        }
+                        self.unfrozen_count[r] += 1;
+                    }
+                }
+            }};
+        }
         for slot in std::mem::take(&mut self.new_flows) {
-            // Removed since it was added: nothing to solve.
-            let Some(f) = self.flows[slot as usize].as_mut() else { continue };
-            if f.resources.is_empty() && !f.frozen {
-                f.frozen = true;
-                comp_flows.push(slot);
+            // Flows without links are found only here; removed ones are skipped.
+            if self.flows[slot as usize].is_some() {
+                visit!(slot);
             }
         }
         while let Some(r) = stack.pop() {
-            for &slot in &self.resource_flows[r] {
-                let f = self.flows[slot as usize].as_mut().expect("listed flows exist");
-                if f.frozen {
-                    continue; // already collected (frozen doubles as "seen" here)
-                }
-                f.frozen = true;
-                comp_flows.push(slot);
-                for &r2 in &f.resources {
-                    if !self.in_component[r2] {
-                        self.in_component[r2] = true;
-                        comp_resources.push(r2);
-                        stack.push(r2);
-                    }
-                }
+            for i in 0..self.resource_flows[r].len() {
+                visit!(self.resource_flows[r][i]);
             }
         }
-        // Deterministic order regardless of discovery order.
-        comp_flows.sort_unstable();
+        // Discovery order is deterministic; resources are sorted so that ties
+        // between equally tight links break the same way every time.
         comp_resources.sort_unstable();
-        self.solves += 1;
 
-        // Bring every affected flow's progress up to now at its old rate.
-        for &slot in &comp_flows {
-            let f = self.flows[slot as usize].as_mut().expect("exists");
-            Self::advance(f, now);
-            f.frozen = false;
-        }
-        for &r in &comp_resources {
-            self.rem[r] = self.capacity[r];
-            self.unfrozen_count[r] = 0;
-        }
-        for &slot in &comp_flows {
-            let f = self.flows[slot as usize].as_ref().expect("exists");
-            for &r in &f.resources {
-                self.unfrozen_count[r] += 1;
+        // Progressive filling: `rising` holds the flows whose rate is not fixed yet.
+        let mut rising: Vec<u32> = Vec::new();
+        let mut first = true;
+        let mut left = comp_flows.len();
+        while left > 0 {
+            let list: &[u32] = if first { &comp_flows } else { &rising };
+            if !first {
+                min_cap = list
+                    .iter()
+                    .map(|s| self.flows[*s as usize].as_ref().expect("exists").cap)
+                    .fold(f64::INFINITY, f64::min);
             }
-        }
-        // Flows with no resources (same-site transfers) only have their cap.
-        let mut by_cap: Vec<u32> = comp_flows.clone();
-        by_cap.sort_by(|a, b| {
-            let fa = self.flows[*a as usize].as_ref().expect("exists").cap;
-            let fb = self.flows[*b as usize].as_ref().expect("exists").cap;
-            fa.total_cmp(&fb).then(a.cmp(b))
-        });
-        let mut cap_cursor = 0usize;
-        let mut unfrozen = comp_flows.len();
-        while unfrozen > 0 {
-            // Fair share of the tightest resource.
+            // Fair share of the tightest link direction.
             let mut best_share = f64::INFINITY;
             let mut best_res = usize::MAX;
             for &r in &comp_resources {
@@ -332,56 +346,60 @@ impl Network {
                     }
                 }
             }
-            // Smallest cap among unfrozen flows.
-            while cap_cursor < by_cap.len()
-                && self.flows[by_cap[cap_cursor] as usize].as_ref().expect("exists").frozen
-            {
-                cap_cursor += 1;
-            }
-            let min_cap = by_cap
-                .get(cap_cursor)
-                .map_or(f64::INFINITY, |s| self.flows[*s as usize].as_ref().expect("exists").cap);
+            let mut to_fix: Vec<(u32, f64, Limiter)> = Vec::new();
             if min_cap <= best_share {
-                // Freeze every unfrozen flow whose cap is at this level.
-                while cap_cursor < by_cap.len() {
-                    let slot = by_cap[cap_cursor];
+                // Every rising flow whose cap is at this level stops at its cap.
+                for &slot in list {
                     let f = self.flows[slot as usize].as_ref().expect("exists");
-                    if f.frozen {
-                        cap_cursor += 1;
-                        continue;
+                    if f.frozen_epoch != epoch && f.cap <= min_cap {
+                        to_fix.push((slot, if f.cap.is_finite() { f.cap } else { 0.0 }, Limiter::Cap));
                     }
-                    if f.cap > min_cap {
-                        break;
-                    }
-                    let rate = if f.cap.is_finite() { f.cap } else { 0.0 };
-                    self.freeze(slot, rate, Limiter::Cap);
-                    unfrozen -= 1;
-                    cap_cursor += 1;
                 }
             } else if best_res != usize::MAX {
-                let level = best_share;
-                let slots: Vec<u32> = self.resource_flows[best_res].clone();
-                for slot in slots {
-                    if !self.flows[slot as usize].as_ref().expect("exists").frozen {
-                        self.freeze(slot, level, Limiter::Link(best_res));
-                        unfrozen -= 1;
+                // Every rising flow on the tightest link stops at its share.
+                for &slot in &self.resource_flows[best_res] {
+                    if self.flows[slot as usize].as_ref().expect("exists").frozen_epoch != epoch {
+                        to_fix.push((slot, best_share, Limiter::Link(best_res)));
                     }
                 }
-                self.unfrozen_count[best_res] = 0;
             } else {
-                unreachable!("an unfrozen flow has either a finite cap or a resource");
+                unreachable!("a rising flow has either a finite cap or a link");
+            }
+            left -= to_fix.len();
+            for (slot, rate, limiter) in to_fix {
+                self.freeze(slot, rate, limiter, epoch);
+            }
+            if left > 0 {
+                let keep = |s: &u32, flows: &Vec<Option<Flow>>| flows[*s as usize].as_ref().expect("exists").frozen_epoch != epoch;
+                if first {
+                    rising = comp_flows.iter().copied().filter(|s| keep(s, &self.flows)).collect();
+                } else {
+                    rising.retain(|s| keep(s, &self.flows));
+                }
+            }
+            first = false;
+        }
+
+        // Finish times and link loads.
+        for &r in &comp_resources {
+            self.rem[r] = 0.0; // reused as the throughput accumulator
+        }
+        let mut next: Option<(SimTime, u32)> = None;
+        for &slot in &comp_flows {
+            let f = self.flows[slot as usize].as_mut().expect("exists");
+            f.finish = Self::finish_time(f);
+            if f.finish.0 != u64::MAX && next.is_none_or(|b| (f.finish, slot) < b) {
+                next = Some((f.finish, slot));
+            }
+            for &r in &f.resources {
+                self.rem[r] += f.rate;
             }
         }
-        for &slot in &comp_flows {
-            self.flows[slot as usize].as_mut().expect("exists").frozen = false;
-        }
-        // Record loads that changed.
+        // A solve that covered every active flow knows the next completion.
+        self.next_cache = (comp_flows.len() == self.active.len()).then_some(next);
         for &r in &comp_resources {
             self.in_component[r] = false;
-            let mut tput = 0.0;
-            for &slot in &self.resource_flows[r] {
-                tput += self.flows[slot as usize].as_ref().expect("exists").rate;
-            }
+            let tput = self.rem[r];
             let n = self.resource_flows[r].len() as u32;
             let cap = self.capacity[r];
             if self.last_sample[r] != (cap, tput, n) {
@@ -391,9 +409,9 @@ impl Network {
         }
     }
 
-    fn freeze(&mut self, slot: u32, rate: f64, limiter: Limiter) {
+    fn freeze(&mut self, slot: u32, rate: f64, limiter: Limiter, epoch: u64) {
         let f = self.flows[slot as usize].as_mut().expect("exists");
-        f.frozen = true;
+        f.frozen_epoch = epoch;
         f.rate = rate;
         f.limiter = limiter;
         for &r in &f.resources {
@@ -402,22 +420,43 @@ impl Network {
         }
     }
 
+    fn finish_time(f: &Flow) -> SimTime {
+        if f.remaining <= DONE_BYTES {
+            f.last_update
+        } else if f.rate > 0.0 {
+            let secs = f.remaining / f.rate;
+            SimTime(f.last_update.0.saturating_add(memfabric_migration::units::Nanos::from_secs_ceil(secs).0))
+        } else {
+            SimTime(u64::MAX)
+        }
+    }
+
     /// The earliest instant at which a flow finishes, and which (ties: lowest slot).
-    pub fn next_completion(&self) -> Option<(SimTime, FlowId)> {
-        let mut best: Option<(SimTime, FlowId)> = None;
+    /// Flows added since the last [`Network::settle`] are not considered.
+    pub fn next_completion(&mut self) -> Option<(SimTime, FlowId)> {
+        let best = match self.next_cache {
+            Some(cached) => cached,
+            None => {
+                let b = self.scan_next();
+                self.next_cache = Some(b);
+                b
+            }
+        };
+        best.map(|(t, slot)| {
+            let generation = self.flows[slot as usize].as_ref().expect("exists").generation;
+            (t, FlowId { slot, generation })
+        })
+    }
+
+    fn scan_next(&self) -> Option<(SimTime, u32)> {
+        let mut best: Option<(SimTime, u32)> = None;
         for &slot in &self.active {
             let f = self.flows[slot as usize].as_ref().expect("active flows exist");
-            let t = if f.remaining <= DONE_BYTES {
-                f.last_update
-            } else if f.rate > 0.0 {
-                let secs = f.remaining / f.rate;
-                SimTime(f.last_update.0.saturating_add(memfabric_migration::units::Nanos::from_secs_ceil(secs).0))
-            } else {
+            if f.finish.0 == u64::MAX {
                 continue;
-            };
-            let id = FlowId { slot, generation: f.generation };
-            if best.is_none_or(|(bt, bid)| (t, id.slot) < (bt, bid.slot)) {
-                best = Some((t, id));
+            }
+            if best.is_none_or(|b| (f.finish, slot) < b) {
+                best = Some((f.finish, slot));
             }
         }
         best

@@ -147,10 +147,22 @@ pub fn write_results(out: &RunOutput, _scenario: &Scenario, dir: &Path, with_plo
     Ok(())
 }
 
+/// Key-value metadata stored in every Parquet file of a run.
+pub fn provenance(out: &RunOutput) -> Vec<(String, String)> {
+    vec![
+        ("memfabric.tool".into(), "memfabric-sim".into()),
+        ("memfabric.version".into(), crate::VERSION.into()),
+        ("memfabric.scenario".into(), out.scenario.clone()),
+        ("memfabric.scenario_hash".into(), out.scenario_hash.clone()),
+        ("memfabric.seed".into(), out.seed.to_string()),
+    ]
+}
+
 fn write_into(out: &RunOutput, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
-    tables::write_parquet(&mut migrations_frame(&out.migrations), &dir.join("migrations.parquet"))?;
-    tables::write_parquet(&mut rounds_frame(&out.rounds), &dir.join("rounds.parquet"))?;
-    tables::write_parquet(&mut links_frame(&out.links), &dir.join("links.parquet"))?;
+    let meta = provenance(out);
+    tables::write_parquet(&mut migrations_frame(&out.migrations), &dir.join("migrations.parquet"), &meta)?;
+    tables::write_parquet(&mut rounds_frame(&out.rounds), &dir.join("rounds.parquet"), &meta)?;
+    tables::write_parquet(&mut links_frame(&out.links), &dir.join("links.parquet"), &meta)?;
     if with_plots {
         let plot_dir = dir.join("plots");
         std::fs::create_dir_all(&plot_dir).map_err(io_err(&plot_dir))?;

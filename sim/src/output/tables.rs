@@ -109,11 +109,14 @@ pub fn links_frame(rows: &[LinkRow]) -> DataFrame {
     )
 }
 
-/// Writes a frame as Parquet (zstd, single-threaded so the bytes are the same on every run).
-pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), OutputError> {
+/// Writes a frame as Parquet (zstd, single-threaded so the bytes are the same
+/// on every run), with `provenance` as the file's key-value metadata so that a
+/// table on its own still says which run made it.
+pub fn write_parquet(df: &mut DataFrame, path: &Path, provenance: &[(String, String)]) -> Result<(), OutputError> {
     let file = std::fs::File::create(path).map_err(|source| OutputError::Io { path: path.display().to_string(), source })?;
     ParquetWriter::new(file)
         .set_parallel(false)
+        .with_key_value_metadata(Some(KeyValueMetadata::from_static(provenance.to_vec())))
         .finish(df)
         .map_err(|source| OutputError::Table { path: path.display().to_string(), source })?;
     Ok(())
