@@ -63,7 +63,7 @@ impl Nanos {
     /// Converts seconds to nanoseconds, rounding up so that a transfer is never
     /// reported as finished before its last byte (saturates at `u64::MAX`).
     pub fn from_secs_ceil(secs: f64) -> Nanos {
-        if !(secs > 0.0) {
+        if secs.is_nan() || secs <= 0.0 {
             return Nanos(0);
         }
         let ns = (secs * NANOS_PER_SECOND as f64).ceil();

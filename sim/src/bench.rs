@@ -61,6 +61,16 @@ pub struct BenchRow {
     pub simulated_s: f64,
     /// Best wall time of the repeats, seconds (load + run).
     pub wall_s: f64,
+    /// Peak resident memory of the process so far, MiB (Linux; `None` elsewhere).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The process's peak resident set size (`VmHWM` in `/proc/self/status`), MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Runs the benchmark for each size, `repeat` times each, keeping the best time.
@@ -86,6 +96,7 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
                 solves: out.flow_solves,
                 simulated_s: out.end_time.as_secs_f64(),
                 wall_s: best,
+                peak_rss_mib: peak_rss_mib(),
             }
         })
         .collect()
@@ -94,12 +105,12 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
 /// The benchmark table as text.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:>7} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12} {:>12}\n",
-        "vms", "completed", "events", "solves", "simulated_s", "wall_ms", "events_per_s", "vms_per_wall_s"
+        "{:>7} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12} {:>14} {:>13}\n",
+        "vms", "completed", "events", "solves", "simulated_s", "wall_ms", "events_per_s", "vms_per_wall_s", "peak_rss_mib"
     );
     for r in rows {
         s += &format!(
-            "{:>7} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>12.0} {:>12.0}\n",
+            "{:>7} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>12.0} {:>14.0} {:>13}\n",
             r.vms,
             r.completed,
             r.events,
@@ -107,8 +118,24 @@ pub fn format_table(rows: &[BenchRow]) -> String {
             r.simulated_s,
             r.wall_s * 1e3,
             r.events as f64 / r.wall_s,
-            r.vms as f64 / r.wall_s
+            r.vms as f64 / r.wall_s,
+            r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.1}"))
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_scenario_runs_and_completes() {
+        let rows = run_bench(&[40], 1);
+        assert_eq!(rows[0].vms, 40);
+        assert_eq!(rows[0].completed, 40);
+        assert!(rows[0].events > 40 && rows[0].solves > 0);
+        let table = format_table(&rows);
+        assert!(table.lines().count() == 2 && table.contains("events_per_s"));
+    }
 }

@@ -87,8 +87,8 @@ pub fn summary(out: &RunOutput) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<16} {:<13} {:<20} {:>9} {:>10} {:>6} {:>9} {:>5} {}",
-            "vm", "mechanism", "outcome", "total_s", "down_ms", "rounds", "wire_GiB", "thr%", "bottleneck"
+            "{:<16} {:<13} {:<20} {:>9} {:>10} {:>6} {:>9} {:>5} bottleneck",
+            "vm", "mechanism", "outcome", "total_s", "down_ms", "rounds", "wire_GiB", "thr%"
         );
         for m in &out.migrations {
             let _ = writeln!(

@@ -535,16 +535,18 @@ impl Builder<'_> {
         match pop_name {
             None => {}
             Some("uniform") => w.popularity = Popularity::Uniform,
-            Some("hot-cold") => {
-                if !matches!(w.popularity, Popularity::HotCold { .. }) {
-                    w.popularity = Popularity::HotCold { hot_set: Fraction(0.2), hot_write_share: Fraction(0.8) };
-                }
+            // Switching law: start from its defaults (an archetype that already
+            // uses the law keeps its own parameters).
+            Some("hot-cold") if !matches!(w.popularity, Popularity::HotCold { .. }) => {
+                w.popularity = Popularity::HotCold {
+                    hot_set: archetype::DEFAULT_HOT_SET,
+                    hot_write_share: archetype::DEFAULT_HOT_WRITE_SHARE,
+                };
             }
-            Some("zipf") => {
-                if !matches!(w.popularity, Popularity::Zipf { .. }) {
-                    w.popularity = Popularity::Zipf { exponent: archetype::YCSB_ZIPF_EXPONENT };
-                }
+            Some("zipf") if !matches!(w.popularity, Popularity::Zipf { .. }) => {
+                w.popularity = Popularity::Zipf { exponent: archetype::YCSB_ZIPF_EXPONENT };
             }
+            Some("hot-cold" | "zipf") => {}
             Some(other) => {
                 return Err(self.err(sp(o.popularity.as_ref().unwrap()), format!("{wf}.popularity"), format!("unknown popularity {other:?}; expected \"uniform\", \"hot-cold\" or \"zipf\"")))
             }

@@ -13,6 +13,12 @@ pub const NAMES: [&str; 5] = ["idle-linux", "web", "oltp-db", "memcached", "hpc"
 /// YCSB's default Zipfian constant (Cooper et al., SoCC 2010).
 pub const YCSB_ZIPF_EXPONENT: f64 = 0.99;
 
+/// Hot fraction of the working set when a scenario switches a VM to
+/// `popularity = "hot-cold"` without naming one: the Pareto 80/20 rule (reasoned).
+pub const DEFAULT_HOT_SET: Fraction = Fraction(0.2);
+/// Share of writes to the hot set in that case (Pareto 80/20, reasoned).
+pub const DEFAULT_HOT_WRITE_SHARE: Fraction = Fraction(0.8);
+
 fn mix(zero: f64, shared_image: f64, duplicate: f64, compressed_mean: f64, compressed_sd: f64) -> ContentMix {
     ContentMix {
         zero: Fraction(zero),
