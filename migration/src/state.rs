@@ -2,15 +2,16 @@
 //!
 //! ```text
 //!   Setup ──► PreCopy ──► StopAndCopy ──► Completed
-//!     │          │  ▲            │
-//!     │          └──┘ (rounds)   └──► PostCopy ──► Completed
-//!     ├──► StopAndCopy (cold)         ▲
-//!     └──► PostCopy ──────────────────┘
+//!     │        │   ▲          ▲   │
+//!     │        └───┘ rounds   │   └──► PostCopy ──► Completed
+//!     └───────────────────────┘
+//!       (cold stop-and-copy, or the state transfer that starts post-copy)
 //!   any non-final state ──► Failed
 //! ```
 //!
-//! `PostCopy` is entered after a short stop-and-copy of the vCPU and device
-//! state: from `StopAndCopy` when post-copy is the mechanism or the fallback.
+//! `PostCopy` is only entered from `StopAndCopy`: the VM pauses while its vCPU
+//! and device state cross, whether post-copy is the mechanism, the second half
+//! of hybrid, or the fallback of a pre-copy that did not converge.
 //! [`MigrationPhase::transition`] refuses any other move with a typed error, so
 //! a driver bug shows up as an error rather than as a wrong result.
 

@@ -12,7 +12,7 @@ use crate::mechanism::{CapKind, Migration, MigrationId, MigrationRow, RoundRow, 
 use crate::network::{tcp, FlowId, FlowTotals, Network};
 use crate::ops::{self, FabricView, MigrationRequest, Operation};
 use crate::scenario::{Destination, DirtySampling, Scenario};
-use crate::workload::{pages_of, DirtyModel};
+use crate::workload::{pages_of, DirtyModel, Pending};
 use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
 use memfabric_migration::record::{Mechanism, Outcome};
 use memfabric_migration::state::MigrationPhase;
@@ -302,20 +302,20 @@ impl Sim<'_> {
         };
         let route = self.sc.fabric.route(src_site, dst_site).cloned().expect("routes checked when loading");
         let settings = req.settings;
-        let cap = if route.hops.is_empty() {
+        let (total, kind) = if route.hops.is_empty() {
             (self.sc.lan_bandwidth.0, CapKind::Lan)
         } else {
             let (per_stream, limit) = tcp::stream_cap(route.rtt(), route.loss, settings.tcp_window, settings.mss);
-            let total = per_stream.0 * settings.streams as f64;
             let kind = match limit {
                 tcp::TcpLimit::Window => CapKind::TcpWindow,
                 tcp::TcpLimit::Loss => CapKind::TcpLoss,
                 tcp::TcpLimit::None => CapKind::None,
             };
-            match settings.max_bandwidth {
-                Some(BytesPerSecond(mb)) if mb < total => (mb, CapKind::MaxBandwidth),
-                _ => (total, kind),
-            }
+            (per_stream.0 * settings.streams as f64, kind)
+        };
+        let cap = match settings.max_bandwidth {
+            Some(BytesPerSecond(mb)) if mb < total => (mb, CapKind::MaxBandwidth),
+            _ => (total, kind),
         };
         let id = MigrationId(self.migs.len() as u32);
         let mut mig = Migration {
@@ -324,6 +324,7 @@ impl Sim<'_> {
             vm,
             src,
             dst: dst.unwrap_or(src),
+            dst_site,
             route,
             settings,
             cap,
@@ -335,11 +336,13 @@ impl Sim<'_> {
             stage_pages: 0,
             rounds: 0,
             postcopy_pending: 0,
+            postcopy_window_secs: None,
+            postcopy_guest_speed: 1.0,
             throttle: Default::default(),
             throttle_pct_max: 0,
             paused_at: None,
             resumed_at: None,
-            converged: false,
+            converged: None,
             bytes_precopy: 0.0,
             bytes_stopcopy: 0.0,
             bytes_postcopy: 0.0,
@@ -382,7 +385,7 @@ impl Sim<'_> {
         mig.stage_pages = pages;
         let bytes = pages as f64 * RAW_PAGE_WIRE_BYTES as f64 + extra_bytes as f64;
         let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
-        let id = self.net.add_flow(now, resources, mig.cap.0, bytes);
+        let id = self.net.add_flow(now, resources, mig.cap.0, mig.settings.streams as f64, bytes);
         mig.flow = Some(id);
         self.flow_owner.insert(id, m);
     }
@@ -407,14 +410,12 @@ impl Sim<'_> {
             Mechanism::StopAndCopy => {
                 self.transition(m, MigrationPhase::StopAndCopy);
                 self.migs[m.0 as usize].paused_at = Some(self.now());
-                self.migs[m.0 as usize].converged = true;
                 self.start_flow(m, Stage::StopCopy, pages, state);
             }
             Mechanism::PostCopy => {
                 self.transition(m, MigrationPhase::StopAndCopy);
                 let mig = &mut self.migs[m.0 as usize];
                 mig.paused_at = Some(self.q.now());
-                mig.converged = true;
                 mig.postcopy_pending = pages;
                 self.start_flow(m, Stage::PostCopySwitch, 0, state);
             }
@@ -487,20 +488,26 @@ impl Sim<'_> {
                 let mig = &self.migs[m.0 as usize];
                 let (vm, pending, rtt) = (mig.vm, mig.postcopy_pending, mig.route.rtt());
                 let push_secs = (now.0 - mig.stage_start.0) as f64 / 1e9;
-                let memory_pages = self.vm_pages[vm.index()];
-                let model = &self.dirty_models[vm.index()];
-                let faults = match mig.settings.dirty_sampling {
-                    DirtySampling::Expected => model.expected_postcopy_faults(pending, memory_pages, push_secs).round() as u64,
-                    DirtySampling::Binomial => {
-                        model.sample_postcopy_faults(pending, memory_pages, push_secs, &mut self.vm_rng[vm.index()])
-                    }
+                let which = match mig.postcopy_window_secs {
+                    None => Pending::All,
+                    Some(run_secs) => Pending::DirtiedIn { run_secs, pages: pending },
                 };
                 let rate = if push_secs > 0.0 { sent / push_secs } else { f64::INFINITY };
                 let per_fault = rtt.as_secs_f64() + RAW_PAGE_WIRE_BYTES as f64 / rate;
+                let vcpus = self.sc.vms[vm.index()].vcpus;
+                let model = &self.dirty_models[vm.index()];
+                let speed = model.postcopy_guest_speed(which, push_secs, per_fault, vcpus);
+                let faults = match mig.settings.dirty_sampling {
+                    DirtySampling::Expected => model.expected_postcopy_faults(which, push_secs, speed).round() as u64,
+                    DirtySampling::Binomial => {
+                        model.sample_postcopy_faults(which, push_secs, speed, &mut self.vm_rng[vm.index()])
+                    }
+                };
                 let r = mig.rounds + 1;
                 let mig = &mut self.migs[m.0 as usize];
                 mig.postcopy_faults = faults;
                 mig.postcopy_fault_wait = Nanos::from_secs_ceil(faults as f64 * per_fault);
+                mig.postcopy_guest_speed = speed;
                 self.push_round(m, r, "postcopy-push", sent, 0, 0);
                 let mig = &mut self.migs[m.0 as usize];
                 mig.stage = Stage::Arriving;
@@ -530,9 +537,9 @@ impl Sim<'_> {
         }
         let rate = if secs > 0.0 { sent / secs } else { f64::INFINITY };
         let state = self.sc.vms[vm.index()].device_state.0;
+        let window = Some(secs * run_fraction);
         if mig.settings.mechanism == Mechanism::Hybrid {
-            mig.converged = true;
-            self.switch_to_postcopy(m, dirty, state);
+            self.switch_to_postcopy(m, dirty, state, window);
             return;
         }
         let ctx = PrecopyContext {
@@ -543,14 +550,19 @@ impl Sim<'_> {
         match precopy_decision(&ctx, &mig.settings.precopy) {
             PrecopyDecision::Continue => self.start_flow(m, Stage::PreCopyRound, dirty, 0),
             PrecopyDecision::StopAndCopy => {
-                mig.converged = true;
+                mig.converged = Some(true);
                 self.stop_and_copy(m, dirty, state);
             }
-            PrecopyDecision::NotConverged(NonConvergence::ForceStop) => self.stop_and_copy(m, dirty, state),
-            PrecopyDecision::NotConverged(NonConvergence::PostCopy) => self.switch_to_postcopy(m, dirty, state),
-            PrecopyDecision::NotConverged(NonConvergence::Abort) => {
-                self.transition(m, MigrationPhase::Failed);
-                self.end_migration(m, Outcome::NotConverged);
+            PrecopyDecision::NotConverged(action) => {
+                mig.converged = Some(false);
+                match action {
+                    NonConvergence::ForceStop => self.stop_and_copy(m, dirty, state),
+                    NonConvergence::PostCopy => self.switch_to_postcopy(m, dirty, state, window),
+                    NonConvergence::Abort => {
+                        self.transition(m, MigrationPhase::Failed);
+                        self.end_migration(m, Outcome::NotConverged);
+                    }
+                }
             }
         }
     }
@@ -561,12 +573,13 @@ impl Sim<'_> {
         self.start_flow(m, Stage::StopCopy, pages, state);
     }
 
-    fn switch_to_postcopy(&mut self, m: MigrationId, pending: u64, state: u64) {
+    fn switch_to_postcopy(&mut self, m: MigrationId, pending: u64, state: u64, window_secs: Option<f64>) {
         self.transition(m, MigrationPhase::StopAndCopy);
         let now = self.now();
         let mig = &mut self.migs[m.0 as usize];
         mig.paused_at = Some(now);
         mig.postcopy_pending = pending;
+        mig.postcopy_window_secs = window_secs;
         self.start_flow(m, Stage::PostCopySwitch, 0, state);
     }
 
@@ -648,7 +661,7 @@ impl Sim<'_> {
         let hit: Vec<MigrationId> = self
             .migs
             .iter()
-            .filter(|m| m.outcome.is_none() && m.stage != Stage::Arriving && m.route.hops.iter().any(|h| h.link == l))
+            .filter(|m| m.outcome.is_none() && m.route.hops.iter().any(|h| h.link == l))
             .map(|m| m.id)
             .collect();
         for m in hit {
@@ -669,11 +682,13 @@ impl Sim<'_> {
 
     fn finish_run(mut self, seed: u64) -> RunOutput {
         let horizon = self.sc.horizon;
-        let end_time = self.now();
+        let cut_by_horizon = self.migs.iter().any(|m| m.outcome.is_none());
+        // The run ends at its last event, or at the horizon if that cut a migration short.
+        let end_time = if cut_by_horizon { horizon } else { self.now() };
         // Anything still running at the horizon is unfinished.
         let open: Vec<MigrationId> = self.migs.iter().filter(|m| m.outcome.is_none()).map(|m| m.id).collect();
         for m in open {
-            self.cut_flow(m, horizon.max(end_time));
+            self.cut_flow(m, horizon);
             let mig = &mut self.migs[m.0 as usize];
             mig.outcome = Some(Outcome::Unfinished);
             mig.end = Some(horizon);
@@ -705,7 +720,7 @@ impl Sim<'_> {
                     vm: vm.name.clone(),
                     mechanism: mig.settings.mechanism.as_str(),
                     src_site: fabric.sites[fabric.hosts[mig.src.index()].site.index()].name.clone(),
-                    dst_site: fabric.sites[fabric.hosts[mig.dst.index()].site.index()].name.clone(),
+                    dst_site: fabric.sites[mig.dst_site.index()].name.clone(),
                     src_host: fabric.hosts[mig.src.index()].name.clone(),
                     dst_host: if outcome == Outcome::NoCapacity { String::new() } else { fabric.hosts[mig.dst.index()].name.clone() },
                     memory_bytes: vm.memory.0,
@@ -725,6 +740,7 @@ impl Sim<'_> {
                     throttle_pct_max: mig.throttle_pct_max,
                     postcopy_faults: mig.postcopy_faults,
                     postcopy_fault_wait_ms: mig.postcopy_fault_wait.as_millis_f64(),
+                    postcopy_guest_speed: mig.postcopy_guest_speed,
                     bottleneck: if bytes > 0.0 { best.0 } else { String::new() },
                     mean_rate_bytes_per_s: if moving_secs > 0.0 { bytes / moving_secs } else { 0.0 },
                 }

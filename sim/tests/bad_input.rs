@@ -208,3 +208,22 @@ fn cli_run_writes_all_results() {
     assert!(leftovers.is_empty(), "staging folder left behind");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn overlapping_outages_point_at_the_later_one() {
+    let text = two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"10ms\"\noutages = [\n  { at = \"50s\", duration = \"5s\" },\n  { at = \"10s\", duration = \"45s\" },\n]",
+        "",
+    );
+    let (line, _, field, message) = error_of(&text);
+    assert_eq!(line, line_of(&text, "at = \"50s\""));
+    assert_eq!(field, "links[0].outages[0].at");
+    assert!(message.contains("overlaps outages[1]"), "{message}");
+}
+
+#[test]
+fn missing_scenario_section_is_a_top_level_error() {
+    let (_, _, field, message) = error_of("[[sites]]\nname = \"a\"\n");
+    assert_eq!(field, "(top level)");
+    assert!(message.contains("missing field `scenario`"), "{message}");
+}

@@ -61,7 +61,11 @@ fn evacuation_stops_placing_when_the_destination_is_full() {
     let done = out.migrations.iter().filter(|m| m.outcome == "completed").count();
     let full = out.migrations.iter().filter(|m| m.outcome == "no-capacity").count();
     assert_eq!((done, full), (3, 2));
-    assert!(out.migrations.iter().filter(|m| m.outcome == "no-capacity").all(|m| m.dst_host.is_empty() && m.bytes_on_wire == 0));
+    assert!(out
+        .migrations
+        .iter()
+        .filter(|m| m.outcome == "no-capacity")
+        .all(|m| m.dst_host.is_empty() && m.dst_site == "b" && m.bytes_on_wire == 0));
 }
 
 #[test]
@@ -158,4 +162,31 @@ fn intra_site_migration_runs_at_lan_rate() {
     let bytes = 262_144.0 * 4104.0 + 1048576.0;
     assert_close(m.total_time_s, bytes / (25e9 / 8.0), 1e-6, "LAN transfer time");
     assert!(out.links.is_empty(), "no WAN link carried anything");
+}
+
+#[test]
+fn outage_catches_the_post_copy_switch_in_flight() {
+    // 40 ms one-way: the device state (1 MiB) is sent in ~8 ms after the 80 ms
+    // set-up, then propagates for 40 ms; the link dies during that propagation.
+    let text = two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"40ms\"\noutages = [{ at = \"100ms\", duration = \"1s\" }]",
+        "[[vms]]\nname = \"vm\"\nhost = \"a-h-0\"\narchetype = \"idle-linux\"\n[[migrations]]\nvm = \"vm\"\nto = \"b\"\nsettings = { mechanism = \"post-copy\" }\n",
+    );
+    let out = run_text(&text);
+    let m = &out.migrations[0];
+    assert_eq!(m.outcome, "aborted-link-failure", "the VM never resumed at b, so it resumes at the source");
+    assert_close(m.end_s, 0.1, 1e-9, "ends at the outage");
+    assert_close(m.downtime_ms, 100.0 - 80.0, 1e-6, "paused from the switch to the outage");
+}
+
+#[test]
+fn evacuation_skips_vms_another_operation_moved() {
+    // The evacuation moves one VM at a time; meanwhile a scheduled migration
+    // moves vm-2 to b. The evacuation must not move vm-2 again (b → b).
+    let text = evacuation(3, "max_concurrent = 1", "{ name = \"b-h\", count = 2, cores = 64, ram = \"1TiB\" }", "", "")
+        .replace("[[evacuations]]", "[[migrations]]\nvm = \"vm-2\"\nto = \"b\"\nat = \"1s\"\n[[evacuations]]");
+    let out = run_text(&text);
+    let rows: Vec<(&str, &str)> = out.migrations.iter().map(|m| (m.operation.as_str(), m.vm.as_str())).collect();
+    assert_eq!(rows, [("evacuate-a", "vm-0"), ("migrate-vm-2", "vm-2"), ("evacuate-a", "vm-1")]);
+    assert!(out.migrations.iter().all(|m| m.outcome == "completed" && m.src_site == "a"));
 }

@@ -140,7 +140,7 @@ impl RngStreams {
         self.seed
     }
 
-    /// The stream for `purpose` (e.g. `"dirty/vm/web-1"`). The same seed and
+    /// The stream for `purpose` (the simulator uses `"vm/<vm name>"` for each VM's draws). The same seed and
     /// purpose always give the same stream; different purposes give
     /// statistically independent streams (ChaCha8 keyed by a 256-bit seed made
     /// from xxh3-128 of the scenario seed and the purpose).

@@ -18,7 +18,7 @@
 //!   costing a round trip each.
 //! - **hybrid**: one pre-copy round (the full copy), then post-copy.
 
-use crate::fabric::{HostId, Route, VmId};
+use crate::fabric::{HostId, Route, SiteId, VmId};
 use crate::network::FlowId;
 use crate::scenario::MigrationSettings;
 use memfabric_migration::precopy::AutoConverge;
@@ -60,8 +60,10 @@ pub struct Migration {
     pub vm: VmId,
     /// Source host.
     pub src: HostId,
-    /// Destination host.
+    /// Destination host (the source host when none was found).
     pub dst: HostId,
+    /// Destination site (as requested, even when no host was found).
+    pub dst_site: SiteId,
     /// Path through the fabric.
     pub route: Route,
     /// Settings.
@@ -84,6 +86,11 @@ pub struct Migration {
     pub rounds: u32,
     /// Pages waiting for post-copy.
     pub postcopy_pending: u64,
+    /// Guest run time of the pre-copy round whose dirty pages post-copy must
+    /// pull (`None` when post-copy pulls every page).
+    pub postcopy_window_secs: Option<f64>,
+    /// Guest speed during the post-copy push (fraction of full speed).
+    pub postcopy_guest_speed: f64,
     /// Auto-converge throttle.
     pub throttle: AutoConverge,
     /// Largest throttle applied, percent.
@@ -92,13 +99,14 @@ pub struct Migration {
     pub paused_at: Option<Nanos>,
     /// When the VM resumed (at the destination, or at the source after an abort).
     pub resumed_at: Option<Nanos>,
-    /// Whether the stop rule was met.
-    pub converged: bool,
+    /// Whether the pre-copy stop rule was met (`None` for mechanisms that do
+    /// not iterate: stop-and-copy, post-copy, hybrid).
+    pub converged: Option<bool>,
     /// Bytes on the wire in pre-copy rounds.
     pub bytes_precopy: f64,
     /// Bytes on the wire in the stop-and-copy (dirty pages and device state).
     pub bytes_stopcopy: f64,
-    /// Bytes on the wire in post-copy (push and faults).
+    /// Bytes on the wire in post-copy (the push; faulted pages travel in it).
     pub bytes_postcopy: f64,
     /// Bytes sent while the migration's own cap (TCP or limit) bound it.
     pub bytes_cap_limited: f64,
@@ -198,17 +206,20 @@ pub struct MigrationRow {
     pub bytes_postcopy: u64,
     /// Outcome name.
     pub outcome: &'static str,
-    /// Whether the stop rule was met.
-    pub converged: bool,
+    /// Whether the pre-copy stop rule was met; null for stop-and-copy,
+    /// post-copy and hybrid, which do not iterate.
+    pub converged: Option<bool>,
     /// Largest auto-converge throttle, percent.
     pub throttle_pct_max: u32,
     /// Remote faults in post-copy.
     pub postcopy_faults: u64,
-    /// Total guest wait on remote faults.
+    /// vCPU time stalled on remote faults, summed over vCPUs.
     pub postcopy_fault_wait_ms: f64,
+    /// Guest speed during the post-copy push, as a fraction of full speed (1 without post-copy).
+    pub postcopy_guest_speed: f64,
     /// What bounded the rate for most bytes: a link name, or tcp-window, tcp-loss, max-bandwidth, lan.
     pub bottleneck: String,
-    /// Mean rate over the time data was moving.
+    /// `bytes_on_wire / total_time_s` (the time includes connection set-up and the final propagation).
     pub mean_rate_bytes_per_s: f64,
 }
 

@@ -1,19 +1,24 @@
 //! The network: flows over link directions, shared by max-min fairness.
 //!
 //! Every transfer is a *flow* with a route (the link directions it crosses), a
-//! number of bytes left, and a *cap* of its own (its TCP streams' bound, or a
-//! configured bandwidth limit). Rates are the max-min fair allocation with caps
-//! ("progressive filling", as in SimGrid's network model): raise all rates
-//! together; a flow stops rising when it reaches its cap or when a link it
-//! crosses is full; repeat with the rest.
+//! number of bytes left, a *cap* of its own (its TCP streams' bound, or a
+//! configured bandwidth limit) and a *weight* (its number of TCP streams).
+//! Rates are the weighted max-min fair allocation with caps ("progressive
+//! filling", as in SimGrid's network model): raise a common level; each flow's
+//! rate is its weight times the level; a flow stops rising when it reaches its
+//! cap or when a link it crosses is full; repeat with the rest. Weights model
+//! TCP's per-connection fairness: a migration with 4 streams gets 4 shares of
+//! a congested link against single-stream migrations.
 //!
 //! Incremental work: changes (flow added or removed, capacity changed) only mark
 //! the link directions they touch. [`Network::settle`] then re-solves just the
 //! flows connected to those links through shared links (a connected component of
-//! the flow–link graph), so flows on other links keep their rates untouched,
-//! and several changes at one instant cost one solve. The next completion is
-//! found by a scan of active flows (cheaper than a heap when most rates change
-//! together, as they do on a shared bottleneck).
+//! the flow–link graph), so flows on other links keep their rates untouched;
+//! the simulator settles once per event, so all changes made while handling one
+//! event cost one solve. Each solve stores the finish time of every flow it
+//! touched; the next completion is the minimum of those, cached when a solve
+//! covered every active flow and otherwise found by a scan (cheaper than a heap
+//! when most rates change together, as they do on a shared bottleneck).
 
 pub mod tcp;
 
@@ -43,6 +48,7 @@ struct Flow {
     generation: u32,
     resources: Vec<usize>,
     cap: f64,
+    weight: f64,
     remaining: f64,
     rate: f64,
     last_update: SimTime,
@@ -101,7 +107,7 @@ pub struct Network {
     next_cache: Option<Option<(SimTime, u32)>>,
     // Scratch space reused across solves.
     rem: Vec<f64>,
-    unfrozen_count: Vec<u32>,
+    unfrozen_weight: Vec<f64>,
     in_component: Vec<bool>,
 }
 
@@ -117,7 +123,7 @@ impl Network {
             last_sample: vec![(f64::NAN, f64::NAN, u32::MAX); n],
             touched_mark: vec![false; n],
             rem: vec![0.0; n],
-            unfrozen_count: vec![0; n],
+            unfrozen_weight: vec![0.0; n],
             in_component: vec![false; n],
             capacity: capacities,
             flows: Vec::new(),
@@ -145,8 +151,11 @@ impl Network {
     }
 
     /// Starts a flow of `bytes` over `resources` with its own rate cap (bytes/s;
-    /// `f64::INFINITY` for none). Its rate is set by the next [`Network::settle`].
-    pub fn add_flow(&mut self, now: SimTime, resources: Vec<usize>, cap: f64, bytes: f64) -> FlowId {
+    /// `f64::INFINITY` for none) and a fairness `weight` (its number of TCP
+    /// streams: TCP shares a bottleneck per connection, so a flow of n streams
+    /// gets n shares). Its rate is set by the next [`Network::settle`].
+    pub fn add_flow(&mut self, now: SimTime, resources: Vec<usize>, cap: f64, weight: f64, bytes: f64) -> FlowId {
+        assert!(weight > 0.0 && weight.is_finite(), "flow weight must be positive");
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.flows.push(None);
             (self.flows.len() - 1) as u32
@@ -161,6 +170,7 @@ impl Network {
             generation,
             resources,
             cap,
+            weight,
             remaining: bytes.max(0.0),
             rate: 0.0,
             last_update: now,
@@ -272,6 +282,8 @@ impl Network {
         let mut comp_resources: Vec<usize> = Vec::new();
         let mut comp_flows: Vec<u32> = Vec::new();
         let mut stack: Vec<usize> = std::mem::take(&mut self.touched);
+        // Smallest cap per unit of weight among the flows found: the fill
+        // level at which the first cap binds.
         let mut min_cap = f64::INFINITY;
         for &r in &stack {
             self.touched_mark[r] = false;
@@ -279,7 +291,7 @@ impl Network {
                 self.in_component[r] = true;
                 comp_resources.push(r);
                 self.rem[r] = self.capacity[r];
-                self.unfrozen_count[r] = 0;
+                self.unfrozen_weight[r] = 0.0;
             }
         }
         // Visits one flow: marks it, advances it, counts it on its links and
@@ -291,17 +303,17 @@ impl Network {
                 if f.seen_epoch != epoch {
                     f.seen_epoch = epoch;
                     Self::advance(f, now);
-                    min_cap = min_cap.min(f.cap);
+                    min_cap = min_cap.min(f.cap / f.weight);
                     comp_flows.push(slot);
                     for &r in &f.resources {
                         if !self.in_component[r] {
                             self.in_component[r] = true;
                             comp_resources.push(r);
                             self.rem[r] = self.capacity[r];
-                            self.unfrozen_count[r] = 0;
+                            self.unfrozen_weight[r] = 0.0;
                             stack.push(r);
                         }
-                        self.unfrozen_count[r] += 1;
+                        self.unfrozen_weight[r] += f.weight;
                     }
                 }
             }};
@@ -330,16 +342,19 @@ impl Network {
             if !first {
                 min_cap = list
                     .iter()
-                    .map(|s| self.flows[*s as usize].as_ref().expect("exists").cap)
+                    .map(|s| {
+                        let f = self.flows[*s as usize].as_ref().expect("exists");
+                        f.cap / f.weight
+                    })
                     .fold(f64::INFINITY, f64::min);
             }
-            // Fair share of the tightest link direction.
+            // Fair share per unit of weight on the tightest link direction.
             let mut best_share = f64::INFINITY;
             let mut best_res = usize::MAX;
             for &r in &comp_resources {
-                let n = self.unfrozen_count[r];
-                if n > 0 {
-                    let share = self.rem[r].max(0.0) / n as f64;
+                let w = self.unfrozen_weight[r];
+                if w > 1e-12 {
+                    let share = self.rem[r].max(0.0) / w;
                     if share < best_share {
                         best_share = share;
                         best_res = r;
@@ -351,15 +366,16 @@ impl Network {
                 // Every rising flow whose cap is at this level stops at its cap.
                 for &slot in list {
                     let f = self.flows[slot as usize].as_ref().expect("exists");
-                    if f.frozen_epoch != epoch && f.cap <= min_cap {
+                    if f.frozen_epoch != epoch && f.cap / f.weight <= min_cap {
                         to_fix.push((slot, if f.cap.is_finite() { f.cap } else { 0.0 }, Limiter::Cap));
                     }
                 }
             } else if best_res != usize::MAX {
                 // Every rising flow on the tightest link stops at its share.
                 for &slot in &self.resource_flows[best_res] {
-                    if self.flows[slot as usize].as_ref().expect("exists").frozen_epoch != epoch {
-                        to_fix.push((slot, best_share, Limiter::Link(best_res)));
+                    let f = self.flows[slot as usize].as_ref().expect("exists");
+                    if f.frozen_epoch != epoch {
+                        to_fix.push((slot, best_share * f.weight, Limiter::Link(best_res)));
                     }
                 }
             } else {
@@ -416,7 +432,7 @@ impl Network {
         f.limiter = limiter;
         for &r in &f.resources {
             self.rem[r] -= rate;
-            self.unfrozen_count[r] -= 1;
+            self.unfrozen_weight[r] -= f.weight;
         }
     }
 

@@ -7,7 +7,7 @@ fn secs(t: SimTime) -> f64 {
 #[test]
 fn equal_flows_share_a_link_equally() {
     let mut n = Network::new(vec![1000.0, 1000.0]);
-    let ids: Vec<_> = (0..4).map(|_| n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1000.0)).collect();
+    let ids: Vec<_> = (0..4).map(|_| n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1000.0)).collect();
     n.settle(SimTime(0));
     for id in &ids {
         assert!((n.rate(*id) - 250.0).abs() < 1e-9);
@@ -22,8 +22,8 @@ fn equal_flows_share_a_link_equally() {
 fn a_flow_bottlenecked_elsewhere_frees_bandwidth() {
     // Flow A crosses links 0 (cap 100) and 1 (cap 10); flow B crosses link 0 only.
     let mut n = Network::new(vec![100.0, 10.0]);
-    let a = n.add_flow(SimTime(0), vec![0, 1], f64::INFINITY, 1e6);
-    let b = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1e6);
+    let a = n.add_flow(SimTime(0), vec![0, 1], f64::INFINITY, 1.0, 1e6);
+    let b = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e6);
     n.settle(SimTime(0));
     assert!((n.rate(a) - 10.0).abs() < 1e-9);
     assert_eq!(n.limiter(a), Limiter::Link(1));
@@ -34,9 +34,9 @@ fn a_flow_bottlenecked_elsewhere_frees_bandwidth() {
 #[test]
 fn caps_bind_before_links_and_leave_the_rest() {
     let mut n = Network::new(vec![100.0]);
-    let capped = n.add_flow(SimTime(0), vec![0], 20.0, 1e6);
-    let free1 = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1e6);
-    let free2 = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1e6);
+    let capped = n.add_flow(SimTime(0), vec![0], 20.0, 1.0, 1e6);
+    let free1 = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e6);
+    let free2 = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e6);
     n.settle(SimTime(0));
     assert_eq!(n.rate(capped), 20.0);
     assert_eq!(n.limiter(capped), Limiter::Cap);
@@ -47,8 +47,8 @@ fn caps_bind_before_links_and_leave_the_rest() {
 #[test]
 fn removal_and_capacity_changes_resolve_rates() {
     let mut n = Network::new(vec![100.0]);
-    let a = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 100.0);
-    let b = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1000.0);
+    let a = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 100.0);
+    let b = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1000.0);
     n.settle(SimTime(0));
     // a finishes at t = 2 s (50 B/s), then b runs alone at 100 B/s.
     let (t, first) = n.next_completion().unwrap();
@@ -73,10 +73,10 @@ fn removal_and_capacity_changes_resolve_rates() {
 #[test]
 fn only_the_touched_component_is_resolved() {
     let mut n = Network::new(vec![100.0, 100.0]);
-    let a = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1e9);
+    let a = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e9);
     n.settle(SimTime(0));
     let solves = n.solves();
-    let b = n.add_flow(SimTime(5), vec![1], f64::INFINITY, 1e9);
+    let b = n.add_flow(SimTime(5), vec![1], f64::INFINITY, 1.0, 1e9);
     n.settle(SimTime(5));
     assert_eq!(n.solves(), solves + 1);
     assert_eq!(n.rate(a), 100.0);
@@ -91,7 +91,7 @@ fn only_the_touched_component_is_resolved() {
 #[test]
 fn load_samples_follow_changes() {
     let mut n = Network::new(vec![100.0]);
-    let a = n.add_flow(SimTime(0), vec![0], 30.0, 1e9);
+    let a = n.add_flow(SimTime(0), vec![0], 30.0, 1.0, 1e9);
     n.settle(SimTime(0));
     n.remove_flow(SimTime(10), a);
     n.settle(SimTime(10));
@@ -104,11 +104,28 @@ fn load_samples_follow_changes() {
 #[test]
 fn flows_without_links_run_at_their_cap() {
     let mut n = Network::new(vec![100.0]);
-    let lan = n.add_flow(SimTime(0), vec![], 50.0, 100.0);
+    let lan = n.add_flow(SimTime(0), vec![], 50.0, 1.0, 100.0);
     n.settle(SimTime(0));
     assert_eq!(n.rate(lan), 50.0);
     assert_eq!(n.limiter(lan), Limiter::Cap);
     let (t, id) = n.next_completion().unwrap();
     assert_eq!(id, lan);
     assert!((secs(t) - 2.0).abs() < 1e-6);
+}
+
+#[test]
+fn weights_give_multi_stream_flows_more_shares() {
+    let mut n = Network::new(vec![100.0]);
+    let four = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 4.0, 1e6);
+    let one = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e6);
+    n.settle(SimTime(0));
+    assert!((n.rate(four) - 80.0).abs() < 1e-9);
+    assert!((n.rate(one) - 20.0).abs() < 1e-9);
+    // A weighted flow capped below its share leaves the rest to the other.
+    let mut n = Network::new(vec![100.0]);
+    let capped = n.add_flow(SimTime(0), vec![0], 30.0, 4.0, 1e6);
+    let other = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1e6);
+    n.settle(SimTime(0));
+    assert_eq!((n.rate(capped), n.limiter(capped)), (30.0, Limiter::Cap));
+    assert!((n.rate(other) - 70.0).abs() < 1e-9);
 }

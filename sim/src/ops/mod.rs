@@ -98,10 +98,16 @@ pub struct Evacuation {
 }
 
 impl Evacuation {
-    fn refill(&mut self) -> Vec<MigrationRequest> {
+    fn refill(&mut self, view: FabricView<'_>) -> Vec<MigrationRequest> {
         let mut out = Vec::new();
         while self.in_flight < self.max_concurrent {
             let Some(vm) = self.queue.pop_front() else { break };
+            // Another operation may have moved the VM (or lost it) since the
+            // queue was made: only VMs still at the site and free are moved.
+            let host = view.vm_host[vm.index()];
+            if view.vm_unavailable[vm.index()] || view.scenario.fabric.hosts[host.index()].site != self.from {
+                continue;
+            }
             self.in_flight += 1;
             out.push(MigrationRequest { vm, to: Destination::Site(self.to), settings: self.settings.clone() });
         }
@@ -119,11 +125,11 @@ impl Operation for Evacuation {
             EvacuationOrder::SmallestFirst => vms.sort_by(|a, b| mem(a).cmp(&mem(b)).then(a.cmp(b))),
         }
         self.queue = vms.into();
-        self.refill()
+        self.refill(view)
     }
 
-    fn on_migration_end(&mut self, _view: FabricView<'_>, _vm: VmId, _outcome: Outcome) -> Vec<MigrationRequest> {
+    fn on_migration_end(&mut self, view: FabricView<'_>, _vm: VmId, _outcome: Outcome) -> Vec<MigrationRequest> {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.refill()
+        self.refill(view)
     }
 }

@@ -55,6 +55,7 @@ pub fn migrations_frame(rows: &[MigrationRow]) -> DataFrame {
             c!("throttle_pct_max", |r| r.throttle_pct_max),
             c!("postcopy_faults", |r| r.postcopy_faults),
             c!("postcopy_fault_wait_ms", |r| r.postcopy_fault_wait_ms),
+            c!("postcopy_guest_speed", |r| r.postcopy_guest_speed),
             c!("bottleneck", |r| r.bottleneck.clone()),
             c!("mean_rate_bytes_per_s", |r| r.mean_rate_bytes_per_s),
         ],

@@ -217,11 +217,11 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Checks a scenario given as text; `label` names it in errors.
 pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
     let ctx = Ctx { text, label };
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, String::new()))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, "toml syntax".into()))?;
     let file: ScenarioFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         // serde_spanned wraps values in an internal field; it is not the user's.
         let path = e.path().to_string().replace(".$__serde_spanned_private_value", "");
-        ctx.toml_error(e.inner(), if path == "." { String::new() } else { path })
+        ctx.toml_error(e.inner(), if path == "." { "(top level)".into() } else { path })
     })?;
     let mut scenario = Builder { ctx, file: &file }.build()?;
     scenario.source_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
@@ -255,7 +255,6 @@ impl Ctx<'_> {
 
     fn toml_error(&self, e: &toml::de::Error, field: String) -> ScenarioError {
         let span = e.span().unwrap_or(0..0);
-        let field = if field.is_empty() { "toml syntax".to_string() } else { field };
         self.error(span, field, e.message().trim().to_string())
     }
 }
@@ -466,19 +465,29 @@ impl Builder<'_> {
                 changes.push(CapacityChange { at: *c.at.get_ref(), bandwidth: *c.bandwidth.get_ref() });
             }
             changes.sort_by_key(|c| c.at);
-            let mut outages: Vec<Outage> = Vec::new();
+            // (outage, index in the file), sorted by start.
+            let mut outages: Vec<(Outage, usize)> = Vec::new();
             for (oi, o) in l.outages.iter().enumerate() {
                 if o.duration.get_ref().0 == 0 {
                     return Err(self.err(sp(&o.duration), format!("{field}.outages[{oi}].duration"), "must be positive"));
                 }
-                outages.push(Outage { at: *o.at.get_ref(), duration: *o.duration.get_ref() });
+                if *o.at.get_ref() > horizon {
+                    return Err(self.err(sp(&o.at), format!("{field}.outages[{oi}].at"), format!("is after the scenario horizon ({horizon})")));
+                }
+                outages.push((Outage { at: *o.at.get_ref(), duration: *o.duration.get_ref() }, oi));
             }
-            outages.sort_by_key(|o| o.at);
-            for (i, w) in outages.windows(2).enumerate() {
-                if w[0].at.0 + w[0].duration.0 > w[1].at.0 {
-                    return Err(self.err(sp(&l.outages[i + 1].at), format!("{field}.outages"), "outages of one link must not overlap"));
+            outages.sort_by_key(|(o, i)| (o.at, *i));
+            for w in outages.windows(2) {
+                let ((prev, pi), (next, ni)) = (w[0], w[1]);
+                if prev.at.0.saturating_add(prev.duration.0) > next.at.0 {
+                    return Err(self.err(
+                        sp(&l.outages[ni].at),
+                        format!("{field}.outages[{ni}].at"),
+                        format!("overlaps outages[{pi}] of the same link (outages of one link must not overlap)"),
+                    ));
                 }
             }
+            let outages: Vec<Outage> = outages.into_iter().map(|(o, _)| o).collect();
             links.push(Link {
                 name: lname.to_string(),
                 a,

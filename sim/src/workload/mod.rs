@@ -88,6 +88,22 @@ pub struct WorkloadSpec {
     pub redirty_unchanged: Fraction,
 }
 
+/// Which pages are still at the source when post-copy starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pending {
+    /// Every page (pure post-copy).
+    All,
+    /// The `pages` dirtied during the last pre-copy round, which lasted
+    /// `run_secs` of guest run time (hybrid, or pre-copy falling back to
+    /// post-copy): these are mostly the hot pages.
+    DirtiedIn {
+        /// Guest run time of the last round.
+        run_secs: f64,
+        /// Pages dirtied in it.
+        pages: u64,
+    },
+}
+
 /// Popularity classes of one VM: the dirty-set model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirtyModel {
@@ -110,14 +126,19 @@ impl DirtyModel {
         match &spec.popularity {
             Popularity::Uniform => classes.push((wws, w / wws as f64)),
             Popularity::HotCold { hot_set, hot_write_share } => {
-                let hot = ((wws as f64) * hot_set.0).round() as u64;
-                let hot = hot.clamp(0, wws);
+                let hot = (((wws as f64) * hot_set.0).round() as u64).min(wws);
                 let cold = wws - hot;
+                // A class with no pages cannot take writes: the other takes them all.
+                let share = match (hot, cold) {
+                    (0, _) => 0.0,
+                    (_, 0) => 1.0,
+                    _ => hot_write_share.0,
+                };
                 if hot > 0 {
-                    classes.push((hot, w * hot_write_share.0 / hot as f64));
+                    classes.push((hot, w * share / hot as f64));
                 }
                 if cold > 0 {
-                    classes.push((cold, w * (1.0 - hot_write_share.0) / cold as f64));
+                    classes.push((cold, w * (1.0 - share) / cold as f64));
                 }
             }
             Popularity::Zipf { exponent } => {
@@ -162,41 +183,86 @@ impl DirtyModel {
             .sum()
     }
 
-    /// Expected number of pages first touched before the background push
-    /// reaches them, when `pending` of the VM's `memory_pages` are still at the
-    /// source and the push takes `push_secs` in an order unrelated to
-    /// popularity (a pending page is pushed at a uniform time in `[0, T]`):
-    /// `Σ_c n_c · f · (1 − (1 − e^{−λT}) / (λT))` with `f = pending / memory`.
-    /// Accesses are modelled by the write popularity (reads are not modelled separately).
-    pub fn expected_postcopy_faults(&self, pending: u64, memory_pages: u64, push_secs: f64) -> f64 {
-        if memory_pages == 0 || push_secs <= 0.0 {
+    /// Fraction of each class's pages still at the source when post-copy starts.
+    fn pending_fractions(&self, pending: Pending) -> Vec<f64> {
+        match pending {
+            Pending::All => vec![1.0; self.classes.len()],
+            Pending::DirtiedIn { run_secs, pages } => {
+                let f: Vec<f64> = self.classes.iter().map(|&(_, rate)| -(-rate * run_secs).exp_m1()).collect();
+                // Scale the expected per-class split to the pages actually pending.
+                let expected: f64 = self.classes.iter().zip(&f).map(|(&(n, _), f)| n as f64 * f).sum();
+                let scale = if expected > 0.0 { pages as f64 / expected } else { 0.0 };
+                f.iter().map(|x| (x * scale).min(1.0)).collect()
+            }
+        }
+    }
+
+    /// Per class: probability that a pending page is touched before the push
+    /// delivers it, when the push takes `push_secs`, reaches pages in an order
+    /// unrelated to popularity (a pending page arrives at a uniform time in
+    /// `[0, T]`), and the guest runs at `speed` (fraction of full speed):
+    /// `1 − (1 − e^{−x}) / x` with `x = λ·speed·T`.
+    fn fault_probabilities(&self, push_secs: f64, speed: f64) -> impl Iterator<Item = f64> + '_ {
+        self.classes.iter().map(move |&(_, rate)| {
+            let x = rate * speed * push_secs;
+            if x < 1e-9 {
+                x / 2.0
+            } else {
+                1.0 - (-(-x).exp_m1()) / x
+            }
+        })
+    }
+
+    /// Expected remote faults of a post-copy push (accesses are modelled by the
+    /// write popularity; reads are not modelled separately).
+    pub fn expected_postcopy_faults(&self, pending: Pending, push_secs: f64, speed: f64) -> f64 {
+        if push_secs <= 0.0 {
             return 0.0;
         }
-        let f = pending as f64 / memory_pages as f64;
-        self.classes
-            .iter()
-            .map(|&(n, rate)| {
-                let x = rate * push_secs;
-                let p = if x < 1e-9 { x / 2.0 } else { 1.0 - (-(-x).exp_m1()) / x };
-                n as f64 * f * p
-            })
-            .sum()
+        let f = self.pending_fractions(pending);
+        self.classes.iter().zip(f).zip(self.fault_probabilities(push_secs, speed)).map(|((&(n, _), f), p)| n as f64 * f * p).sum()
     }
 
     /// A random draw of [`Self::expected_postcopy_faults`].
-    pub fn sample_postcopy_faults<R: Rng>(&self, pending: u64, memory_pages: u64, push_secs: f64, rng: &mut R) -> u64 {
-        if memory_pages == 0 || push_secs <= 0.0 {
+    pub fn sample_postcopy_faults<R: Rng>(&self, pending: Pending, push_secs: f64, speed: f64, rng: &mut R) -> u64 {
+        if push_secs <= 0.0 {
             return 0;
         }
-        let f = (pending as f64 / memory_pages as f64).min(1.0);
+        let f = self.pending_fractions(pending);
+        let probs: Vec<f64> = self.fault_probabilities(push_secs, speed).collect();
         self.classes
             .iter()
-            .map(|&(n, rate)| {
-                let x = rate * push_secs;
-                let p = if x < 1e-9 { x / 2.0 } else { 1.0 - (-(-x).exp_m1()) / x };
-                Binomial::new(n, (f * p).clamp(0.0, 1.0)).map_or(0, |b| b.sample(rng))
-            })
+            .zip(f)
+            .zip(probs)
+            .map(|((&(n, _), f), p)| Binomial::new(n, (f * p).clamp(0.0, 1.0)).map_or(0, |b| b.sample(rng)))
             .sum()
+    }
+
+    /// The guest's speed during a post-copy push (fraction of full speed):
+    /// each remote fault stalls one vCPU for `per_fault_secs`, and a slower
+    /// guest touches fewer pages. The speed `s` solves
+    /// `F(s) · per_fault_secs = (1 − s) · vcpus · push_secs`, where `F(s)` is
+    /// the expected number of faults at speed `s` (found by bisection; the
+    /// left side grows with `s`, the right side shrinks).
+    pub fn postcopy_guest_speed(&self, pending: Pending, push_secs: f64, per_fault_secs: f64, vcpus: u32) -> f64 {
+        if push_secs <= 0.0 || per_fault_secs <= 0.0 {
+            return 1.0;
+        }
+        let budget = vcpus.max(1) as f64 * push_secs;
+        let excess = |s: f64| self.expected_postcopy_faults(pending, push_secs, s) * per_fault_secs - (1.0 - s) * budget;
+        if excess(1.0) <= 0.0 {
+            return 1.0;
+        }
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if excess(mid) > 0.0 {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        0.5 * (lo + hi)
     }
 
     /// Pages in the working set.

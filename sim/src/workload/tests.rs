@@ -58,10 +58,51 @@ fn samples_center_on_the_expectation() {
 #[test]
 fn postcopy_faults_bounds() {
     let m = DirtyModel::new(&spec(Popularity::Uniform, 1.0, 1000.0), 10_000);
-    // Nothing pending, no faults; a tiny push window gives ~ n·λT/2.
-    assert_eq!(m.expected_postcopy_faults(0, 10_000, 5.0), 0.0);
-    let f = m.expected_postcopy_faults(10_000, 10_000, 0.001);
+    // A tiny push window gives ~ n·λT/2 faults; a very long one faults almost every page.
+    let f = m.expected_postcopy_faults(Pending::All, 0.001, 1.0);
     assert!((f - 0.5).abs() < 1e-3, "{f}");
-    // A very long push: almost every page is touched before it arrives.
-    assert!(m.expected_postcopy_faults(10_000, 10_000, 1e6) > 9_900.0);
+    assert!(m.expected_postcopy_faults(Pending::All, 1e6, 1.0) > 9_900.0);
+    assert_eq!(m.expected_postcopy_faults(Pending::DirtiedIn { run_secs: 1.0, pages: 0 }, 5.0, 1.0), 0.0);
+    // A slower guest touches fewer pages.
+    assert!(m.expected_postcopy_faults(Pending::All, 5.0, 0.5) < m.expected_postcopy_faults(Pending::All, 5.0, 1.0));
+}
+
+#[test]
+fn hybrid_pending_pages_are_the_hot_ones() {
+    // 90% of writes to 1% of pages: the pages dirtied in a short round are
+    // mostly hot, so they fault far more often than a uniform sample would.
+    let m = DirtyModel::new(
+        &spec(Popularity::HotCold { hot_set: Fraction(0.01), hot_write_share: Fraction(0.9) }, 1.0, 10_000.0),
+        100_000,
+    );
+    let pending = m.expected_dirty_pages(0.5).round() as u64;
+    let hot = m.expected_postcopy_faults(Pending::DirtiedIn { run_secs: 0.5, pages: pending }, 2.0, 1.0);
+    // The same number of pages taken uniformly from memory.
+    let uniform = m.expected_postcopy_faults(Pending::All, 2.0, 1.0) * pending as f64 / 100_000.0;
+    assert!(hot > 3.0 * uniform, "hot {hot} vs uniform {uniform}");
+}
+
+#[test]
+fn guest_speed_balances_stalls_and_accesses() {
+    let m = DirtyModel::new(&spec(Popularity::Uniform, 1.0, 50_000.0), 262_144);
+    // Nanosecond faults barely slow the guest.
+    assert!(m.postcopy_guest_speed(Pending::All, 10.0, 1e-9, 2) > 0.9999);
+    assert_eq!(m.postcopy_guest_speed(Pending::All, 10.0, 0.0, 2), 1.0);
+    // 100 ms per fault: the guest is mostly stalled, and the balance holds.
+    let (t, c, v) = (10.0, 0.1, 2);
+    let s = m.postcopy_guest_speed(Pending::All, t, c, v);
+    assert!(s > 0.0 && s < 0.1, "{s}");
+    let stall = m.expected_postcopy_faults(Pending::All, t, s) * c;
+    assert!((stall - (1.0 - s) * v as f64 * t).abs() < 1e-6 * t, "stall {stall}");
+}
+
+#[test]
+fn empty_hot_or_cold_class_keeps_the_write_rate() {
+    for hot_set in [0.0, 1.0] {
+        let m = DirtyModel::new(
+            &spec(Popularity::HotCold { hot_set: Fraction(hot_set), hot_write_share: Fraction(0.8) }, 1.0, 1000.0),
+            10_000,
+        );
+        assert!((m.write_rate() - 1000.0).abs() < 1e-9, "hot_set {hot_set}");
+    }
 }
