@@ -17,6 +17,7 @@
 pub mod precopy;
 pub mod record;
 pub mod state;
+pub mod strategy;
 pub mod units;
 
 /// Size of a guest page in bytes (x86-64 base page).

@@ -29,7 +29,9 @@ pub enum Outcome {
     Completed,
     /// Pre-copy hit its round bound and was cancelled; the VM runs at the source.
     NotConverged,
-    /// A link on the route failed during pre-copy or stop-and-copy; the VM runs at the source.
+    /// A link on the route failed before the VM ran at the destination
+    /// (during set-up, pre-copy, stop-and-copy, the post-copy state transfer,
+    /// or while those last bytes were in flight); the VM runs at the source.
     AbortedLinkFailure,
     /// A link on the route failed during post-copy: the VM's memory is split
     /// between two sites and the VM is lost.

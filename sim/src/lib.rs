@@ -56,6 +56,7 @@ pub mod fabric;
 pub mod mechanism;
 pub mod network;
 pub mod ops;
+pub mod reduction;
 pub mod output;
 pub mod run;
 pub mod scenario;

@@ -13,6 +13,9 @@ use crate::network::{tcp, FlowId, FlowTotals, Network};
 use crate::ops::{self, FabricView, MigrationRequest, Operation};
 use crate::scenario::{Destination, DirtySampling, Scenario};
 use crate::workload::{pages_of, DirtyModel, Pending};
+use crate::reduction::{Tally, VmInputs, VmReduction};
+use crate::scenario::DedupDomains;
+use std::collections::BTreeSet;
 use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
 use memfabric_migration::record::{Mechanism, Outcome};
 use memfabric_migration::state::MigrationPhase;
@@ -66,6 +69,15 @@ pub struct RunOutput {
     pub end_time: Nanos,
 }
 
+/// Which per-page expectation a stage's pages follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageKind {
+    /// First transfer of the VM's memory.
+    FullCopy,
+    /// Pages dirtied since they were sent.
+    Resend,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arrival {
     /// Device state arrived: the VM resumes at the destination in post-copy.
@@ -99,11 +111,20 @@ struct Sim<'a> {
     migs: Vec<Migration>,
     link_bytes: Vec<Vec<(usize, f64)>>,
     flow_owner: BTreeMap<FlowId, MigrationId>,
+    /// Whether a flow's own cap is its CPU pipeline (else TCP/limit/LAN).
+    flow_cpu_bound: BTreeMap<FlowId, bool>,
+    /// Bytes each migration sent while its CPU pipeline bound it.
+    cpu_bytes: Vec<f64>,
     link_down: Vec<bool>,
     link_nominal: Vec<f64>,
     wake_version: u64,
     wake_at: Option<SimTime>,
     rounds: Vec<RoundRow>,
+    /// VMs running at each (site, dedup domain, image): content resident there.
+    site_images: BTreeMap<(usize, String, String), u32>,
+    /// (operation, destination site, domain, image) whose shared content a
+    /// VM of the gang has started sending.
+    gang_sent: BTreeSet<(usize, usize, String, String)>,
 }
 
 /// Runs `scenario` (with `seed` instead of the scenario's seed, if given).
@@ -134,12 +155,21 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
         migs: Vec::new(),
         link_bytes: Vec::new(),
         flow_owner: BTreeMap::new(),
+        flow_cpu_bound: BTreeMap::new(),
+        cpu_bytes: Vec::new(),
         link_down: vec![false; fabric.links.len()],
         link_nominal: fabric.links.iter().map(|l| l.bandwidth.0).collect(),
         wake_version: 0,
         wake_at: None,
         rounds: Vec::new(),
+        site_images: BTreeMap::new(),
+        gang_sent: BTreeSet::new(),
     };
+    for vm in &scenario.vms {
+        if let Some(key) = sim.image_key(vm, fabric.hosts[vm.host.index()].site.index()) {
+            *sim.site_images.entry(key).or_insert(0) += 1;
+        }
+    }
     // Schedule link events first, so a link change and a migration at the same
     // instant see the link already changed.
     for (i, l) in fabric.links.iter().enumerate() {
@@ -164,6 +194,51 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
 impl Sim<'_> {
     fn now(&self) -> SimTime {
         self.q.now()
+    }
+
+    fn domain(&self, vm: &crate::scenario::Vm) -> String {
+        match self.sc.dedup_domains {
+            DedupDomains::Tenant => vm.tenant.clone(),
+            DedupDomains::Global => String::new(),
+        }
+    }
+
+    fn image_key(&self, vm: &crate::scenario::Vm, site: usize) -> Option<(usize, String, String)> {
+        vm.image.as_ref().map(|img| (site, self.domain(vm), img.clone()))
+    }
+
+    /// Moves a VM's image content between sites' resident sets.
+    fn move_image(&mut self, vm: VmId, from: Option<usize>, to: Option<usize>) {
+        let v = &self.sc.vms[vm.index()];
+        if let Some(key) = from.and_then(|s| self.image_key(v, s)) {
+            if let Some(n) = self.site_images.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.site_images.remove(&key);
+                }
+            }
+        }
+        if let Some(key) = to.and_then(|s| self.image_key(v, s)) {
+            *self.site_images.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// Whether the destination already has (or is being sent by the gang) the
+    /// VM's image content, and marks the gang as sending it.
+    fn image_hit(&mut self, m: MigrationId) -> bool {
+        let mig = &self.migs[m.0 as usize];
+        let v = &self.sc.vms[mig.vm.index()];
+        let Some(key) = self.image_key(v, mig.dst_site.index()) else { return false };
+        let gang = (mig.operation, key.0, key.1.clone(), key.2.clone());
+        let hit = match mig.settings.strategy.dedup {
+            Some(memfabric_migration::strategy::DedupScope::Site) => {
+                self.site_images.contains_key(&key) || self.gang_sent.contains(&gang)
+            }
+            Some(memfabric_migration::strategy::DedupScope::Gang) => self.gang_sent.contains(&gang),
+            _ => false,
+        };
+        self.gang_sent.insert(gang);
+        hit
     }
 
     fn main_loop(&mut self) {
@@ -229,20 +304,31 @@ impl Sim<'_> {
             let totals = self.net.remove_flow(now, id).expect("active flow");
             let m = self.flow_owner.remove(&id).expect("every flow has an owner");
             self.migs[m.0 as usize].flow = None;
-            self.account(m, &totals);
+            self.account(m, id, &totals);
             self.flow_done(m, totals.sent);
         }
     }
 
-    fn account(&mut self, m: MigrationId, totals: &FlowTotals) {
+    fn account(&mut self, m: MigrationId, flow: FlowId, totals: &FlowTotals) {
+        let cpu_bound = self.flow_cpu_bound.remove(&flow).unwrap_or(false);
         let mig = &mut self.migs[m.0 as usize];
+        // The share of the stage's pages that crossed (all of them unless cut short).
+        let done = if mig.stage_bytes > 0.0 { (totals.sent / mig.stage_bytes).min(1.0) } else { 1.0 };
+        let part = mig.stage_tally.scaled(done);
+        mig.tally.add(&part);
+        mig.stage_tally = Tally::default();
+        if cpu_bound {
+            self.cpu_bytes[m.0 as usize] += totals.sent_cap_limited;
+            mig.bytes_cap_limited += 0.0;
+        } else {
+            mig.bytes_cap_limited += totals.sent_cap_limited;
+        }
         match mig.stage {
             Stage::PreCopyRound => mig.bytes_precopy += totals.sent,
             Stage::StopCopy | Stage::PostCopySwitch => mig.bytes_stopcopy += totals.sent,
             Stage::PostCopyPush => mig.bytes_postcopy += totals.sent,
             Stage::Connecting | Stage::Arriving | Stage::Done => {}
         }
-        mig.bytes_cap_limited += totals.sent_cap_limited;
         let lb = &mut self.link_bytes[m.0 as usize];
         for &(r, b) in &totals.sent_by_link {
             match lb.iter_mut().find(|(x, _)| *x == r) {
@@ -318,6 +404,17 @@ impl Sim<'_> {
             _ => (total, kind),
         };
         let id = MigrationId(self.migs.len() as u32);
+        let vm_spec = &self.sc.vms[vm.index()];
+        let reduction = VmReduction::new(
+            &settings.strategy,
+            VmInputs {
+                workload: &vm_spec.workload,
+                has_image: vm_spec.image.is_some(),
+                working_set_pages: self.dirty_models[vm.index()].working_set_pages(),
+                xbzrle_cache_pages: settings.xbzrle_cache.0 / PAGE_SIZE_BYTES,
+            },
+            &self.sc.cpu_profile,
+        );
         let mut mig = Migration {
             id,
             operation: op,
@@ -328,6 +425,10 @@ impl Sim<'_> {
             route,
             settings,
             cap,
+            reduction,
+            stage_tally: Tally::default(),
+            stage_bytes: 0.0,
+            tally: Tally::default(),
             phase: MigrationPhase::Setup,
             stage: Stage::Connecting,
             flow: None,
@@ -366,6 +467,7 @@ impl Sim<'_> {
             mig.end = Some(now);
             self.migs.push(mig);
             self.link_bytes.push(Vec::new());
+            self.cpu_bytes.push(0.0);
             return Some((vm, outcome));
         }
         self.vm_unavailable[vm.index()] = true;
@@ -374,19 +476,40 @@ impl Sim<'_> {
         self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
         self.migs.push(mig);
         self.link_bytes.push(Vec::new());
+        self.cpu_bytes.push(0.0);
         None
     }
 
-    fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, extra_bytes: u64) {
+    /// Starts the flow of a stage: `pages` pages of the given kind plus
+    /// `extra_bytes` of device state, reduced by the migration's strategy and
+    /// capped by its CPU pipeline as well as its network cap.
+    fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, kind: PageKind, extra_bytes: u64) {
         let now = self.now();
+        let per_page = match kind {
+            PageKind::FullCopy => {
+                if self.image_hit(m) {
+                    self.migs[m.0 as usize].reduction.full_copy_image_hit
+                } else {
+                    self.migs[m.0 as usize].reduction.full_copy
+                }
+            }
+            PageKind::Resend => self.migs[m.0 as usize].reduction.resend,
+        };
         let mig = &mut self.migs[m.0 as usize];
         mig.stage = stage;
         mig.stage_start = now;
         mig.stage_pages = pages;
-        let bytes = pages as f64 * RAW_PAGE_WIRE_BYTES as f64 + extra_bytes as f64;
+        let tally = per_page.scaled(pages as f64);
+        let bytes = tally.wire_bytes + extra_bytes as f64;
+        let threads = mig.settings.threads();
+        let cpu_cap = per_page.cpu_cap_bytes_per_s(threads, threads);
+        let cap = if pages > 0 && cpu_cap < mig.cap.0 { cpu_cap } else { mig.cap.0 };
+        mig.stage_tally = tally;
+        mig.stage_bytes = bytes;
         let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
-        let id = self.net.add_flow(now, resources, mig.cap.0, mig.settings.streams as f64, bytes);
+        let id = self.net.add_flow(now, resources, cap, mig.settings.streams as f64, bytes);
         mig.flow = Some(id);
+        self.flow_cpu_bound.insert(id, pages > 0 && cpu_cap < mig.cap.0);
         self.flow_owner.insert(id, m);
     }
 
@@ -405,19 +528,19 @@ impl Sim<'_> {
         match mig.settings.mechanism {
             Mechanism::PreCopy | Mechanism::Hybrid => {
                 self.transition(m, MigrationPhase::PreCopy);
-                self.start_flow(m, Stage::PreCopyRound, pages, 0);
+                self.start_flow(m, Stage::PreCopyRound, pages, PageKind::FullCopy, 0);
             }
             Mechanism::StopAndCopy => {
                 self.transition(m, MigrationPhase::StopAndCopy);
                 self.migs[m.0 as usize].paused_at = Some(self.now());
-                self.start_flow(m, Stage::StopCopy, pages, state);
+                self.start_flow(m, Stage::StopCopy, pages, PageKind::FullCopy, state);
             }
             Mechanism::PostCopy => {
                 self.transition(m, MigrationPhase::StopAndCopy);
                 let mig = &mut self.migs[m.0 as usize];
                 mig.paused_at = Some(self.q.now());
                 mig.postcopy_pending = pages;
-                self.start_flow(m, Stage::PostCopySwitch, 0, state);
+                self.start_flow(m, Stage::PostCopySwitch, 0, PageKind::Resend, state);
             }
         }
     }
@@ -542,13 +665,15 @@ impl Sim<'_> {
             self.switch_to_postcopy(m, dirty, state, window);
             return;
         }
+        // What the dirty pages will cost on the wire after reduction.
+        let remaining = (dirty as f64 * mig.reduction.resend.wire_bytes).round() as u64;
         let ctx = PrecopyContext {
             rounds_completed: mig.rounds,
-            remaining_bytes: dirty * RAW_PAGE_WIRE_BYTES,
+            remaining_bytes: remaining,
             measured_rate: BytesPerSecond(rate),
         };
         match precopy_decision(&ctx, &mig.settings.precopy) {
-            PrecopyDecision::Continue => self.start_flow(m, Stage::PreCopyRound, dirty, 0),
+            PrecopyDecision::Continue => self.start_flow(m, Stage::PreCopyRound, dirty, PageKind::Resend, 0),
             PrecopyDecision::StopAndCopy => {
                 mig.converged = Some(true);
                 self.stop_and_copy(m, dirty, state);
@@ -570,7 +695,7 @@ impl Sim<'_> {
     fn stop_and_copy(&mut self, m: MigrationId, pages: u64, state: u64) {
         self.transition(m, MigrationPhase::StopAndCopy);
         self.migs[m.0 as usize].paused_at = Some(self.now());
-        self.start_flow(m, Stage::StopCopy, pages, state);
+        self.start_flow(m, Stage::StopCopy, pages, PageKind::Resend, state);
     }
 
     fn switch_to_postcopy(&mut self, m: MigrationId, pending: u64, state: u64, window_secs: Option<f64>) {
@@ -580,7 +705,7 @@ impl Sim<'_> {
         mig.paused_at = Some(now);
         mig.postcopy_pending = pending;
         mig.postcopy_window_secs = window_secs;
-        self.start_flow(m, Stage::PostCopySwitch, 0, state);
+        self.start_flow(m, Stage::PostCopySwitch, 0, PageKind::Resend, state);
     }
 
     fn arrived(&mut self, m: MigrationId, kind: Arrival) {
@@ -596,7 +721,8 @@ impl Sim<'_> {
                 // The VM now runs at the destination.
                 self.vm_host[mig.vm.index()] = mig.dst;
                 let pending = mig.postcopy_pending;
-                self.start_flow(m, Stage::PostCopyPush, pending, 0);
+                let kind = if mig.postcopy_window_secs.is_some() { PageKind::Resend } else { PageKind::FullCopy };
+                self.start_flow(m, Stage::PostCopyPush, pending, kind, 0);
             }
             Arrival::Finish => {
                 let mig = &mut self.migs[m.0 as usize];
@@ -618,6 +744,13 @@ impl Sim<'_> {
         mig.stage = Stage::Done;
         let (vm, src, dst, op) = (mig.vm, mig.src, mig.dst, mig.operation);
         let mem = self.sc.vms[vm.index()].memory.0;
+        let (src_site, dst_site) =
+            (self.sc.fabric.hosts[src.index()].site.index(), self.sc.fabric.hosts[dst.index()].site.index());
+        match outcome {
+            Outcome::Completed => self.move_image(vm, Some(src_site), Some(dst_site)),
+            Outcome::Lost => self.move_image(vm, Some(src_site), None),
+            _ => {}
+        }
         match outcome {
             Outcome::Completed => {
                 self.host_ram_used[src.index()] -= mem;
@@ -645,7 +778,7 @@ impl Sim<'_> {
         let Some(flow) = self.migs[m.0 as usize].flow.take() else { return };
         let totals = self.net.remove_flow(at, flow).expect("active flow");
         self.flow_owner.remove(&flow);
-        self.account(m, &totals);
+        self.account(m, flow, &totals);
         let mig = &self.migs[m.0 as usize];
         if let Some(phase) = mig.stage.round_phase() {
             let round = if mig.stage == Stage::PostCopyPush { mig.rounds + 1 } else { mig.rounds };
@@ -707,6 +840,10 @@ impl Sim<'_> {
                 };
                 let bytes = mig.bytes_precopy + mig.bytes_stopcopy + mig.bytes_postcopy;
                 let mut best = (mig.cap.1.as_str().to_string(), mig.bytes_cap_limited);
+                let cpu = self.cpu_bytes[mig.id.0 as usize];
+                if cpu > best.1 {
+                    best = (CapKind::Cpu.as_str().to_string(), cpu);
+                }
                 for &(r, b) in &self.link_bytes[mig.id.0 as usize] {
                     if b > best.1 {
                         best = (fabric.links[LinkDir::from_resource(r).link.index()].name.clone(), b);
@@ -719,6 +856,8 @@ impl Sim<'_> {
                     operation: self.sc.operations[mig.operation].name().to_string(),
                     vm: vm.name.clone(),
                     mechanism: mig.settings.mechanism.as_str(),
+                    strategy: mig.settings.strategy.to_string(),
+                    cpu_threads: mig.settings.threads(),
                     src_site: fabric.sites[fabric.hosts[mig.src.index()].site.index()].name.clone(),
                     dst_site: fabric.sites[mig.dst_site.index()].name.clone(),
                     src_host: fabric.hosts[mig.src.index()].name.clone(),
@@ -743,6 +882,18 @@ impl Sim<'_> {
                     postcopy_guest_speed: mig.postcopy_guest_speed,
                     bottleneck: if bytes > 0.0 { best.0 } else { String::new() },
                     mean_rate_bytes_per_s: if moving_secs > 0.0 { bytes / moving_secs } else { 0.0 },
+                    bytes_unreduced: (mig.tally.pages * RAW_PAGE_WIRE_BYTES as f64).round() as u64,
+                    pages_zero: mig.tally.pages_zero.round() as u64,
+                    pages_dedup: mig.tally.pages_dedup.round() as u64,
+                    pages_delta: mig.tally.pages_delta.round() as u64,
+                    pages_compressed: mig.tally.pages_compressed.round() as u64,
+                    pages_raw: mig.tally.pages_raw.round() as u64,
+                    cpu_s_source: mig.tally.source_ns() / 1e9,
+                    cpu_s_zero: mig.tally.cpu_ns_zero / 1e9,
+                    cpu_s_dedup: mig.tally.cpu_ns_dedup / 1e9,
+                    cpu_s_delta: mig.tally.cpu_ns_delta / 1e9,
+                    cpu_s_compress: mig.tally.cpu_ns_compress / 1e9,
+                    cpu_s_destination: mig.tally.cpu_ns_destination / 1e9,
                 }
             })
             .collect();

@@ -14,12 +14,15 @@
 //!   byte arrives (one one-way latency after it was sent).
 //! - **post-copy**: the device state is sent during a short pause; the VM then
 //!   runs at the destination while the pending pages are pushed in the
-//!   background; pages the guest touches before they arrive are remote faults
-//!   costing a round trip each.
+//!   background; a page the guest touches before it arrives is a remote fault
+//!   that stalls a vCPU for a round trip plus one page's send time, and the
+//!   guest's speed during the push follows from those stalls
+//!   ([`crate::workload::DirtyModel::postcopy_guest_speed`]).
 //! - **hybrid**: one pre-copy round (the full copy), then post-copy.
 
 use crate::fabric::{HostId, Route, SiteId, VmId};
 use crate::network::FlowId;
+use crate::reduction::{Tally, VmReduction};
 use crate::scenario::MigrationSettings;
 use memfabric_migration::precopy::AutoConverge;
 use memfabric_migration::record::Outcome;
@@ -68,8 +71,16 @@ pub struct Migration {
     pub route: Route,
     /// Settings.
     pub settings: MigrationSettings,
-    /// Per-flow rate cap (bytes/s) and what it is.
+    /// Per-flow network rate cap (bytes/s) and what it is (TCP, limit, LAN).
     pub cap: (f64, CapKind),
+    /// What the strategy does to this VM's pages, per page.
+    pub reduction: VmReduction,
+    /// Expected outcome of the pages of the current flow.
+    pub stage_tally: Tally,
+    /// Bytes of the current flow (to scale the tally of a cut flow).
+    pub stage_bytes: f64,
+    /// Sum of the tallies of everything sent.
+    pub tally: Tally,
     /// State-machine phase.
     pub phase: MigrationPhase,
     /// What the current flow carries.
@@ -100,7 +111,8 @@ pub struct Migration {
     /// When the VM resumed (at the destination, or at the source after an abort).
     pub resumed_at: Option<Nanos>,
     /// Whether the pre-copy stop rule was met (`None` for mechanisms that do
-    /// not iterate: stop-and-copy, post-copy, hybrid).
+    /// not iterate — stop-and-copy, post-copy, hybrid — and for a pre-copy
+    /// that ended before the rule decided: link failure, horizon, no capacity).
     pub converged: Option<bool>,
     /// Bytes on the wire in pre-copy rounds.
     pub bytes_precopy: f64,
@@ -131,6 +143,8 @@ pub enum CapKind {
     MaxBandwidth,
     /// The intra-site LAN rate.
     Lan,
+    /// The reduction pipeline's CPU (source or destination threads).
+    Cpu,
     /// No cap.
     None,
 }
@@ -156,6 +170,7 @@ impl CapKind {
             CapKind::TcpLoss => "tcp-loss",
             CapKind::MaxBandwidth => "max-bandwidth",
             CapKind::Lan => "lan",
+            CapKind::Cpu => "cpu",
             CapKind::None => "none",
         }
     }
@@ -172,6 +187,10 @@ pub struct MigrationRow {
     pub vm: String,
     /// Mechanism name.
     pub mechanism: &'static str,
+    /// Data-reduction strategy (canonical name).
+    pub strategy: String,
+    /// Reduction threads at each end.
+    pub cpu_threads: u32,
     /// Source site.
     pub src_site: String,
     /// Destination site.
@@ -207,7 +226,8 @@ pub struct MigrationRow {
     /// Outcome name.
     pub outcome: &'static str,
     /// Whether the pre-copy stop rule was met; null for stop-and-copy,
-    /// post-copy and hybrid, which do not iterate.
+    /// post-copy and hybrid, which do not iterate, and for a pre-copy that
+    /// ended before the rule decided.
     pub converged: Option<bool>,
     /// Largest auto-converge throttle, percent.
     pub throttle_pct_max: u32,
@@ -217,10 +237,35 @@ pub struct MigrationRow {
     pub postcopy_fault_wait_ms: f64,
     /// Guest speed during the post-copy push, as a fraction of full speed (1 without post-copy).
     pub postcopy_guest_speed: f64,
-    /// What bounded the rate for most bytes: a link name, or tcp-window, tcp-loss, max-bandwidth, lan.
+    /// What bounded the rate for most bytes: a link name, or tcp-window,
+    /// tcp-loss, max-bandwidth, lan, cpu, none ("" when nothing was sent).
     pub bottleneck: String,
     /// `bytes_on_wire / total_time_s` (the time includes connection set-up and the final propagation).
     pub mean_rate_bytes_per_s: f64,
+    /// Bytes the same pages would take without reduction (header + page each).
+    pub bytes_unreduced: u64,
+    /// Pages sent as zero-page headers.
+    pub pages_zero: u64,
+    /// Pages sent as references (dedup).
+    pub pages_dedup: u64,
+    /// Pages sent as deltas (XBZRLE).
+    pub pages_delta: u64,
+    /// Pages sent compressed.
+    pub pages_compressed: u64,
+    /// Pages sent raw.
+    pub pages_raw: u64,
+    /// Source CPU, seconds (all stages).
+    pub cpu_s_source: f64,
+    /// Source CPU in zero detection, seconds.
+    pub cpu_s_zero: f64,
+    /// Source CPU in hashing and dedup lookups, seconds.
+    pub cpu_s_dedup: f64,
+    /// Source CPU in delta encoding, seconds.
+    pub cpu_s_delta: f64,
+    /// Source CPU in compression, seconds.
+    pub cpu_s_compress: f64,
+    /// Destination CPU (decoding and writing pages), seconds.
+    pub cpu_s_destination: f64,
 }
 
 /// One row of the `rounds` table: a pre-copy round, the stop-and-copy, the

@@ -103,7 +103,8 @@ impl Evacuation {
         while self.in_flight < self.max_concurrent {
             let Some(vm) = self.queue.pop_front() else { break };
             // Another operation may have moved the VM (or lost it) since the
-            // queue was made: only VMs still at the site and free are moved.
+            // queue was made: only VMs still at the site and free are moved; a
+            // skipped VM leaves this evacuation's queue for good.
             let host = view.vm_host[vm.index()];
             if view.vm_unavailable[vm.index()] || view.scenario.fabric.hosts[host.index()].site != self.from {
                 continue;

@@ -21,7 +21,9 @@ use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
 
-pub use schema::{DirtySampling, EvacuationOrder};
+pub use schema::{DedupDomains, DirtySampling, EvacuationOrder};
+use crate::reduction::profile::CpuProfile;
+use memfabric_migration::strategy::Strategy;
 
 /// Seed used when a scenario names none.
 pub const DEFAULT_SEED: u64 = 1;
@@ -91,6 +93,19 @@ pub struct MigrationSettings {
     pub mss: Bytes,
     /// How dirty-page counts are drawn.
     pub dirty_sampling: DirtySampling,
+    /// Data-reduction strategy.
+    pub strategy: Strategy,
+    /// Reduction threads at each end (`None`: one per stream).
+    pub cpu_threads: Option<u32>,
+    /// XBZRLE cache size.
+    pub xbzrle_cache: Bytes,
+}
+
+impl MigrationSettings {
+    /// Reduction threads at each end.
+    pub fn threads(&self) -> u32 {
+        self.cpu_threads.unwrap_or(self.streams)
+    }
 }
 
 impl Default for MigrationSettings {
@@ -108,6 +123,9 @@ impl Default for MigrationSettings {
             tcp_window: crate::network::tcp::DEFAULT_TCP_WINDOW,
             mss: crate::network::tcp::DEFAULT_MSS,
             dirty_sampling: DirtySampling::Binomial,
+            strategy: Strategy::NONE,
+            cpu_threads: None,
+            xbzrle_cache: Bytes(crate::reduction::DEFAULT_XBZRLE_CACHE_BYTES),
         }
     }
 }
@@ -127,6 +145,8 @@ pub struct Vm {
     pub device_state: Bytes,
     /// Image it was booted from.
     pub image: Option<String>,
+    /// Tenant (dedup domain when domains are per tenant).
+    pub tenant: String,
     /// Workload parameters.
     pub workload: WorkloadSpec,
 }
@@ -205,18 +225,34 @@ pub struct Scenario {
     pub operations: Vec<OperationSpec>,
     /// xxh3-128 of the scenario text, hex.
     pub source_hash: String,
+    /// CPU costs of the reduction stages.
+    pub cpu_profile: CpuProfile,
+    /// Where the profile came from ("built-in" or a path).
+    pub cpu_profile_source: String,
+    /// Who may share content.
+    pub dedup_domains: DedupDomains,
+    /// Strategies to compare (empty: one run as written).
+    pub compare_strategies: Vec<Strategy>,
 }
+
+/// Tenant of VMs that name none.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// Reads and checks a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
-    parse(&text, &path.display().to_string())
+    parse_in(&text, &path.display().to_string(), path.parent())
 }
 
-/// Checks a scenario given as text; `label` names it in errors.
+/// Checks a scenario given as text; `label` names it in errors. Relative
+/// paths inside it (a `cpu_profile`) are taken from the working directory.
 pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
-    let ctx = Ctx { text, label };
+    parse_in(text, label, None)
+}
+
+fn parse_in(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
+    let ctx = Ctx { text, label, base };
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, "toml syntax".into()))?;
     let file: ScenarioFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         // serde_spanned wraps values in an internal field; it is not the user's.
@@ -231,6 +267,7 @@ pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
 struct Ctx<'a> {
     text: &'a str,
     label: &'a str,
+    base: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
@@ -303,6 +340,34 @@ impl Builder<'_> {
             Some(b) => *b.get_ref(),
             None => DEFAULT_LAN_BANDWIDTH,
         };
+        let (cpu_profile, cpu_profile_source) = match &f.scenario.cpu_profile {
+            None => (CpuProfile::builtin(), "built-in".to_string()),
+            Some(p) => {
+                let path = match self.ctx.base {
+                    Some(base) => base.join(p.get_ref()),
+                    None => Path::new(p.get_ref()).to_path_buf(),
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.err(sp(p), "scenario.cpu_profile", format!("cannot read {}: {e}", path.display()))
+                })?;
+                let profile: CpuProfile = toml::from_str(&text).map_err(|e| {
+                    self.err(sp(p), "scenario.cpu_profile", format!("{} is not a CPU profile: {}", path.display(), e.message()))
+                })?;
+                (profile, path.display().to_string())
+            }
+        };
+        let mut compare_strategies = Vec::new();
+        if let Some(list) = &f.scenario.compare_strategies {
+            if list.get_ref().is_empty() {
+                return Err(self.err(sp(list), "scenario.compare_strategies", "list at least one strategy, or leave the key out"));
+            }
+            for s in list.get_ref() {
+                if compare_strategies.contains(s.get_ref()) {
+                    return Err(self.err(sp(s), "scenario.compare_strategies", format!("{} is listed twice", s.get_ref())));
+                }
+                compare_strategies.push(*s.get_ref());
+            }
+        }
         let defaults = self.settings(&MigrationSettings::default(), &f.defaults, "defaults")?;
         let fabric = self.fabric(horizon)?;
         let vms = self.vms(&fabric)?;
@@ -317,6 +382,10 @@ impl Builder<'_> {
             vms,
             operations,
             source_hash: String::new(),
+            cpu_profile,
+            cpu_profile_source,
+            dedup_domains: f.scenario.dedup_domains.unwrap_or_default(),
+            compare_strategies,
         })
     }
 
@@ -369,6 +438,18 @@ impl Builder<'_> {
         }
         if let Some(d) = s.dirty_sampling {
             out.dirty_sampling = d;
+        }
+        if let Some(st) = &s.strategy {
+            out.strategy = *st.get_ref();
+        }
+        if let Some(t) = &s.cpu_threads {
+            if *t.get_ref() == 0 || *t.get_ref() > 256 {
+                return Err(self.err(sp(t), format!("{at}.cpu_threads"), "must be between 1 and 256"));
+            }
+            out.cpu_threads = Some(*t.get_ref());
+        }
+        if let Some(c) = &s.xbzrle_cache {
+            out.xbzrle_cache = *c.get_ref();
         }
         Ok(out)
     }
@@ -666,6 +747,7 @@ impl Builder<'_> {
                     vcpus,
                     device_state,
                     image: v.image.clone(),
+                    tenant: v.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_string()),
                     workload: workload.clone(),
                 });
             }

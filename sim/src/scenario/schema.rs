@@ -54,6 +54,27 @@ pub struct ScenarioSection {
     /// Rate of a migration between two hosts of the same site.
     #[serde(default)]
     pub lan_bandwidth: Option<Spanned<BytesPerSecond>>,
+    /// CPU-cost profile (TOML written by `memfabric profile`), relative to the scenario file.
+    #[serde(default)]
+    pub cpu_profile: Option<Spanned<String>>,
+    /// Who may share content by deduplication: "tenant" (default) or "global".
+    #[serde(default)]
+    pub dedup_domains: Option<DedupDomains>,
+    /// Run the scenario once per strategy and compare (overrides every migration's strategy).
+    #[serde(default)]
+    pub compare_strategies: Option<Spanned<Vec<Spanned<memfabric_migration::strategy::Strategy>>>>,
+}
+
+/// Boundaries of deduplication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DedupDomains {
+    /// Content is shared only between VMs of the same tenant (cross-tenant
+    /// dedup is a side channel).
+    #[default]
+    Tenant,
+    /// Any VMs may share content.
+    Global,
 }
 
 /// How a re-dirtied page count is drawn.
@@ -91,6 +112,12 @@ pub struct MigrationSettingsFile {
     pub mss: Option<Spanned<Bytes>>,
     /// binomial or expected.
     pub dirty_sampling: Option<DirtySampling>,
+    /// Data-reduction strategy, e.g. "zero+xbzrle+zstd".
+    pub strategy: Option<Spanned<memfabric_migration::strategy::Strategy>>,
+    /// Threads of the reduction pipeline at each end (default: one per stream).
+    pub cpu_threads: Option<Spanned<u32>>,
+    /// XBZRLE cache size.
+    pub xbzrle_cache: Option<Spanned<Bytes>>,
 }
 
 /// `[[sites]]`
@@ -197,6 +224,9 @@ pub struct VmFile {
     /// Image it was booted from (same-image VMs share content).
     #[serde(default)]
     pub image: Option<String>,
+    /// Tenant (dedup domain).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Overrides of the archetype's parameters.
     #[serde(default)]
     pub workload: WorkloadFile,

@@ -189,7 +189,10 @@ impl DirtyModel {
             Pending::All => vec![1.0; self.classes.len()],
             Pending::DirtiedIn { run_secs, pages } => {
                 let f: Vec<f64> = self.classes.iter().map(|&(_, rate)| -(-rate * run_secs).exp_m1()).collect();
-                // Scale the expected per-class split to the pages actually pending.
+                // Scale the expected per-class split to the pages actually
+                // pending (a class cannot exceed all its pages, so the capped
+                // total can fall slightly short of `pages` when nearly every
+                // page of a class is dirty).
                 let expected: f64 = self.classes.iter().zip(&f).map(|(&(n, _), f)| n as f64 * f).sum();
                 let scale = if expected > 0.0 { pages as f64 / expected } else { 0.0 };
                 f.iter().map(|x| (x * scale).min(1.0)).collect()
@@ -243,7 +246,9 @@ impl DirtyModel {
     /// guest touches fewer pages. The speed `s` solves
     /// `F(s) · per_fault_secs = (1 − s) · vcpus · push_secs`, where `F(s)` is
     /// the expected number of faults at speed `s` (found by bisection; the
-    /// left side grows with `s`, the right side shrinks).
+    /// left side grows with `s`, the right side shrinks). The reported fault
+    /// count is then drawn at that speed, so with binomial sampling the stall
+    /// can differ slightly from the balance.
     pub fn postcopy_guest_speed(&self, pending: Pending, push_secs: f64, per_fault_secs: f64, vcpus: u32) -> f64 {
         if push_secs <= 0.0 || per_fault_secs <= 0.0 {
             return 1.0;

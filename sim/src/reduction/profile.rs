@@ -1,0 +1,135 @@
+//! CPU-cost profiles: what each reduction stage costs per 4 KiB page on one
+//! core, and how the codecs' compression ratios relate. `memfabric profile`
+//! measures them with the real codecs of `memfabric-migration` and writes
+//! this TOML; scenarios name a profile with `[scenario] cpu_profile`, and the
+//! built-in default is `profiles/default.toml`, measured on the project's
+//! reference machine.
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in profile (measured; see its header for how).
+pub const DEFAULT_PROFILE_TOML: &str = include_str!("../../../profiles/default.toml");
+
+/// Costs in nanoseconds per 4 KiB page on one core, and codec ratio factors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuProfile {
+    /// Where and how it was measured.
+    pub about: ProfileAbout,
+    /// Per-page costs, nanoseconds.
+    pub ns_per_page: StageCosts,
+    /// Compression size factors relative to the workload model's reference
+    /// codec (zstd level 1): a unique page whose zstd-1 size is fraction `c`
+    /// compresses to `c × factor` (capped at a raw page) with another codec.
+    pub size_factor: SizeFactors,
+}
+
+/// Provenance of a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileAbout {
+    /// Machine description.
+    pub machine: String,
+    /// Command that produced it.
+    pub command: String,
+    /// memfabric version that measured it.
+    pub version: String,
+}
+
+/// Nanoseconds per 4 KiB page on one core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCosts {
+    /// Copying a page (the physical reference: every strategy at least reads pages).
+    pub memcpy: f64,
+    /// Checking whether a page is all zero (a non-zero page usually exits early).
+    pub zero_check: f64,
+    /// xxh3-128 of a page.
+    pub hash_xxh3: f64,
+    /// BLAKE3 of a page.
+    pub hash_blake3: f64,
+    /// One dedup index lookup and insert.
+    pub dedup_lookup: f64,
+    /// XBZRLE encode of a re-sent page (XOR with the cached copy, run encoding, cache update).
+    pub xbzrle_encode: f64,
+    /// XBZRLE decode.
+    pub xbzrle_decode: f64,
+    /// lz4 compress.
+    pub lz4_compress: f64,
+    /// lz4 decompress.
+    pub lz4_decompress: f64,
+    /// zstd level 1 compress.
+    pub zstd1_compress: f64,
+    /// zstd level 1 decompress.
+    pub zstd1_decompress: f64,
+    /// zstd level 3 compress (levels in between are interpolated, above are scaled).
+    pub zstd3_compress: f64,
+}
+
+/// Compressed-size factors relative to zstd level 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeFactors {
+    /// lz4 size / zstd-1 size on the same pages.
+    pub lz4: f64,
+    /// zstd-3 size / zstd-1 size.
+    pub zstd3: f64,
+    /// XBZRLE encoded bytes per changed byte (run-length overhead) on scattered small changes.
+    pub xbzrle_per_changed_byte: f64,
+    /// Compressed size of an all-zero page with lz4, bytes.
+    pub lz4_zero_page_bytes: f64,
+    /// Compressed size of an all-zero page with zstd, bytes.
+    pub zstd_zero_page_bytes: f64,
+}
+
+impl CpuProfile {
+    /// The built-in profile.
+    pub fn builtin() -> CpuProfile {
+        toml::from_str(DEFAULT_PROFILE_TOML).expect("profiles/default.toml is valid")
+    }
+
+    /// Compress cost of a codec, ns per page.
+    pub fn compress_ns(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        use memfabric_migration::strategy::Codec;
+        let c = &self.ns_per_page;
+        match codec {
+            Codec::Lz4 => c.lz4_compress,
+            Codec::Zstd { level } if level <= 1 => c.zstd1_compress,
+            // Between level 1 and 3, interpolate; above, zstd's cost grows
+            // roughly geometrically per level (reasoned, not measured).
+            Codec::Zstd { level } if level <= 3 => {
+                c.zstd1_compress + (c.zstd3_compress - c.zstd1_compress) * (level - 1) as f64 / 2.0
+            }
+            Codec::Zstd { level } => c.zstd3_compress * 1.3f64.powi(level - 3),
+        }
+    }
+
+    /// Decompress cost of a codec, ns per page (about level-independent for zstd).
+    pub fn decompress_ns(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        use memfabric_migration::strategy::Codec;
+        match codec {
+            Codec::Lz4 => self.ns_per_page.lz4_decompress,
+            Codec::Zstd { .. } => self.ns_per_page.zstd1_decompress,
+        }
+    }
+
+    /// Size factor of a codec relative to zstd level 1.
+    pub fn size_factor(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        use memfabric_migration::strategy::Codec;
+        match codec {
+            Codec::Lz4 => self.size_factor.lz4,
+            Codec::Zstd { level } if level <= 1 => 1.0,
+            Codec::Zstd { level } if level <= 3 => 1.0 + (self.size_factor.zstd3 - 1.0) * (level - 1) as f64 / 2.0,
+            // Higher levels gain little on 4 KiB pages (reasoned).
+            Codec::Zstd { .. } => self.size_factor.zstd3 * 0.97,
+        }
+    }
+
+    /// Compressed size of an all-zero page, bytes.
+    pub fn zero_page_bytes(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        match codec {
+            memfabric_migration::strategy::Codec::Lz4 => self.size_factor.lz4_zero_page_bytes,
+            memfabric_migration::strategy::Codec::Zstd { .. } => self.size_factor.zstd_zero_page_bytes,
+        }
+    }
+}

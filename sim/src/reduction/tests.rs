@@ -1,0 +1,133 @@
+use super::*;
+use crate::workload::archetype;
+use memfabric_migration::units::Fraction;
+
+fn web() -> WorkloadSpec {
+    let mut w = archetype::lookup("web").unwrap();
+    w.content.zero = Fraction(0.25);
+    w.content.shared_image = Fraction(0.10);
+    w.content.duplicate = Fraction(0.05);
+    w.content.unique_compressed_mean = Fraction(0.4);
+    w.content.unique_compressed_sd = 0.0;
+    w.redirty_unchanged = Fraction(0.3);
+    w.redirty_change = Fraction(0.1);
+    w
+}
+
+fn reduce(strategy: &str, w: &WorkloadSpec, cache_pages: u64) -> VmReduction {
+    let inputs = VmInputs { workload: w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: cache_pages };
+    VmReduction::new(&strategy.parse().unwrap(), inputs, &CpuProfile::builtin())
+}
+
+fn outcomes_sum(t: &Tally) -> f64 {
+    t.pages_zero + t.pages_dedup + t.pages_delta + t.pages_compressed + t.pages_raw
+}
+
+#[test]
+fn no_reduction_sends_every_page_raw() {
+    let r = reduce("none", &web(), 0);
+    for t in [r.full_copy, r.full_copy_image_hit, r.resend] {
+        assert!((t.wire_bytes - 4104.0).abs() < 1e-9);
+        assert!((t.pages_raw - 1.0).abs() < 1e-12);
+        assert_eq!(t.source_ns(), CpuProfile::builtin().ns_per_page.memcpy);
+    }
+}
+
+#[test]
+fn zero_pages_become_headers() {
+    let r = reduce("zero", &web(), 0);
+    let expect = 0.25 * 8.0 + 0.75 * 4104.0;
+    assert!((r.full_copy.wire_bytes - expect).abs() < 1e-9);
+    assert!((r.full_copy.pages_zero - 0.25).abs() < 1e-12);
+}
+
+#[test]
+fn compression_uses_the_content_model_and_codec_factor() {
+    let p = CpuProfile::builtin();
+    let r = reduce("zero+zstd", &web(), 0);
+    // Non-zero pages compress to 40% of a page (zstd-1 is the reference codec).
+    let expect = 0.25 * 8.0 + 0.75 * (8.0 + 0.4 * 4096.0);
+    assert!((r.full_copy.wire_bytes - expect).abs() < 1e-6, "{}", r.full_copy.wire_bytes);
+    let lz4 = reduce("zero+lz4", &web(), 0);
+    let expect = 0.25 * 8.0 + 0.75 * (8.0 + 0.4 * p.size_factor.lz4 * 4096.0);
+    assert!((lz4.full_copy.wire_bytes - expect).abs() < 1e-6);
+    assert!(lz4.full_copy.source_ns() < r.full_copy.source_ns(), "lz4 is cheaper than zstd");
+}
+
+#[test]
+fn incompressible_pages_go_raw() {
+    let o = compress_outcome(0.9, 0.0, 1.25);
+    assert_eq!((o.p_compressed, o.compressed_fraction), (0.0, 0.0));
+    let o = compress_outcome(0.5, 0.0, 1.0);
+    assert_eq!((o.p_compressed, o.compressed_fraction), (1.0, 0.5));
+    // A wide distribution around 0.7: some pages do not compress under lz4 (×1.25).
+    let o = compress_outcome(0.7, 0.2, 1.25);
+    assert!(o.p_compressed > 0.2 && o.p_compressed < 0.9, "{o:?}");
+    assert!(o.compressed_fraction < 1.0);
+}
+
+#[test]
+fn dedup_scopes_reference_what_they_can_see() {
+    let w = web();
+    let vm = reduce("zero+dedup-vm", &w, 0);
+    let gang = reduce("zero+dedup-gang", &w, 0);
+    // Within a VM, only duplicates are references; same-image pages need the image at the destination.
+    assert!((vm.full_copy.pages_dedup - 0.05).abs() < 1e-12);
+    assert!((vm.full_copy_image_hit.pages_dedup - 0.05).abs() < 1e-12);
+    assert!((gang.full_copy.pages_dedup - 0.05).abs() < 1e-12);
+    assert!((gang.full_copy_image_hit.pages_dedup - 0.15).abs() < 1e-12);
+    let expect = 0.25 * 8.0 + 0.15 * 24.0 + 0.60 * 4104.0;
+    assert!((gang.full_copy_image_hit.wire_bytes - expect).abs() < 1e-9);
+    // Without an image there is nothing to share.
+    let inputs = VmInputs { workload: &w, has_image: false, working_set_pages: 1000, xbzrle_cache_pages: 0 };
+    let lone = VmReduction::new(&"zero+dedup-site".parse().unwrap(), inputs, &CpuProfile::builtin());
+    assert!((lone.full_copy_image_hit.pages_dedup - 0.05).abs() < 1e-12);
+}
+
+#[test]
+fn xbzrle_sends_small_deltas_for_cached_pages() {
+    let p = CpuProfile::builtin();
+    let w = web();
+    // Whole working set cached.
+    let r = reduce("zero+xbzrle", &w, 1000);
+    let changed = 0.1 * 4096.0 * p.size_factor.xbzrle_per_changed_byte;
+    let expect = 0.3 * (8.0 + EMPTY_DELTA_BYTES) + 0.7 * (8.0 + changed);
+    assert!((r.resend.wire_bytes - expect).abs() < 1e-9);
+    assert!((r.resend.pages_delta - 1.0).abs() < 1e-12);
+    // Half the working set cached: half the pages fall back to raw.
+    let half = reduce("zero+xbzrle", &w, 500);
+    assert!((half.resend.pages_delta - 0.5).abs() < 1e-12);
+    assert!((half.resend.pages_raw - 0.5).abs() < 1e-12);
+    // Large changes make deltas useless: they go to compression instead.
+    let mut big = w.clone();
+    big.redirty_change = Fraction(0.95);
+    let r = reduce("zero+xbzrle+zstd", &big, 1000);
+    assert!((r.resend.pages_delta - 0.3).abs() < 1e-12, "only unchanged pages as deltas");
+    assert!(r.resend.pages_compressed > 0.69);
+}
+
+#[test]
+fn every_page_has_exactly_one_outcome() {
+    for s in ["none", "zero", "zero+lz4", "zero+zstd:3", "zero+xbzrle+zstd", "zero+dedup-gang+lz4", "dedup-site+xbzrle+lz4", "lz4"] {
+        for cache in [0, 300, 5000] {
+            let r = reduce(s, &web(), cache);
+            for t in [r.full_copy, r.full_copy_image_hit, r.resend] {
+                assert!((outcomes_sum(&t) - 1.0).abs() < 1e-9, "{s}: {t:?}");
+                assert!(t.wire_bytes > 0.0 && t.wire_bytes <= 4104.0 + 1e-9, "{s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_cap_is_threads_over_cost_times_wire_per_page() {
+    let p = CpuProfile::builtin();
+    let r = reduce("none", &web(), 0);
+    let cap = r.full_copy.cpu_cap_bytes_per_s(1, 1);
+    assert!((cap - 1e9 / p.ns_per_page.memcpy * 4104.0).abs() / cap < 1e-12);
+    assert!((r.full_copy.cpu_cap_bytes_per_s(4, 4) - 4.0 * cap).abs() / cap < 1e-12);
+    let z = reduce("zero+zstd", &web(), 0).full_copy;
+    let zcap = z.cpu_cap_bytes_per_s(1, 1);
+    let pages_per_s = 1e9 / z.source_ns();
+    assert!((zcap - pages_per_s * z.wire_bytes).abs() / zcap < 1e-12, "source-bound");
+}

@@ -1,0 +1,144 @@
+//! Data-reduction strategies in whole simulations: where each one wins, dedup
+//! scopes and domains, and CPU-bound pipelines.
+
+mod common;
+use common::*;
+
+/// One 4 GiB web VM (no dirtying), one stream, no TCP cap (0 ms latency), on a
+/// link of `bandwidth`, with `strategy`.
+fn one_vm(bandwidth: &str, strategy: &str) -> memfabric_sim::run::RunOutput {
+    run_text(&two_sites(
+        &format!("bandwidth = \"{bandwidth}\"\nlatency = \"0ms\""),
+        &format!(
+            "[defaults]\nstrategy = \"{strategy}\"\n[[vms]]\nname = \"vm\"\nhost = \"a-h-0\"\narchetype = \"web\"\nworkload = {{ page_write_rate = \"0pages/s\" }}\n[[migrations]]\nvm = \"vm\"\nto = \"b\"\n"
+        ),
+    ))
+}
+
+#[test]
+fn zstd_wins_on_slow_links_and_loses_on_fast_ones_with_one_thread() {
+    let slow_zero = one_vm("100Mbit/s", "zero");
+    let slow_zstd = one_vm("100Mbit/s", "zero+zstd");
+    let fast_zero = one_vm("10Gbit/s", "zero");
+    let fast_zstd = one_vm("10Gbit/s", "zero+zstd");
+    let t = |o: &memfabric_sim::run::RunOutput| o.migrations[0].total_time_s;
+    assert!(t(&slow_zstd) < 0.6 * t(&slow_zero), "100 Mbit/s: zstd {} vs zero {}", t(&slow_zstd), t(&slow_zero));
+    assert!(t(&fast_zstd) > 1.3 * t(&fast_zero), "10 Gbit/s: zstd {} vs zero {}", t(&fast_zstd), t(&fast_zero));
+    // Why: the slow link binds both; the fast link binds zero, the CPU binds zstd.
+    assert_eq!(slow_zstd.migrations[0].bottleneck, "ab");
+    assert_eq!(fast_zero.migrations[0].bottleneck, "ab");
+    assert_eq!(fast_zstd.migrations[0].bottleneck, "cpu");
+    // zstd always sends fewer bytes.
+    assert!(fast_zstd.migrations[0].bytes_on_wire < fast_zero.migrations[0].bytes_on_wire / 2);
+}
+
+#[test]
+fn more_threads_lift_the_cpu_bound() {
+    let one = one_vm("10Gbit/s", "zero+zstd");
+    let four = run_text(&two_sites(
+        "bandwidth = \"10Gbit/s\"\nlatency = \"0ms\"",
+        "[defaults]\nstrategy = \"zero+zstd\"\ncpu_threads = 4\n[[vms]]\nname = \"vm\"\nhost = \"a-h-0\"\narchetype = \"web\"\nworkload = { page_write_rate = \"0pages/s\" }\n[[migrations]]\nvm = \"vm\"\nto = \"b\"\n",
+    ));
+    let (a, b) = (&one.migrations[0], &four.migrations[0]);
+    assert!(b.total_time_s < a.total_time_s / 2.0, "{} vs {}", b.total_time_s, a.total_time_s);
+    assert_eq!(b.cpu_threads, 4);
+    assert!((a.cpu_s_source - b.cpu_s_source).abs() / a.cpu_s_source < 1e-9, "same work, spread over threads");
+    assert!(a.cpu_s_compress > 0.5 * a.cpu_s_source, "compression dominates the CPU");
+}
+
+#[test]
+fn per_stage_page_counts_add_up() {
+    for s in ["none", "zero", "zero+lz4", "zero+xbzrle+zstd", "zero+dedup-vm+lz4"] {
+        let out = one_vm("1Gbit/s", s);
+        let m = &out.migrations[0];
+        let pages = m.pages_zero + m.pages_dedup + m.pages_delta + m.pages_compressed + m.pages_raw;
+        // Rounding each class may be off by one page per class.
+        assert!((pages as i64 - 1_048_576 - 1).abs() <= 5, "{s}: {pages}");
+        assert_eq!(m.strategy, s);
+        assert!(m.bytes_on_wire <= m.bytes_unreduced + 2_000_000, "{s}");
+    }
+}
+
+/// Four same-image VMs of one tenant evacuated together, a fifth of another
+/// tenant, and (optionally) a same-image VM already running at the destination.
+fn gang(strategy: &str, resident_at_b: bool) -> memfabric_sim::run::RunOutput {
+    let resident = if resident_at_b {
+        "[[vms]]\nname = \"there\"\nhost = \"b-h-0\"\narchetype = \"web\"\nimage = \"debian\"\ntenant = \"acme\"\n"
+    } else {
+        ""
+    };
+    run_text(&two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"",
+        &format!(
+            r#"
+[defaults]
+strategy = "{strategy}"
+dirty_sampling = "expected"
+[[vms]]
+name = "acme"
+count = 4
+host = "a-h-0"
+archetype = "web"
+image = "debian"
+tenant = "acme"
+workload = {{ page_write_rate = "0pages/s", shared_image = "30%" }}
+[[vms]]
+name = "other"
+host = "a-h-1"
+archetype = "web"
+image = "debian"
+tenant = "globex"
+workload = {{ page_write_rate = "0pages/s", shared_image = "30%" }}
+{resident}
+[[evacuations]]
+from = "a"
+to = "b"
+max_concurrent = 1
+"#
+        ),
+    ))
+}
+
+fn refs(out: &memfabric_sim::run::RunOutput, vm: &str) -> u64 {
+    out.migrations.iter().find(|m| m.vm == vm).unwrap().pages_dedup
+}
+
+#[test]
+fn dedup_scopes_and_tenant_domains() {
+    let pages = 1_048_576.0;
+    let dup = 0.05 * pages;
+    let shared = 0.30 * pages;
+    let close = |a: u64, b: f64| (a as f64 - b).abs() <= 2.0;
+    // dedup-vm: only duplicates within each VM.
+    let vm = gang("zero+dedup-vm", false);
+    for name in ["acme-0", "acme-1", "acme-3", "other"] {
+        assert!(close(refs(&vm, name), dup), "{name}: {}", refs(&vm, name));
+    }
+    // dedup-gang: the first acme VM sends the image; the next three reference it;
+    // the other tenant's VM does not share it.
+    let g = gang("zero+dedup-gang", false);
+    assert!(close(refs(&g, "acme-0"), dup));
+    for name in ["acme-1", "acme-2", "acme-3"] {
+        assert!(close(refs(&g, name), dup + shared), "{name}: {}", refs(&g, name));
+    }
+    assert!(close(refs(&g, "other"), dup), "no sharing across tenants");
+    // dedup-site: with a same-image acme VM already at b, even the first references it.
+    let site = gang("zero+dedup-site", true);
+    assert!(close(refs(&site, "acme-0"), dup + shared));
+    assert!(close(refs(&site, "other"), dup));
+    // Fewer bytes as the scope widens.
+    let wire = |o: &memfabric_sim::run::RunOutput| o.migrations.iter().filter(|m| m.vm != "there").map(|m| m.bytes_on_wire).sum::<u64>();
+    assert!(wire(&site) < wire(&g) && wire(&g) < wire(&vm));
+}
+
+#[test]
+fn global_domains_share_across_tenants() {
+    let text = two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"",
+        "[defaults]\nstrategy = \"zero+dedup-site\"\ndirty_sampling = \"expected\"\n[[vms]]\nname = \"there\"\nhost = \"b-h-0\"\narchetype = \"web\"\nimage = \"debian\"\ntenant = \"acme\"\n[[vms]]\nname = \"other\"\nhost = \"a-h-0\"\narchetype = \"web\"\nimage = \"debian\"\ntenant = \"globex\"\nworkload = { page_write_rate = \"0pages/s\" }\n[[migrations]]\nvm = \"other\"\nto = \"b\"\n",
+    );
+    let tenant = run_text(&text);
+    let global = run_text(&text.replace("seed = 1", "seed = 1\ndedup_domains = \"global\""));
+    let shared = 0.10 * 1_048_576.0;
+    assert!(refs(&global, "other") as f64 - refs(&tenant, "other") as f64 >= shared - 2.0);
+}
