@@ -70,11 +70,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { scenario: path, out, seed, no_plots } => {
             let sc = scenario::load(&path)?;
-            let result = run::run(&sc, seed);
+            let results = run::run_all(&sc, seed);
             let dir = out.unwrap_or_else(|| PathBuf::from("results").join(&sc.name));
-            output::write_results(&result, &sc, &dir, !no_plots)
+            output::write_results(&results, &sc, &dir, !no_plots)
                 .with_context(|| format!("writing results to {}", dir.display()))?;
-            print!("{}", output::summary(&result));
+            print!("{}", output::summary_all(&results));
             println!("\nresults: {}", dir.display());
             Ok(())
         }

@@ -49,6 +49,9 @@ pub struct LinkRow {
 /// Everything a run produces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutput {
+    /// Which variant of the scenario this is: [`BASE_VARIANT`] for a plain run,
+    /// the strategy's name in a strategy comparison.
+    pub variant: String,
     /// Scenario name.
     pub scenario: String,
     /// Seed used.
@@ -125,6 +128,34 @@ struct Sim<'a> {
     /// (operation, destination site, domain, image) whose shared content a
     /// VM of the gang has started sending.
     gang_sent: BTreeSet<(usize, usize, String, String)>,
+}
+
+/// The variant name of a plain run (no strategy comparison).
+pub const BASE_VARIANT: &str = "scenario";
+
+/// Runs every variant of `scenario`: the scenario as written, or, when it
+/// lists `compare_strategies`, once per strategy with every migration using
+/// that strategy (same seed, so the workloads draw the same dirty sets).
+pub fn run_all(scenario: &Scenario, seed: Option<u64>) -> Vec<RunOutput> {
+    if scenario.compare_strategies.is_empty() {
+        return vec![run(scenario, seed)];
+    }
+    scenario
+        .compare_strategies
+        .iter()
+        .map(|strategy| {
+            let mut sc = scenario.clone();
+            for op in &mut sc.operations {
+                match op {
+                    crate::scenario::OperationSpec::Migrate { settings, .. }
+                    | crate::scenario::OperationSpec::Evacuate { settings, .. } => settings.strategy = *strategy,
+                }
+            }
+            let mut out = run(&sc, seed);
+            out.variant = strategy.to_string();
+            out
+        })
+        .collect()
 }
 
 /// Runs `scenario` (with `seed` instead of the scenario's seed, if given).
@@ -916,6 +947,7 @@ impl Sim<'_> {
             })
             .collect();
         RunOutput {
+            variant: BASE_VARIANT.to_string(),
             scenario: self.sc.name.clone(),
             seed,
             scenario_hash: self.sc.source_hash.clone(),

@@ -5,11 +5,11 @@
 
 mod common;
 use common::*;
-use memfabric_sim::{output, run::run, scenario};
+use memfabric_sim::{output, scenario};
 
 fn check(name: &str) {
     let sc = scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
-    let got = output::summary(&run(&sc, None));
+    let got = output::summary_all(&memfabric_sim::run::run_all(&sc, None));
     let path = scenario_path(name).parent().unwrap().join("expected").join(format!("{name}.summary.txt"));
     if std::env::var_os("MEMFABRIC_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -37,6 +37,11 @@ fn evacuation_1g_40ms() {
 #[test]
 fn three_site() {
     check("three-site");
+}
+
+#[test]
+fn strategy_comparison() {
+    check("strategy-comparison");
 }
 
 #[test]

@@ -142,3 +142,40 @@ fn global_domains_share_across_tenants() {
     let shared = 0.10 * 1_048_576.0;
     assert!(refs(&global, "other") as f64 - refs(&tenant, "other") as f64 >= shared - 2.0);
 }
+
+#[test]
+fn strategy_comparison_writes_one_variant_per_strategy() {
+    let sc = memfabric_sim::scenario::load(&scenario_path("strategy-comparison")).unwrap();
+    assert!(sc.compare_strategies.len() >= 6);
+    let outs = memfabric_sim::run::run_all(&sc, None);
+    assert_eq!(outs.len(), sc.compare_strategies.len());
+    for (o, s) in outs.iter().zip(&sc.compare_strategies) {
+        assert_eq!(o.variant, s.to_string());
+        assert!(o.migrations.iter().all(|m| m.strategy == o.variant));
+    }
+    // Where each wins: the slow branch link favours the fewest bytes (dedup
+    // against the hub plus zstd), the fast dc link favours cheap CPU.
+    let makespan = |variant: &str, op: &str| {
+        let o = outs.iter().find(|o| o.variant == variant).unwrap();
+        o.migrations.iter().filter(|m| m.operation == op).map(|m| m.end_s).fold(0.0, f64::max)
+    };
+    let best = |op: &str| {
+        outs.iter().map(|o| (makespan(&o.variant, op), o.variant.clone())).min_by(|a, b| a.0.total_cmp(&b.0)).unwrap().1
+    };
+    assert_eq!(best("evacuate-branch"), "zero+dedup-site+zstd");
+    assert!(makespan("zero+zstd", "evacuate-branch") < makespan("zero", "evacuate-branch"));
+    assert!(makespan("zero+zstd", "evacuate-dc") > makespan("zero", "evacuate-dc"));
+    assert!(["zero", "none"].contains(&best("evacuate-dc").as_str()), "{}", best("evacuate-dc"));
+
+    let tmp = std::env::temp_dir().join(format!("memfabric-cmp-{}", std::process::id()));
+    memfabric_sim::output::write_results(&outs, &sc, &tmp, true).unwrap();
+    let df = memfabric_sim::output::read_parquet(&tmp.join("migrations.parquet")).unwrap();
+    assert_eq!(df.height(), outs.iter().map(|o| o.migrations.len()).sum::<usize>());
+    let variants = df.column("variant").unwrap().str().unwrap();
+    assert_eq!(variants.get(0), Some("none"));
+    assert!(tmp.join("plots/strategy_comparison.png").exists());
+    assert!(tmp.join("plots/timeline-zero_dedup-site_zstd.svg").exists());
+    let manifest = std::fs::read_to_string(tmp.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"zero+xbzrle+zstd\""));
+    let _ = std::fs::remove_dir_all(&tmp);
+}

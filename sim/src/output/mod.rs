@@ -11,7 +11,7 @@ mod plots;
 mod summary;
 mod tables;
 
-pub use summary::summary;
+pub use summary::{summary, summary_all};
 pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame};
 
 use crate::run::RunOutput;
@@ -56,6 +56,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 /// The manifest: what produced a result folder.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Manifest {
+    /// Variants in the tables (`scenario` for a plain run, else the strategies compared).
+    pub variants: Vec<String>,
     /// Always `"memfabric-sim"`.
     pub tool: &'static str,
     /// Simulator version.
@@ -87,31 +89,38 @@ pub struct ManifestRows {
     pub links: usize,
 }
 
-/// Builds the manifest of a run.
-pub fn manifest(out: &RunOutput, with_plots: bool) -> Manifest {
+/// Builds the manifest of a run's variants.
+pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
+    let out = &outs[0];
     let mut files: Vec<String> =
         ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json"].iter().map(|s| s.to_string()).collect();
     if with_plots {
-        for p in plots::PLOT_NAMES {
+        for p in plots::plot_files(outs) {
             files.push(format!("plots/{p}.png"));
             files.push(format!("plots/{p}.svg"));
         }
     }
     Manifest {
+        variants: outs.iter().map(|o| o.variant.clone()).collect(),
         tool: "memfabric-sim",
         version: crate::VERSION,
         scenario: out.scenario.clone(),
         scenario_hash: out.scenario_hash.clone(),
         seed: out.seed,
-        simulated_time_s: out.end_time.as_secs_f64(),
-        events_processed: out.events_processed,
-        rows: ManifestRows { migrations: out.migrations.len(), rounds: out.rounds.len(), links: out.links.len() },
+        simulated_time_s: outs.iter().map(|o| o.end_time.as_secs_f64()).fold(0.0, f64::max),
+        events_processed: outs.iter().map(|o| o.events_processed).sum(),
+        rows: ManifestRows {
+            migrations: outs.iter().map(|o| o.migrations.len()).sum(),
+            rounds: outs.iter().map(|o| o.rounds.len()).sum(),
+            links: outs.iter().map(|o| o.links.len()).sum(),
+        },
         files,
     }
 }
 
-/// Writes all results of `out` into `dir` (replacing it atomically).
-pub fn write_results(out: &RunOutput, _scenario: &Scenario, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+/// Writes all results of a run's variants into `dir` (replacing it atomically).
+pub fn write_results(outs: &[RunOutput], _scenario: &Scenario, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+    assert!(!outs.is_empty(), "a run has at least one variant");
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -123,7 +132,7 @@ pub fn write_results(out: &RunOutput, _scenario: &Scenario, dir: &Path, with_plo
         std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
     std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    let result = write_into(out, &staging, with_plots);
+    let result = write_into(outs, &staging, with_plots);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
@@ -158,17 +167,20 @@ pub fn provenance(out: &RunOutput) -> Vec<(String, String)> {
     ]
 }
 
-fn write_into(out: &RunOutput, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
-    let meta = provenance(out);
-    tables::write_parquet(&mut migrations_frame(&out.migrations), &dir.join("migrations.parquet"), &meta)?;
-    tables::write_parquet(&mut rounds_frame(&out.rounds), &dir.join("rounds.parquet"), &meta)?;
-    tables::write_parquet(&mut links_frame(&out.links), &dir.join("links.parquet"), &meta)?;
+fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+    let meta = provenance(&outs[0]);
+    let migrations: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.migrations.as_slice())).collect();
+    let rounds: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.rounds.as_slice())).collect();
+    let links: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.links.as_slice())).collect();
+    tables::write_parquet(&mut migrations_frame(&migrations), &dir.join("migrations.parquet"), &meta)?;
+    tables::write_parquet(&mut rounds_frame(&rounds), &dir.join("rounds.parquet"), &meta)?;
+    tables::write_parquet(&mut links_frame(&links), &dir.join("links.parquet"), &meta)?;
     if with_plots {
         let plot_dir = dir.join("plots");
         std::fs::create_dir_all(&plot_dir).map_err(io_err(&plot_dir))?;
-        plots::draw_all(out, &plot_dir)?;
+        plots::draw_all(outs, &plot_dir)?;
     }
-    let m = manifest(out, with_plots);
+    let m = manifest(outs, with_plots);
     let path = dir.join("manifest.json");
     let mut text = serde_json::to_string_pretty(&m).expect("manifest serializes");
     text.push('\n');

@@ -13,8 +13,28 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-/// File stems of the plots written.
+/// File stems of the plots of one run.
 pub const PLOT_NAMES: [&str; 2] = ["timeline", "link_throughput"];
+
+/// A strategy name made safe for a file name (`zero+xbzrle+zstd:3` → `zero_xbzrle_zstd-3`).
+fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c == '+' { '_' } else if c == ':' { '-' } else { c }).collect()
+}
+
+/// File stems of the plots of a run's variants: the two plots of a plain run,
+/// or a strategy comparison plus the two plots of each variant.
+pub fn plot_files(outs: &[RunOutput]) -> Vec<String> {
+    if outs.len() == 1 {
+        return PLOT_NAMES.iter().map(|s| s.to_string()).collect();
+    }
+    let mut v = vec!["strategy_comparison".to_string()];
+    for o in outs {
+        for p in PLOT_NAMES {
+            v.push(format!("{p}-{}", file_safe(&o.variant)));
+        }
+    }
+    v
+}
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -28,26 +48,65 @@ fn register_font() {
 
 const SIZE: (u32, u32) = (1280, 720);
 
-/// Draws every plot into `dir`.
-pub fn draw_all(out: &RunOutput, dir: &Path) -> Result<(), OutputError> {
+/// Something drawable on any plotters backend.
+trait Figure {
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// One of the per-run plots.
+struct RunPlot<'a> {
+    name: &'static str,
+    out: &'a RunOutput,
+}
+
+impl Figure for RunPlot<'_> {
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw(self.name, self.out, root)
+    }
+}
+
+/// The strategy comparison of several variants.
+struct Comparison<'a>(&'a [RunOutput]);
+
+impl Figure for Comparison<'_> {
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        comparison(self.0, root).map_err(|e| e.to_string())
+    }
+}
+
+/// Draws every plot of a run's variants into `dir`.
+pub fn draw_all(outs: &[RunOutput], dir: &Path) -> Result<(), OutputError> {
     register_font();
-    for name in PLOT_NAMES {
-        let png = dir.join(format!("{name}.png"));
-        let svg = dir.join(format!("{name}.svg"));
-        let err = |path: &Path| {
-            let path = path.display().to_string();
-            move |e: String| OutputError::Plot { path, message: e }
-        };
-        {
-            let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-            draw(name, out, &root).map_err(err(&png))?;
-            root.present().map_err(|e| e.to_string()).map_err(err(&png))?;
+    if outs.len() > 1 {
+        draw_file(dir, "strategy_comparison", &Comparison(outs))?;
+    }
+    for out in outs {
+        for name in PLOT_NAMES {
+            let stem = if outs.len() == 1 { name.to_string() } else { format!("{name}-{}", file_safe(&out.variant)) };
+            draw_file(dir, &stem, &RunPlot { name, out })?;
         }
-        {
-            let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-            draw(name, out, &root).map_err(err(&svg))?;
-            root.present().map_err(|e| e.to_string()).map_err(err(&svg))?;
-        }
+    }
+    Ok(())
+}
+
+/// Draws one figure as `stem.png` and `stem.svg`.
+fn draw_file<F: Figure>(dir: &Path, stem: &str, figure: &F) -> Result<(), OutputError> {
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let err = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: String| OutputError::Plot { path, message: e }
+    };
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        figure.render(&root).map_err(err(&png))?;
+        root.present().map_err(|e| e.to_string()).map_err(err(&png))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        figure.render(&root).map_err(err(&svg))?;
+        root.present().map_err(|e| e.to_string()).map_err(err(&svg))?;
     }
     Ok(())
 }
@@ -201,6 +260,54 @@ fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> 
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
+    }
+    Ok(())
+}
+
+/// Per strategy: bytes on the wire, makespan and worst downtime, as three bar panels.
+fn comparison<DB: DrawingBackend>(outs: &[RunOutput], root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let title = format!("Strategy comparison: {} (seed {})", outs[0].scenario, outs[0].seed);
+    let root = root.titled(&title, ("sans-serif", 26))?;
+    let panels = root.split_evenly((1, 3));
+    let stats: Vec<(String, [f64; 3])> = outs
+        .iter()
+        .map(|o| {
+            let wire = o.migrations.iter().map(|m| m.bytes_on_wire as f64).sum::<f64>() / (1u64 << 30) as f64;
+            let start = o.migrations.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
+            let end = o.migrations.iter().map(|m| m.end_s).fold(0.0, f64::max);
+            let down = o.migrations.iter().filter(|m| m.outcome == "completed").map(|m| m.downtime_ms).fold(0.0, f64::max);
+            (o.variant.clone(), [wire, (end - start).max(0.0), down])
+        })
+        .collect();
+    let labels = ["bytes on wire (GiB)", "makespan (s)", "worst downtime (ms)"];
+    let n = stats.len();
+    let names: Vec<String> = stats.iter().map(|s| s.0.clone()).collect();
+    for (k, panel) in panels.iter().enumerate() {
+        let x_max = stats.iter().map(|s| s.1[k]).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+        // Strategies top to bottom in the order compared.
+        let name_at = |y: &f64| {
+            let i = y.round();
+            if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n { names[n - 1 - i as usize].clone() } else { String::new() }
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(if k == 0 { 170 } else { 10 })
+            .caption(labels[k], ("sans-serif", 18))
+            .build_cartesian_2d(0.0..x_max, -0.5..n as f64 - 0.5)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_labels(5)
+            .y_labels(n)
+            .y_label_formatter(&|y| if k == 0 { name_at(y) } else { String::new() })
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        chart.draw_series(stats.iter().enumerate().map(|(i, s)| {
+            let y = (n - 1 - i) as f64;
+            let colour = Palette99::pick(i).to_rgba();
+            Rectangle::new([(0.0, y - 0.35), (s.1[k], y + 0.35)], colour.filled())
+        }))?;
     }
     Ok(())
 }

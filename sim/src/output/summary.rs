@@ -132,3 +132,69 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), 0.0);
     }
 }
+
+/// The summary of a run's variants: the plain summary for one, or a
+/// comparison table (one line per strategy and operation) for several.
+pub fn summary_all(outs: &[RunOutput]) -> String {
+    if outs.len() == 1 {
+        return summary(&outs[0]);
+    }
+    let mut s = String::new();
+    let o = &outs[0];
+    let hash: String = o.scenario_hash.chars().take(12).collect();
+    let _ = writeln!(s, "memfabric {} | scenario {} | seed {} | scenario hash {}", crate::VERSION, o.scenario, o.seed, hash);
+    let _ = writeln!(s, "strategy comparison over {} variants (wire_% = bytes on wire / bytes without reduction)", outs.len());
+    let mut ops: Vec<&str> = Vec::new();
+    for o in outs {
+        for m in &o.migrations {
+            if !ops.contains(&m.operation.as_str()) {
+                ops.push(&m.operation);
+            }
+        }
+    }
+    for op in ops {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "operation {op}");
+        let _ = writeln!(
+            s,
+            "{:<26} {:>5} {:>5} {:>11} {:>9} {:>7} {:>11} {:>11} {:>10} {:>10} {}",
+            "strategy", "migr", "done", "makespan_s", "wire_GiB", "wire_%", "total_s_p50", "down_ms_max", "cpu_src_s", "cpu_dst_s", "bottlenecks"
+        );
+        for o in outs {
+            let rows: Vec<_> = o.migrations.iter().filter(|m| m.operation == op).collect();
+            let done: Vec<_> = rows.iter().filter(|m| m.outcome == "completed").collect();
+            let start = rows.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
+            let end = rows.iter().map(|m| m.end_s).fold(0.0, f64::max);
+            let wire: f64 = rows.iter().map(|m| m.bytes_on_wire as f64).sum();
+            let unreduced: f64 = rows.iter().map(|m| m.bytes_unreduced as f64).sum();
+            let mut totals: Vec<f64> = done.iter().map(|m| m.total_time_s).collect();
+            totals.sort_by(f64::total_cmp);
+            let down = done.iter().map(|m| m.downtime_ms).fold(0.0, f64::max);
+            let mut bottlenecks: Vec<(&str, usize)> = Vec::new();
+            for m in &rows {
+                match bottlenecks.iter_mut().find(|(b, _)| *b == m.bottleneck) {
+                    Some((_, n)) => *n += 1,
+                    None => bottlenecks.push((&m.bottleneck, 1)),
+                }
+            }
+            bottlenecks.sort();
+            let b: Vec<String> = bottlenecks.iter().map(|(b, n)| format!("{b}:{n}")).collect();
+            let _ = writeln!(
+                s,
+                "{:<26} {:>5} {:>5} {:>11.3} {:>9.3} {:>7.1} {:>11.3} {:>11.1} {:>10.2} {:>10.2} {}",
+                truncate(&o.variant, 26),
+                rows.len(),
+                done.len(),
+                (end - start).max(0.0),
+                wire / GIB,
+                if unreduced > 0.0 { 100.0 * wire / unreduced } else { 0.0 },
+                percentile(&totals, 50.0),
+                down,
+                rows.iter().map(|m| m.cpu_s_source).sum::<f64>(),
+                rows.iter().map(|m| m.cpu_s_destination).sum::<f64>(),
+                b.join(" ")
+            );
+        }
+    }
+    s
+}

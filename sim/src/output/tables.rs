@@ -20,16 +20,19 @@ fn frame(height: usize, columns: Vec<Column>) -> DataFrame {
     DataFrame::new(height, columns).expect("columns have equal length")
 }
 
-/// The `migrations` table.
-pub fn migrations_frame(rows: &[MigrationRow]) -> DataFrame {
+/// The `migrations` table of several variants (`variant` is the first column).
+pub fn migrations_frame(runs: &[(&str, &[MigrationRow])]) -> DataFrame {
+    let variant: Vec<String> = runs.iter().flat_map(|(v, r)| std::iter::repeat_n(v.to_string(), r.len())).collect();
+    let rows: Vec<&MigrationRow> = runs.iter().flat_map(|(_, r)| r.iter()).collect();
     macro_rules! c {
         ($name:literal, $f:expr) => {
-            col($name, rows.iter().map($f).collect::<Vec<_>>())
+            col($name, rows.iter().copied().map($f).collect::<Vec<_>>())
         };
     }
     frame(
         rows.len(),
         vec![
+            col("variant", variant),
             c!("migration_id", |r| r.migration_id),
             c!("operation", |r| r.operation.clone()),
             c!("vm", |r| r.vm.clone()),
@@ -76,16 +79,19 @@ pub fn migrations_frame(rows: &[MigrationRow]) -> DataFrame {
     )
 }
 
-/// The `rounds` table.
-pub fn rounds_frame(rows: &[RoundRow]) -> DataFrame {
+/// The `rounds` table of several variants.
+pub fn rounds_frame(runs: &[(&str, &[RoundRow])]) -> DataFrame {
+    let variant: Vec<String> = runs.iter().flat_map(|(v, r)| std::iter::repeat_n(v.to_string(), r.len())).collect();
+    let rows: Vec<&RoundRow> = runs.iter().flat_map(|(_, r)| r.iter()).collect();
     macro_rules! c {
         ($name:literal, $f:expr) => {
-            col($name, rows.iter().map($f).collect::<Vec<_>>())
+            col($name, rows.iter().copied().map($f).collect::<Vec<_>>())
         };
     }
     frame(
         rows.len(),
         vec![
+            col("variant", variant),
             c!("migration_id", |r| r.migration_id),
             c!("vm", |r| r.vm.clone()),
             c!("round", |r| r.round),
@@ -102,16 +108,19 @@ pub fn rounds_frame(rows: &[RoundRow]) -> DataFrame {
     )
 }
 
-/// The `links` table.
-pub fn links_frame(rows: &[LinkRow]) -> DataFrame {
+/// The `links` table of several variants.
+pub fn links_frame(runs: &[(&str, &[LinkRow])]) -> DataFrame {
+    let variant: Vec<String> = runs.iter().flat_map(|(v, r)| std::iter::repeat_n(v.to_string(), r.len())).collect();
+    let rows: Vec<&LinkRow> = runs.iter().flat_map(|(_, r)| r.iter()).collect();
     macro_rules! c {
         ($name:literal, $f:expr) => {
-            col($name, rows.iter().map($f).collect::<Vec<_>>())
+            col($name, rows.iter().copied().map($f).collect::<Vec<_>>())
         };
     }
     frame(
         rows.len(),
         vec![
+            col("variant", variant),
             c!("time_s", |r| r.time_s),
             c!("link", |r| r.link.clone()),
             c!("from_site", |r| r.from_site.clone()),
