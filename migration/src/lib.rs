@@ -9,11 +9,21 @@
 //! - [`precopy`]: the pre-copy stop rule ([`precopy::precopy_decision`]) and QEMU's
 //!   auto-converge throttle ([`precopy::AutoConverge`]);
 //! - [`state`]: the migration state machine, which refuses bad transitions;
-//! - [`record`]: the names of mechanisms and outcomes written into result tables.
+//! - [`record`]: the names of mechanisms and outcomes written into result tables;
+//! - [`strategy`]: data-reduction strategy names (`zero+xbzrle+zstd`, …);
+//! - [`pipeline`]: the data-reduction pipeline as real codecs on real pages
+//!   (zero pages, content hashing, dedup with scopes and domains, Bloom
+//!   summaries, XBZRLE-like delta, lz4/zstd), its versioned wire format and
+//!   decoder;
+//! - [`pagegen`]: deterministic page contents (zero, text, binary, random,
+//!   small re-dirty changes) for benchmarks and profiles.
 //!
 //! It has no clock, no I/O, no randomness and no KVM: every function is a pure
-//! function of its arguments, so both halves of memfabric can call it.
+//! function of its arguments (the page generators are seeded), so both halves
+//! of memfabric can call it.
 
+pub mod pagegen;
+pub mod pipeline;
 pub mod precopy;
 pub mod record;
 pub mod state;

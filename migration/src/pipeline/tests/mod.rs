@@ -1,0 +1,11 @@
+//! Tests of the pipeline as a whole. Unit tests of single stages live beside
+//! their code.
+
+pub(crate) mod gen;
+
+mod bloom_fallback;
+mod dedup_counts;
+mod delta_stream;
+mod harness;
+mod roundtrip;
+mod wire_errors;
