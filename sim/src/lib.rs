@@ -48,6 +48,8 @@
 //! - [`scenario`]: the scenario file format and its checks;
 //! - [`run`]: the simulation loop;
 //! - [`output`]: Parquet tables, manifest, summary, plots;
+//! - [`reduction`]: the data-reduction model (per page class, CPU profile);
+//! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark.
 
 pub mod bench;
@@ -58,6 +60,7 @@ pub mod network;
 pub mod ops;
 pub mod reduction;
 pub mod output;
+pub mod profiling;
 pub mod run;
 pub mod scenario;
 pub mod workload;

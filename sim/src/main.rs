@@ -43,6 +43,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Measure the reduction stages on this machine and write a CPU profile (build with --release).
+    Profile {
+        /// Write the profile here (TOML); without it, only the table is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Description of this machine for the profile's header.
+        #[arg(long, default_value = "unnamed machine")]
+        machine: String,
+        /// Minimum milliseconds per measurement repeat.
+        #[arg(long, default_value_t = 100)]
+        min_ms: u64,
+    },
     /// List the workload archetypes and their defaults.
     Archetypes,
 }
@@ -97,6 +109,29 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             let rows = bench::run_bench(&vms, repeat);
             print!("{}", bench::format_table(&rows));
+            Ok(())
+        }
+        Command::Profile { out, machine, min_ms } => {
+            if cfg!(debug_assertions) {
+                eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- profile` for real figures");
+            }
+            let settings = memfabric_sim::profiling::ProfileSettings {
+                min_time: std::time::Duration::from_millis(min_ms),
+                ..Default::default()
+            };
+            let ms = memfabric_sim::profiling::measure(&settings);
+            print!("{}", memfabric_sim::profiling::format_table(&ms));
+            if let Some(path) = out {
+                let command = format!("memfabric profile --machine {machine:?} --min-ms {min_ms}");
+                let profile = memfabric_sim::profiling::profile_from(&ms, &machine, &command);
+                let text = format!(
+                    "# CPU-cost profile: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
+                    memfabric_sim::VERSION,
+                    toml::to_string(&profile).context("encoding the profile")?
+                );
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                println!("\nprofile: {}", path.display());
+            }
             Ok(())
         }
         Command::Archetypes => {

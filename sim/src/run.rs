@@ -58,6 +58,8 @@ pub struct RunOutput {
     pub seed: u64,
     /// Hash of the scenario text.
     pub scenario_hash: String,
+    /// Which CPU-cost profile the run used.
+    pub cpu_profile: String,
     /// One row per migration.
     pub migrations: Vec<MigrationRow>,
     /// One row per round or stage.
@@ -135,7 +137,8 @@ pub const BASE_VARIANT: &str = "scenario";
 
 /// Runs every variant of `scenario`: the scenario as written, or, when it
 /// lists `compare_strategies`, once per strategy with every migration using
-/// that strategy (same seed, so the workloads draw the same dirty sets).
+/// that strategy (same seed and random streams; dirty-page draws still differ
+/// between variants because they depend on round durations).
 pub fn run_all(scenario: &Scenario, seed: Option<u64>) -> Vec<RunOutput> {
     if scenario.compare_strategies.is_empty() {
         return vec![run(scenario, seed)];
@@ -261,9 +264,11 @@ impl Sim<'_> {
         let v = &self.sc.vms[mig.vm.index()];
         let Some(key) = self.image_key(v, mig.dst_site.index()) else { return false };
         let gang = (mig.operation, key.0, key.1.clone(), key.2.clone());
+        // A VM moving within its own site must not count its own image content.
+        let own = u32::from(self.sc.fabric.hosts[mig.src.index()].site == mig.dst_site);
         let hit = match mig.settings.strategy.dedup {
             Some(memfabric_migration::strategy::DedupScope::Site) => {
-                self.site_images.contains_key(&key) || self.gang_sent.contains(&gang)
+                self.site_images.get(&key).copied().unwrap_or(0) > own || self.gang_sent.contains(&gang)
             }
             Some(memfabric_migration::strategy::DedupScope::Gang) => self.gang_sent.contains(&gang),
             _ => false,
@@ -347,10 +352,11 @@ impl Sim<'_> {
         let done = if mig.stage_bytes > 0.0 { (totals.sent / mig.stage_bytes).min(1.0) } else { 1.0 };
         let part = mig.stage_tally.scaled(done);
         mig.tally.add(&part);
+        mig.extra_bytes += mig.stage_extra_bytes * done;
         mig.stage_tally = Tally::default();
+        mig.stage_extra_bytes = 0.0;
         if cpu_bound {
             self.cpu_bytes[m.0 as usize] += totals.sent_cap_limited;
-            mig.bytes_cap_limited += 0.0;
         } else {
             mig.bytes_cap_limited += totals.sent_cap_limited;
         }
@@ -443,6 +449,7 @@ impl Sim<'_> {
                 has_image: vm_spec.image.is_some(),
                 working_set_pages: self.dirty_models[vm.index()].working_set_pages(),
                 xbzrle_cache_pages: settings.xbzrle_cache.0 / PAGE_SIZE_BYTES,
+                hash: settings.hash,
             },
             &self.sc.cpu_profile,
         );
@@ -459,6 +466,8 @@ impl Sim<'_> {
             reduction,
             stage_tally: Tally::default(),
             stage_bytes: 0.0,
+            stage_extra_bytes: 0.0,
+            extra_bytes: 0.0,
             tally: Tally::default(),
             phase: MigrationPhase::Setup,
             stage: Stage::Connecting,
@@ -537,6 +546,7 @@ impl Sim<'_> {
         let cap = if pages > 0 && cpu_cap < mig.cap.0 { cpu_cap } else { mig.cap.0 };
         mig.stage_tally = tally;
         mig.stage_bytes = bytes;
+        mig.stage_extra_bytes = extra_bytes as f64;
         let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
         let id = self.net.add_flow(now, resources, cap, mig.settings.streams as f64, bytes);
         mig.flow = Some(id);
@@ -647,7 +657,9 @@ impl Sim<'_> {
                     Some(run_secs) => Pending::DirtiedIn { run_secs, pages: pending },
                 };
                 let rate = if push_secs > 0.0 { sent / push_secs } else { f64::INFINITY };
-                let per_fault = rtt.as_secs_f64() + RAW_PAGE_WIRE_BYTES as f64 / rate;
+                // A faulted page travels reduced like the rest of the push.
+                let page_wire = if pending > 0 { sent / pending as f64 } else { RAW_PAGE_WIRE_BYTES as f64 };
+                let per_fault = rtt.as_secs_f64() + page_wire / rate;
                 let vcpus = self.sc.vms[vm.index()].vcpus;
                 let model = &self.dirty_models[vm.index()];
                 let speed = model.postcopy_guest_speed(which, push_secs, per_fault, vcpus);
@@ -913,7 +925,7 @@ impl Sim<'_> {
                     postcopy_guest_speed: mig.postcopy_guest_speed,
                     bottleneck: if bytes > 0.0 { best.0 } else { String::new() },
                     mean_rate_bytes_per_s: if moving_secs > 0.0 { bytes / moving_secs } else { 0.0 },
-                    bytes_unreduced: (mig.tally.pages * RAW_PAGE_WIRE_BYTES as f64).round() as u64,
+                    bytes_unreduced: (mig.tally.pages * RAW_PAGE_WIRE_BYTES as f64 + mig.extra_bytes).round() as u64,
                     pages_zero: mig.tally.pages_zero.round() as u64,
                     pages_dedup: mig.tally.pages_dedup.round() as u64,
                     pages_delta: mig.tally.pages_delta.round() as u64,
@@ -951,6 +963,7 @@ impl Sim<'_> {
             scenario: self.sc.name.clone(),
             seed,
             scenario_hash: self.sc.source_hash.clone(),
+            cpu_profile: self.sc.cpu_profile_source.clone(),
             migrations,
             rounds: self.rounds,
             links,

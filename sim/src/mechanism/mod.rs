@@ -79,6 +79,10 @@ pub struct Migration {
     pub stage_tally: Tally,
     /// Bytes of the current flow (to scale the tally of a cut flow).
     pub stage_bytes: f64,
+    /// Device-state bytes in the current flow.
+    pub stage_extra_bytes: f64,
+    /// Device-state bytes sent so far.
+    pub extra_bytes: f64,
     /// Sum of the tallies of everything sent.
     pub tally: Tally,
     /// State-machine phase.
@@ -242,7 +246,8 @@ pub struct MigrationRow {
     pub bottleneck: String,
     /// `bytes_on_wire / total_time_s` (the time includes connection set-up and the final propagation).
     pub mean_rate_bytes_per_s: f64,
-    /// Bytes the same pages would take without reduction (header + page each).
+    /// Bytes the same pages and device state would take without reduction
+    /// (header + page for each page).
     pub bytes_unreduced: u64,
     /// Pages sent as zero-page headers.
     pub pages_zero: u64,

@@ -68,6 +68,8 @@ pub struct Manifest {
     pub scenario_hash: String,
     /// Seed used.
     pub seed: u64,
+    /// CPU-cost profile used: "built-in" (profiles/default.toml) or its path.
+    pub cpu_profile: String,
     /// Simulated time at the end of the run, seconds.
     pub simulated_time_s: f64,
     /// Events processed.
@@ -107,6 +109,7 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
         scenario: out.scenario.clone(),
         scenario_hash: out.scenario_hash.clone(),
         seed: out.seed,
+        cpu_profile: out.cpu_profile.clone(),
         simulated_time_s: outs.iter().map(|o| o.end_time.as_secs_f64()).fold(0.0, f64::max),
         events_processed: outs.iter().map(|o| o.events_processed).sum(),
         rows: ManifestRows {
@@ -164,6 +167,7 @@ pub fn provenance(out: &RunOutput) -> Vec<(String, String)> {
         ("memfabric.scenario".into(), out.scenario.clone()),
         ("memfabric.scenario_hash".into(), out.scenario_hash.clone()),
         ("memfabric.seed".into(), out.seed.to_string()),
+        ("memfabric.cpu_profile".into(), out.cpu_profile.clone()),
     ]
 }
 

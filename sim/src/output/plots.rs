@@ -122,6 +122,15 @@ fn draw<DB: DrawingBackend>(name: &str, out: &RunOutput, root: &DrawingArea<DB, 
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// ", strategy X" for a variant of a strategy comparison, else nothing.
+fn variant_suffix(out: &RunOutput) -> String {
+    if out.variant == crate::run::BASE_VARIANT {
+        String::new()
+    } else {
+        format!(", {}", out.variant)
+    }
+}
+
 fn phase_colour(phase: &str) -> RGBColor {
     match phase {
         "precopy" => RGBColor(66, 133, 244),
@@ -135,7 +144,7 @@ fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) 
     let n = out.migrations.len().max(1);
     let t_max = out.migrations.iter().map(|m| m.end_s).fold(0.0f64, f64::max).max(1e-3) * 1.02;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("Migration timeline: {} (seed {})", out.scenario, out.seed), ("sans-serif", 26))
+        .caption(format!("Migration timeline: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), ("sans-serif", 26))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
@@ -216,7 +225,7 @@ fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> 
         .max(1e-3)
         * 1.1;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("Link throughput: {} (seed {})", out.scenario, out.seed), ("sans-serif", 26))
+        .caption(format!("Link throughput: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), ("sans-serif", 26))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)

@@ -119,19 +119,6 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&v, 50.0), 2.0);
-        assert_eq!(percentile(&v, 99.0), 4.0);
-        assert_eq!(percentile(&v, 0.0), 1.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
-}
 
 /// The summary of a run's variants: the plain summary for one, or a
 /// comparison table (one line per strategy and operation) for several.
@@ -157,8 +144,8 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
         let _ = writeln!(s, "operation {op}");
         let _ = writeln!(
             s,
-            "{:<26} {:>5} {:>5} {:>11} {:>9} {:>7} {:>11} {:>11} {:>10} {:>10} {}",
-            "strategy", "migr", "done", "makespan_s", "wire_GiB", "wire_%", "total_s_p50", "down_ms_max", "cpu_src_s", "cpu_dst_s", "bottlenecks"
+            "{:<26} {:>5} {:>5} {:>11} {:>9} {:>7} {:>11} {:>11} {:>10} {:>10} bottlenecks",
+            "strategy", "migr", "done", "makespan_s", "wire_GiB", "wire_%", "total_s_p50", "down_ms_max", "cpu_src_s", "cpu_dst_s"
         );
         for o in outs {
             let rows: Vec<_> = o.migrations.iter().filter(|m| m.operation == op).collect();
@@ -197,4 +184,18 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), 2.0);
+        assert_eq!(percentile(&v, 99.0), 4.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
 }

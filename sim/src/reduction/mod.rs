@@ -10,9 +10,11 @@
 //! page that is
 //! - *zero*: a header with `zero`; else a reference with dedup (all zero pages
 //!   share one content); else a compressed zero page; else raw;
-//! - *shared with same-image VMs*: a reference with `dedup-gang`/`dedup-site`
-//!   when the image's content is already at the destination (resident there,
-//!   or sent by a VM of the same gang and tenant); else like a unique page;
+//! - *shared with same-image VMs*: a reference when the image's content is
+//!   already at the destination in the dedup domain: with `dedup-gang`, sent
+//!   by a VM of the same operation; with `dedup-site`, that or resident at the
+//!   destination site (another VM of the image runs there); else like a
+//!   unique page;
 //! - *duplicate within the VM*: a reference with any dedup scope (its
 //!   original travels with the unique pages); else like a unique page;
 //! - *unique*: compressed to `min(1, f·X)` of a page, `X` the workload's
@@ -205,12 +207,18 @@ pub struct VmInputs<'a> {
     pub working_set_pages: u64,
     /// XBZRLE cache size, pages.
     pub xbzrle_cache_pages: u64,
+    /// Content hash used for dedup.
+    pub hash: memfabric_migration::pipeline::HashAlgo,
 }
 
 impl VmReduction {
     /// Precomputes the expectations of `strategy` for a VM.
     pub fn new(strategy: &Strategy, vm: VmInputs<'_>, profile: &CpuProfile) -> VmReduction {
         let c = &vm.workload.content;
+        let hash_ns = match vm.hash {
+            memfabric_migration::pipeline::HashAlgo::Xxh3_128 => profile.ns_per_page.hash_xxh3,
+            memfabric_migration::pipeline::HashAlgo::Blake3 => profile.ns_per_page.hash_blake3,
+        };
         let codec_outcome = strategy.codec.map(|codec| {
             (codec, compress_outcome(c.unique_compressed_mean.0, c.unique_compressed_sd, profile.size_factor(codec)))
         });
@@ -224,7 +232,7 @@ impl VmReduction {
                 t.pages_zero += z;
                 t.wire_bytes += z * HDR;
             } else if strategy.dedup.is_some() {
-                hash_lookup(&mut t, z, profile);
+                hash_lookup(&mut t, z, hash_ns, profile);
                 reference(&mut t, z, profile);
             } else if let Some((codec, _)) = codec_outcome {
                 t.pages_compressed += z;
@@ -240,7 +248,7 @@ impl VmReduction {
             let dup = c.duplicate.0;
             let mut unique = c.unique() + if vm.has_image { 0.0 } else { c.shared_image.0 };
             if strategy.dedup.is_some() {
-                hash_lookup(&mut t, shared + dup + unique, profile);
+                hash_lookup(&mut t, shared + dup + unique, hash_ns, profile);
                 reference(&mut t, dup, profile);
                 if shared_hit {
                     reference(&mut t, shared, profile);
@@ -263,7 +271,7 @@ impl VmReduction {
             (vm.xbzrle_cache_pages as f64 / vm.working_set_pages as f64).min(1.0)
         };
         if strategy.dedup.is_some() {
-            hash_lookup(&mut r, 1.0, profile);
+            hash_lookup(&mut r, 1.0, hash_ns, profile);
         }
         let mut to_compress = 0.0;
         // Unchanged pages.
@@ -302,8 +310,8 @@ fn read_and_zero_check(t: &mut Tally, weight: f64, s: &Strategy, p: &CpuProfile)
     }
 }
 
-fn hash_lookup(t: &mut Tally, weight: f64, p: &CpuProfile) {
-    t.cpu_ns_dedup += weight * (p.ns_per_page.hash_xxh3 + p.ns_per_page.dedup_lookup);
+fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
+    t.cpu_ns_dedup += weight * (hash_ns + p.ns_per_page.dedup_lookup);
 }
 
 fn reference(t: &mut Tally, weight: f64, _p: &CpuProfile) {

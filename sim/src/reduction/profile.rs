@@ -83,6 +83,36 @@ pub struct SizeFactors {
 }
 
 impl CpuProfile {
+    /// Checks that every cost and factor is a positive finite number; the
+    /// error names the first field that is not.
+    pub fn check(&self) -> Result<(), String> {
+        let c = &self.ns_per_page;
+        let f = &self.size_factor;
+        let fields = [
+            ("ns_per_page.memcpy", c.memcpy),
+            ("ns_per_page.zero_check", c.zero_check),
+            ("ns_per_page.hash_xxh3", c.hash_xxh3),
+            ("ns_per_page.hash_blake3", c.hash_blake3),
+            ("ns_per_page.dedup_lookup", c.dedup_lookup),
+            ("ns_per_page.xbzrle_encode", c.xbzrle_encode),
+            ("ns_per_page.xbzrle_decode", c.xbzrle_decode),
+            ("ns_per_page.lz4_compress", c.lz4_compress),
+            ("ns_per_page.lz4_decompress", c.lz4_decompress),
+            ("ns_per_page.zstd1_compress", c.zstd1_compress),
+            ("ns_per_page.zstd1_decompress", c.zstd1_decompress),
+            ("ns_per_page.zstd3_compress", c.zstd3_compress),
+            ("size_factor.lz4", f.lz4),
+            ("size_factor.zstd3", f.zstd3),
+            ("size_factor.xbzrle_per_changed_byte", f.xbzrle_per_changed_byte),
+            ("size_factor.lz4_zero_page_bytes", f.lz4_zero_page_bytes),
+            ("size_factor.zstd_zero_page_bytes", f.zstd_zero_page_bytes),
+        ];
+        match fields.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            Some((name, v)) => Err(format!("{name} = {v} must be a positive number")),
+            None => Ok(()),
+        }
+    }
+
     /// The built-in profile.
     pub fn builtin() -> CpuProfile {
         toml::from_str(DEFAULT_PROFILE_TOML).expect("profiles/default.toml is valid")

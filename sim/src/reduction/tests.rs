@@ -15,7 +15,7 @@ fn web() -> WorkloadSpec {
 }
 
 fn reduce(strategy: &str, w: &WorkloadSpec, cache_pages: u64) -> VmReduction {
-    let inputs = VmInputs { workload: w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: cache_pages };
+    let inputs = VmInputs { workload: w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: cache_pages, hash: Default::default() };
     VmReduction::new(&strategy.parse().unwrap(), inputs, &CpuProfile::builtin())
 }
 
@@ -79,7 +79,7 @@ fn dedup_scopes_reference_what_they_can_see() {
     let expect = 0.25 * 8.0 + 0.15 * 24.0 + 0.60 * 4104.0;
     assert!((gang.full_copy_image_hit.wire_bytes - expect).abs() < 1e-9);
     // Without an image there is nothing to share.
-    let inputs = VmInputs { workload: &w, has_image: false, working_set_pages: 1000, xbzrle_cache_pages: 0 };
+    let inputs = VmInputs { workload: &w, has_image: false, working_set_pages: 1000, xbzrle_cache_pages: 0, hash: Default::default() };
     let lone = VmReduction::new(&"zero+dedup-site".parse().unwrap(), inputs, &CpuProfile::builtin());
     assert!((lone.full_copy_image_hit.pages_dedup - 0.05).abs() < 1e-12);
 }
@@ -130,4 +130,28 @@ fn cpu_cap_is_threads_over_cost_times_wire_per_page() {
     let zcap = z.cpu_cap_bytes_per_s(1, 1);
     let pages_per_s = 1e9 / z.source_ns();
     assert!((zcap - pages_per_s * z.wire_bytes).abs() / zcap < 1e-12, "source-bound");
+}
+
+#[test]
+fn blake3_costs_more_cpu_than_xxh3() {
+    let w = web();
+    let make = |hash| {
+        let inputs = VmInputs { workload: &w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: 0, hash };
+        VmReduction::new(&"zero+dedup-vm".parse().unwrap(), inputs, &CpuProfile::builtin())
+    };
+    let x = make(memfabric_migration::pipeline::HashAlgo::Xxh3_128);
+    let b = make(memfabric_migration::pipeline::HashAlgo::Blake3);
+    assert!(b.full_copy.cpu_ns_dedup > x.full_copy.cpu_ns_dedup);
+    assert_eq!(b.full_copy.wire_bytes, x.full_copy.wire_bytes);
+}
+
+#[test]
+fn profiles_are_range_checked() {
+    let mut p = CpuProfile::builtin();
+    assert!(p.check().is_ok());
+    p.ns_per_page.memcpy = -1.0;
+    assert!(p.check().unwrap_err().contains("ns_per_page.memcpy"));
+    let mut p = CpuProfile::builtin();
+    p.size_factor.lz4 = f64::NAN;
+    assert!(p.check().unwrap_err().contains("size_factor.lz4"));
 }

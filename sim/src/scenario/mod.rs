@@ -99,6 +99,8 @@ pub struct MigrationSettings {
     pub cpu_threads: Option<u32>,
     /// XBZRLE cache size.
     pub xbzrle_cache: Bytes,
+    /// Content hash for dedup.
+    pub hash: memfabric_migration::pipeline::HashAlgo,
 }
 
 impl MigrationSettings {
@@ -126,6 +128,7 @@ impl Default for MigrationSettings {
             strategy: Strategy::NONE,
             cpu_threads: None,
             xbzrle_cache: Bytes(crate::reduction::DEFAULT_XBZRLE_CACHE_BYTES),
+            hash: memfabric_migration::pipeline::HashAlgo::Xxh3_128,
         }
     }
 }
@@ -353,6 +356,9 @@ impl Builder<'_> {
                 let profile: CpuProfile = toml::from_str(&text).map_err(|e| {
                     self.err(sp(p), "scenario.cpu_profile", format!("{} is not a CPU profile: {}", path.display(), e.message()))
                 })?;
+                profile.check().map_err(|why| {
+                    self.err(sp(p), "scenario.cpu_profile", format!("{}: {why}", path.display()))
+                })?;
                 (profile, path.display().to_string())
             }
         };
@@ -450,6 +456,12 @@ impl Builder<'_> {
         }
         if let Some(c) = &s.xbzrle_cache {
             out.xbzrle_cache = *c.get_ref();
+        }
+        if let Some(h) = s.hash {
+            out.hash = match h {
+                schema::HashName::Xxh3 => memfabric_migration::pipeline::HashAlgo::Xxh3_128,
+                schema::HashName::Blake3 => memfabric_migration::pipeline::HashAlgo::Blake3,
+            };
         }
         Ok(out)
     }

@@ -118,6 +118,18 @@ pub struct MigrationSettingsFile {
     pub cpu_threads: Option<Spanned<u32>>,
     /// XBZRLE cache size.
     pub xbzrle_cache: Option<Spanned<Bytes>>,
+    /// Content hash for dedup: "xxh3" (default) or "blake3".
+    pub hash: Option<HashName>,
+}
+
+/// Content hash names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashName {
+    /// xxh3-128: fast, not collision-resistant against an adversary.
+    Xxh3,
+    /// BLAKE3 truncated to 128 bits: cryptographic.
+    Blake3,
 }
 
 /// `[[sites]]`
