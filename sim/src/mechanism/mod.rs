@@ -259,6 +259,16 @@ pub struct MigrationRow {
     pub pages_compressed: u64,
     /// Pages sent raw.
     pub pages_raw: u64,
+    /// Bytes on the wire of zero-page records.
+    pub bytes_zero: u64,
+    /// Bytes on the wire of references.
+    pub bytes_dedup: u64,
+    /// Bytes on the wire of deltas.
+    pub bytes_delta: u64,
+    /// Bytes on the wire of compressed pages.
+    pub bytes_compressed: u64,
+    /// Bytes on the wire of raw pages.
+    pub bytes_raw: u64,
     /// Source CPU, seconds (all stages).
     pub cpu_s_source: f64,
     /// Source CPU in zero detection, seconds.

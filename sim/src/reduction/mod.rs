@@ -26,8 +26,12 @@
 //! with dedup, since its hash was sent before; else an empty delta with
 //! `xbzrle` on a cache hit); otherwise `redirty_change` of its bytes changed:
 //! with `xbzrle` and a cache hit (probability `min(1, cache_pages /
-//! working_set_pages)`), a delta of `change · 4096 · xbzrle_per_changed_byte`
-//! bytes when smaller than a page; otherwise compressed like a unique page.
+//! working_set_pages)`, times `1 − duplicate / (1 − zero)` with dedup, since
+//! pages sent as references are not cached), a delta of
+//! `change · 4096 · xbzrle_per_changed_byte` bytes when smaller than a page;
+//! otherwise compressed like a unique page. (A re-dirtied page is assumed to
+//! compress like the workload's pages; small random rewrites compress worse,
+//! see `sim/tests/conformance.rs`.)
 //!
 //! Every record carries the 8-byte page header; a reference adds the 16-byte
 //! content hash. CPU: the source pays a page read (`memcpy`) and each stage it
@@ -68,6 +72,16 @@ pub struct Tally {
     pub pages_raw: f64,
     /// Bytes on the wire.
     pub wire_bytes: f64,
+    /// Of those, bytes of zero-page records.
+    pub wire_zero: f64,
+    /// Of those, bytes of reference records.
+    pub wire_dedup: f64,
+    /// Of those, bytes of delta records.
+    pub wire_delta: f64,
+    /// Of those, bytes of compressed records.
+    pub wire_compressed: f64,
+    /// Of those, bytes of raw records.
+    pub wire_raw: f64,
     /// Source CPU for zero detection, ns.
     pub cpu_ns_zero: f64,
     /// Source CPU for hashing and index lookups, ns.
@@ -98,6 +112,11 @@ impl Tally {
             pages_compressed: self.pages_compressed * k,
             pages_raw: self.pages_raw * k,
             wire_bytes: self.wire_bytes * k,
+            wire_zero: self.wire_zero * k,
+            wire_dedup: self.wire_dedup * k,
+            wire_delta: self.wire_delta * k,
+            wire_compressed: self.wire_compressed * k,
+            wire_raw: self.wire_raw * k,
             cpu_ns_zero: self.cpu_ns_zero * k,
             cpu_ns_dedup: self.cpu_ns_dedup * k,
             cpu_ns_delta: self.cpu_ns_delta * k,
@@ -117,6 +136,11 @@ impl Tally {
             pages_compressed: self.pages_compressed + other.pages_compressed,
             pages_raw: self.pages_raw + other.pages_raw,
             wire_bytes: self.wire_bytes + other.wire_bytes,
+            wire_zero: self.wire_zero + other.wire_zero,
+            wire_dedup: self.wire_dedup + other.wire_dedup,
+            wire_delta: self.wire_delta + other.wire_delta,
+            wire_compressed: self.wire_compressed + other.wire_compressed,
+            wire_raw: self.wire_raw + other.wire_raw,
             cpu_ns_zero: self.cpu_ns_zero + other.cpu_ns_zero,
             cpu_ns_dedup: self.cpu_ns_dedup + other.cpu_ns_dedup,
             cpu_ns_delta: self.cpu_ns_delta + other.cpu_ns_delta,
@@ -162,12 +186,16 @@ pub fn compress_outcome(mean: f64, sd: f64, factor: f64) -> CompressOutcome {
     let weights: Vec<(f64, f64)> = if var > 1e-12 && var < m * (1.0 - m) {
         let common = m * (1.0 - m) / var - 1.0;
         let (a, b) = (m * common, (1.0 - m) * common);
-        let pts: Vec<(f64, f64)> = (0..BETA_GRID)
+        // Log-density on the grid, normalised by its maximum before exp so
+        // that narrow distributions (large a, b) do not overflow.
+        let log_pts: Vec<(f64, f64)> = (0..BETA_GRID)
             .map(|i| {
                 let x = (i as f64 + 0.5) / BETA_GRID as f64;
-                (x, ((a - 1.0) * x.ln() + (b - 1.0) * (1.0 - x).ln()).exp())
+                (x, (a - 1.0) * x.ln() + (b - 1.0) * (1.0 - x).ln())
             })
             .collect();
+        let max = log_pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let pts: Vec<(f64, f64)> = log_pts.into_iter().map(|(x, l)| (x, (l - max).exp())).collect();
         let total: f64 = pts.iter().map(|p| p.1).sum();
         pts.into_iter().map(|(x, w)| (x, w / total)).collect()
     } else {
@@ -182,7 +210,7 @@ pub fn compress_outcome(mean: f64, sd: f64, factor: f64) -> CompressOutcome {
             size += w * s;
         }
     }
-    CompressOutcome { compressed_fraction: if p > 0.0 { size / p } else { 0.0 }, p_compressed: p }
+    CompressOutcome { compressed_fraction: if p > 0.0 { size / p } else { 0.0 }, p_compressed: p.min(1.0) }
 }
 
 /// What a strategy does to one VM's pages: precomputed per-page expectations.
@@ -231,12 +259,14 @@ impl VmReduction {
             if strategy.zero {
                 t.pages_zero += z;
                 t.wire_bytes += z * HDR;
+                t.wire_zero += z * HDR;
             } else if strategy.dedup.is_some() {
                 hash_lookup(&mut t, z, hash_ns, profile);
                 reference(&mut t, z, profile);
             } else if let Some((codec, _)) = codec_outcome {
                 t.pages_compressed += z;
                 t.wire_bytes += z * (HDR + profile.zero_page_bytes(codec));
+                t.wire_compressed += z * (HDR + profile.zero_page_bytes(codec));
                 t.cpu_ns_compress += z * profile.compress_ns(codec);
                 t.cpu_ns_destination += z * profile.decompress_ns(codec);
             } else {
@@ -265,11 +295,16 @@ impl VmReduction {
         let mut r = Tally { pages: 1.0, ..Default::default() };
         read_and_zero_check(&mut r, 1.0, strategy, profile);
         let q = vm.workload.redirty_unchanged.0;
-        let hit = if vm.working_set_pages == 0 {
+        let cached = if vm.working_set_pages == 0 {
             1.0
         } else {
             (vm.xbzrle_cache_pages as f64 / vm.working_set_pages as f64).min(1.0)
         };
+        // Pages last sent as references never entered the delta cache (the
+        // pipeline caches only pages whose bytes it sent), so with dedup the
+        // duplicates among non-zero pages have no delta base.
+        let sent_as_ref = if strategy.dedup.is_some() { (c.duplicate.0 / (1.0 - c.zero.0).max(1e-9)).min(1.0) } else { 0.0 };
+        let hit = cached * (1.0 - sent_as_ref);
         if strategy.dedup.is_some() {
             hash_lookup(&mut r, 1.0, hash_ns, profile);
         }
@@ -317,16 +352,19 @@ fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
 fn reference(t: &mut Tally, weight: f64, _p: &CpuProfile) {
     t.pages_dedup += weight;
     t.wire_bytes += weight * (HDR + REF_HASH_BYTES);
+    t.wire_dedup += weight * (HDR + REF_HASH_BYTES);
 }
 
 fn raw(t: &mut Tally, weight: f64, _p: &CpuProfile) {
     t.pages_raw += weight;
     t.wire_bytes += weight * (HDR + PAGE);
+    t.wire_raw += weight * (HDR + PAGE);
 }
 
 fn delta(t: &mut Tally, weight: f64, bytes: f64, p: &CpuProfile) {
     t.pages_delta += weight;
     t.wire_bytes += weight * (HDR + bytes);
+    t.wire_delta += weight * (HDR + bytes);
     t.cpu_ns_delta += weight * p.ns_per_page.xbzrle_encode;
     t.cpu_ns_destination += weight * p.ns_per_page.xbzrle_decode;
 }
@@ -338,6 +376,7 @@ fn send_unique(t: &mut Tally, weight: f64, codec: Option<(Codec, CompressOutcome
             let compressed = weight * o.p_compressed;
             t.pages_compressed += compressed;
             t.wire_bytes += compressed * (HDR + o.compressed_fraction * PAGE);
+            t.wire_compressed += compressed * (HDR + o.compressed_fraction * PAGE);
             t.cpu_ns_destination += compressed * p.decompress_ns(codec);
             raw(t, weight - compressed, p);
         }

@@ -60,6 +60,9 @@ fn incompressible_pages_go_raw() {
     assert_eq!((o.p_compressed, o.compressed_fraction), (0.0, 0.0));
     let o = compress_outcome(0.5, 0.0, 1.0);
     assert_eq!((o.p_compressed, o.compressed_fraction), (1.0, 0.5));
+    // A very narrow distribution behaves like its mean (no overflow).
+    let o = compress_outcome(0.3, 0.001, 1.0);
+    assert!((o.compressed_fraction - 0.3).abs() < 1e-3 && (o.p_compressed - 1.0).abs() < 1e-12, "{o:?}");
     // A wide distribution around 0.7: some pages do not compress under lz4 (×1.25).
     let o = compress_outcome(0.7, 0.2, 1.25);
     assert!(o.p_compressed > 0.2 && o.p_compressed < 0.9, "{o:?}");
@@ -113,6 +116,8 @@ fn every_page_has_exactly_one_outcome() {
             let r = reduce(s, &web(), cache);
             for t in [r.full_copy, r.full_copy_image_hit, r.resend] {
                 assert!((outcomes_sum(&t) - 1.0).abs() < 1e-9, "{s}: {t:?}");
+                let by_outcome = t.wire_zero + t.wire_dedup + t.wire_delta + t.wire_compressed + t.wire_raw;
+                assert!((by_outcome - t.wire_bytes).abs() < 1e-9, "{s}: wire bytes by outcome add up");
                 assert!(t.wire_bytes > 0.0 && t.wire_bytes <= 4104.0 + 1e-9, "{s}");
             }
         }
