@@ -81,7 +81,7 @@ fn model(strategy: &str, pages: &[Page]) -> (VmReduction, Strategy) {
     (VmReduction::new(&strategy, inputs, &profile), strategy)
 }
 
-fn real_wire(strategy: Strategy, rounds: &[Vec<(u64, Page)>]) -> Vec<u64> {
+fn real_wire(strategy: Strategy, rounds: &[Round]) -> Vec<u64> {
     let mut enc = Encoder::new(PipelineConfig::new(strategy)).unwrap();
     let mut idx = DedupIndex::new();
     let mut out = Vec::new();
@@ -113,7 +113,10 @@ fn full_copy_bytes_match_the_pipeline() {
 /// The first transfer, and a second one of the non-zero pages: 30% unchanged,
 /// the rest changed by `change` (`None`: rewritten with new content of the
 /// same kind; `Some(f)`: a fraction `f` of 8-byte words overwritten at random).
-fn two_rounds(pages: &[Page], change: Option<f64>) -> (Vec<(u64, Page)>, Vec<(u64, Page)>) {
+/// Pages of one transfer round: (page index, content).
+type Round = Vec<(u64, Page)>;
+
+fn two_rounds(pages: &[Page], change: Option<f64>) -> (Round, Round) {
     let first: Vec<(u64, Page)> = pages.iter().enumerate().map(|(i, p)| (i as u64, *p)).collect();
     let mut rng = pagegen::SplitMix64::new(9);
     let second = first
