@@ -14,7 +14,7 @@ use crate::ops::{self, FabricView, MigrationRequest, Operation};
 use crate::scenario::{Destination, DirtySampling, Scenario};
 use crate::workload::{pages_of, DirtyModel, Pending};
 use crate::reduction::{Tally, VmInputs, VmReduction};
-use crate::scenario::DedupDomains;
+use crate::scenario::{DedupDomains, SiteIndex};
 use std::collections::BTreeSet;
 use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
 use memfabric_migration::record::{Mechanism, Outcome};
@@ -116,10 +116,11 @@ struct Sim<'a> {
     migs: Vec<Migration>,
     link_bytes: Vec<Vec<(usize, f64)>>,
     flow_owner: BTreeMap<FlowId, MigrationId>,
-    /// Whether a flow's own cap is its CPU pipeline (else TCP/limit/LAN).
-    flow_cpu_bound: BTreeMap<FlowId, bool>,
-    /// Bytes each migration sent while its CPU pipeline bound it.
-    cpu_bytes: Vec<f64>,
+    /// What a flow's own cap is when it is not the migration's network cap
+    /// (the CPU pipeline or the site-index query loop).
+    flow_cap_kind: BTreeMap<FlowId, CapKind>,
+    /// Bytes each migration sent while such a cap bound it, per kind.
+    own_cap_bytes: Vec<Vec<(CapKind, f64)>>,
     link_down: Vec<bool>,
     link_nominal: Vec<f64>,
     wake_version: u64,
@@ -127,6 +128,9 @@ struct Sim<'a> {
     rounds: Vec<RoundRow>,
     /// VMs running at each (site, dedup domain, image): content resident there.
     site_images: BTreeMap<(usize, String, String), u32>,
+    /// Non-zero pages resident at each (site, dedup domain): what a site
+    /// index (summary) must describe.
+    site_pages: BTreeMap<(usize, String), u64>,
     /// (operation, destination site, domain, image) whose shared content a
     /// VM of the gang has started sending.
     gang_sent: BTreeSet<(usize, usize, String, String)>,
@@ -189,20 +193,20 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
         migs: Vec::new(),
         link_bytes: Vec::new(),
         flow_owner: BTreeMap::new(),
-        flow_cpu_bound: BTreeMap::new(),
-        cpu_bytes: Vec::new(),
+
         link_down: vec![false; fabric.links.len()],
         link_nominal: fabric.links.iter().map(|l| l.bandwidth.0).collect(),
         wake_version: 0,
         wake_at: None,
         rounds: Vec::new(),
         site_images: BTreeMap::new(),
+        site_pages: BTreeMap::new(),
         gang_sent: BTreeSet::new(),
+        flow_cap_kind: BTreeMap::new(),
+        own_cap_bytes: Vec::new(),
     };
-    for vm in &scenario.vms {
-        if let Some(key) = sim.image_key(vm, fabric.hosts[vm.host.index()].site.index()) {
-            *sim.site_images.entry(key).or_insert(0) += 1;
-        }
+    for (i, vm) in scenario.vms.iter().enumerate() {
+        sim.move_image(VmId(i as u32), None, Some(fabric.hosts[vm.host.index()].site.index()));
     }
     // Schedule link events first, so a link change and a migration at the same
     // instant see the link already changed.
@@ -241,9 +245,25 @@ impl Sim<'_> {
         vm.image.as_ref().map(|img| (site, self.domain(vm), img.clone()))
     }
 
-    /// Moves a VM's image content between sites' resident sets.
-    fn move_image(&mut self, vm: VmId, from: Option<usize>, to: Option<usize>) {
+    /// Non-zero pages of a VM (what it adds to its site's resident content).
+    fn content_pages(&self, vm: VmId) -> u64 {
         let v = &self.sc.vms[vm.index()];
+        (self.vm_pages[vm.index()] as f64 * (1.0 - v.workload.content.zero.0)).round() as u64
+    }
+
+    /// Moves a VM's content (its image and its pages) between sites' resident sets.
+    fn move_image(&mut self, vm: VmId, from: Option<usize>, to: Option<usize>) {
+        let pages = self.content_pages(vm);
+        let v = &self.sc.vms[vm.index()];
+        let domain = self.domain(v);
+        if let Some(site) = from {
+            if let Some(n) = self.site_pages.get_mut(&(site, domain.clone())) {
+                *n = n.saturating_sub(pages);
+            }
+        }
+        if let Some(site) = to {
+            *self.site_pages.entry((site, domain)).or_insert(0) += pages;
+        }
         if let Some(key) = from.and_then(|s| self.image_key(v, s)) {
             if let Some(n) = self.site_images.get_mut(&key) {
                 *n -= 1;
@@ -346,7 +366,7 @@ impl Sim<'_> {
     }
 
     fn account(&mut self, m: MigrationId, flow: FlowId, totals: &FlowTotals) {
-        let cpu_bound = self.flow_cpu_bound.remove(&flow).unwrap_or(false);
+        let own_kind = self.flow_cap_kind.remove(&flow);
         let mig = &mut self.migs[m.0 as usize];
         // The share of the stage's pages that crossed (all of them unless cut short).
         let done = if mig.stage_bytes > 0.0 { (totals.sent / mig.stage_bytes).min(1.0) } else { 1.0 };
@@ -355,8 +375,12 @@ impl Sim<'_> {
         mig.extra_bytes += mig.stage_extra_bytes * done;
         mig.stage_tally = Tally::default();
         mig.stage_extra_bytes = 0.0;
-        if cpu_bound {
-            self.cpu_bytes[m.0 as usize] += totals.sent_cap_limited;
+        if let Some(kind) = own_kind {
+            let v = &mut self.own_cap_bytes[m.0 as usize];
+            match v.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, b)) => *b += totals.sent_cap_limited,
+                None => v.push((kind, totals.sent_cap_limited)),
+            }
         } else {
             mig.bytes_cap_limited += totals.sent_cap_limited;
         }
@@ -364,6 +388,7 @@ impl Sim<'_> {
             Stage::PreCopyRound => mig.bytes_precopy += totals.sent,
             Stage::StopCopy | Stage::PostCopySwitch => mig.bytes_stopcopy += totals.sent,
             Stage::PostCopyPush => mig.bytes_postcopy += totals.sent,
+            Stage::IndexSync => mig.bytes_index_sync += totals.sent,
             Stage::Connecting | Stage::Arriving | Stage::Done => {}
         }
         let lb = &mut self.link_bytes[m.0 as usize];
@@ -450,6 +475,8 @@ impl Sim<'_> {
                 working_set_pages: self.dirty_models[vm.index()].working_set_pages(),
                 xbzrle_cache_pages: settings.xbzrle_cache.0 / PAGE_SIZE_BYTES,
                 hash: settings.hash,
+                site_false_positive_rate: settings.site_index.false_positive_rate(),
+                site_query: matches!(settings.site_index, SiteIndex::Query { .. }),
             },
             &self.sc.cpu_profile,
         );
@@ -487,6 +514,7 @@ impl Sim<'_> {
             bytes_precopy: 0.0,
             bytes_stopcopy: 0.0,
             bytes_postcopy: 0.0,
+            bytes_index_sync: 0.0,
             bytes_cap_limited: 0.0,
             postcopy_faults: 0,
             postcopy_fault_wait: Nanos(0),
@@ -507,7 +535,7 @@ impl Sim<'_> {
             mig.end = Some(now);
             self.migs.push(mig);
             self.link_bytes.push(Vec::new());
-            self.cpu_bytes.push(0.0);
+            self.own_cap_bytes.push(Vec::new());
             return Some((vm, outcome));
         }
         self.vm_unavailable[vm.index()] = true;
@@ -516,7 +544,7 @@ impl Sim<'_> {
         self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
         self.migs.push(mig);
         self.link_bytes.push(Vec::new());
-        self.cpu_bytes.push(0.0);
+        self.own_cap_bytes.push(Vec::new());
         None
     }
 
@@ -542,15 +570,33 @@ impl Sim<'_> {
         let tally = per_page.scaled(pages as f64);
         let bytes = tally.wire_bytes + extra_bytes as f64;
         let threads = mig.settings.threads();
-        let cpu_cap = per_page.cpu_cap_bytes_per_s(threads, threads);
-        let cap = if pages > 0 && cpu_cap < mig.cap.0 { cpu_cap } else { mig.cap.0 };
+        let mut cap = (mig.cap.0, None);
+        if pages > 0 {
+            let cpu_cap = per_page.cpu_cap_bytes_per_s(threads, threads);
+            if cpu_cap < cap.0 {
+                cap = (cpu_cap, Some(CapKind::Cpu));
+            }
+            // One index query in flight: a batch of pages per round trip.
+            let rtt = mig.route.rtt().as_secs_f64();
+            if let (Some(memfabric_migration::strategy::DedupScope::Site), SiteIndex::Query { batch_pages }, true) =
+                (mig.settings.strategy.dedup, mig.settings.site_index, rtt > 0.0)
+            {
+                let query_cap = batch_pages as f64 * per_page.wire_bytes / rtt;
+                if query_cap < cap.0 {
+                    cap = (query_cap, Some(CapKind::IndexQuery));
+                }
+            }
+        }
+        let (cap, own_kind) = cap;
         mig.stage_tally = tally;
         mig.stage_bytes = bytes;
         mig.stage_extra_bytes = extra_bytes as f64;
         let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
         let id = self.net.add_flow(now, resources, cap, mig.settings.streams as f64, bytes);
         mig.flow = Some(id);
-        self.flow_cpu_bound.insert(id, pages > 0 && cpu_cap < mig.cap.0);
+        if let Some(kind) = own_kind {
+            self.flow_cap_kind.insert(id, kind);
+        }
         self.flow_owner.insert(id, m);
     }
 
@@ -563,6 +609,42 @@ impl Sim<'_> {
         if self.migs[m.0 as usize].outcome.is_some() {
             return; // failed while connecting
         }
+        // dedup-site with a summary: the destination first sends a Bloom
+        // filter of its resident pages (in the reverse direction).
+        let mig = &self.migs[m.0 as usize];
+        if let (Some(memfabric_migration::strategy::DedupScope::Site), SiteIndex::Summary { bits_per_item }) =
+            (mig.settings.strategy.dedup, mig.settings.site_index)
+        {
+            let v = &self.sc.vms[mig.vm.index()];
+            let src_site = self.sc.fabric.hosts[mig.src.index()].site;
+            let mut pages = self.site_pages.get(&(mig.dst_site.index(), self.domain(v))).copied().unwrap_or(0);
+            if src_site == mig.dst_site {
+                pages = pages.saturating_sub(self.content_pages(mig.vm));
+            }
+            let bytes = (pages as f64 * bits_per_item / 8.0).ceil();
+            if bytes > 0.0 {
+                let reverse = self.sc.fabric.route(mig.dst_site, src_site).expect("routes are symmetric");
+                let resources: Vec<usize> = reverse.hops.iter().map(|h| h.resource()).collect();
+                let now = self.now();
+                let cap = mig.cap.0;
+                let id = self.net.add_flow(now, resources, cap, 1.0, bytes);
+                let mig = &mut self.migs[m.0 as usize];
+                mig.stage = Stage::IndexSync;
+                mig.stage_start = now;
+                mig.stage_pages = 0;
+                mig.stage_tally = Tally::default();
+                mig.stage_bytes = bytes;
+                mig.stage_extra_bytes = 0.0;
+                mig.flow = Some(id);
+                self.flow_owner.insert(id, m);
+                return;
+            }
+        }
+        self.begin_transfer(m);
+    }
+
+    /// Starts moving memory, after the connection (and any index sync).
+    fn begin_transfer(&mut self, m: MigrationId) {
         let mig = &self.migs[m.0 as usize];
         let pages = self.vm_pages[mig.vm.index()];
         let state = self.sc.vms[mig.vm.index()].device_state.0;
@@ -633,6 +715,11 @@ impl Sim<'_> {
         let now = self.now();
         let stage = self.migs[m.0 as usize].stage;
         match stage {
+            Stage::IndexSync => {
+                let r = self.migs[m.0 as usize].rounds;
+                self.push_round(m, r, "index-sync", sent, 0, 0);
+                self.begin_transfer(m);
+            }
             Stage::PreCopyRound => self.precopy_round_done(m, sent),
             Stage::StopCopy => {
                 let r = self.migs[m.0 as usize].rounds;
@@ -881,11 +968,12 @@ impl Sim<'_> {
                     (Some(p), None) => end.0.saturating_sub(p.0),
                     _ => 0,
                 };
-                let bytes = mig.bytes_precopy + mig.bytes_stopcopy + mig.bytes_postcopy;
+                let bytes = mig.bytes_precopy + mig.bytes_stopcopy + mig.bytes_postcopy + mig.bytes_index_sync;
                 let mut best = (mig.cap.1.as_str().to_string(), mig.bytes_cap_limited);
-                let cpu = self.cpu_bytes[mig.id.0 as usize];
-                if cpu > best.1 {
-                    best = (CapKind::Cpu.as_str().to_string(), cpu);
+                for &(kind, b) in &self.own_cap_bytes[mig.id.0 as usize] {
+                    if b > best.1 {
+                        best = (kind.as_str().to_string(), b);
+                    }
                 }
                 for &(r, b) in &self.link_bytes[mig.id.0 as usize] {
                     if b > best.1 {
@@ -917,6 +1005,7 @@ impl Sim<'_> {
                     bytes_precopy: mig.bytes_precopy.round() as u64,
                     bytes_stopcopy: mig.bytes_stopcopy.round() as u64,
                     bytes_postcopy: mig.bytes_postcopy.round() as u64,
+                    bytes_index_sync: mig.bytes_index_sync.round() as u64,
                     outcome: outcome.as_str(),
                     converged: mig.converged,
                     throttle_pct_max: mig.throttle_pct_max,

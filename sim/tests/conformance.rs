@@ -77,6 +77,8 @@ fn model(strategy: &str, pages: &[Page]) -> (VmReduction, Strategy) {
         working_set_pages: PAGES as u64,
         xbzrle_cache_pages: PAGES as u64,
         hash: Default::default(),
+        site_false_positive_rate: 0.0,
+        site_query: false,
     };
     (VmReduction::new(&strategy, inputs, &profile), strategy)
 }

@@ -179,3 +179,57 @@ fn strategy_comparison_writes_one_variant_per_strategy() {
     assert!(manifest.contains("\"zero+xbzrle+zstd\""));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A web VM (1 GiB, no dirtying) moving to b, where a same-tenant VM of
+/// `resident` memory already runs, with dedup-site and the given index settings.
+fn site_index(settings: &str, latency: &str) -> memfabric_sim::run::RunOutput {
+    run_text(&two_sites(
+        &format!("bandwidth = \"1Gbit/s\"\nlatency = \"{latency}\""),
+        &format!(
+            "[defaults]\nstrategy = \"zero+dedup-site\"\ndirty_sampling = \"expected\"\n{settings}\n\
+             [[vms]]\nname = \"there\"\nhost = \"b-h-0\"\narchetype = \"web\"\nmemory = \"8GiB\"\n\
+             [[vms]]\nname = \"vm\"\nhost = \"a-h-0\"\narchetype = \"web\"\nmemory = \"1GiB\"\nworkload = {{ page_write_rate = \"0pages/s\" }}\n\
+             [[migrations]]\nvm = \"vm\"\nto = \"b\"\n"
+        ),
+    ))
+}
+
+#[test]
+fn site_index_summary_costs_sync_traffic_before_the_copy() {
+    let out = site_index("site_index = \"summary\"\nsummary_bits_per_item = 16", "0ms");
+    let m = &out.migrations[0];
+    // The resident VM holds 8 GiB of which 75% is non-zero (web: 25% zero pages).
+    let resident = (2_097_152.0f64 * 0.75).round();
+    assert_eq!(m.bytes_index_sync, (resident * 16.0 / 8.0).ceil() as u64);
+    let sync = out.rounds.iter().find(|r| r.phase == "index-sync").expect("sync stage recorded");
+    let round0 = out.rounds.iter().find(|r| r.phase == "precopy").unwrap();
+    assert!(round0.start_s >= sync.end_s, "the copy waits for the summary");
+    // Exact: no sync, no false positives, fewer bytes.
+    let exact = site_index("site_index = \"exact\"", "0ms");
+    assert_eq!(exact.migrations[0].bytes_index_sync, 0);
+    assert!(exact.migrations[0].bytes_on_wire < m.bytes_on_wire - m.bytes_index_sync);
+}
+
+#[test]
+fn site_index_queries_cost_a_round_trip_per_batch() {
+    // 40 ms RTT and 16-page batches: at most 16 pages per 40 ms ≈ 1.6 MB/s.
+    let out = site_index("site_index = \"query\"\nquery_batch = 16", "20ms");
+    let m = &out.migrations[0];
+    assert_eq!(m.bottleneck, "index-query");
+    let round0 = out.rounds.iter().find(|r| r.phase == "precopy").unwrap();
+    let per_page = round0.bytes_on_wire as f64 / round0.pages as f64;
+    assert_close(round0.rate_bytes_per_s, 16.0 * per_page / 0.04, 1e-6, "query-bound rate");
+    // Large batches lift the bound.
+    let big = site_index("site_index = \"query\"\nquery_batch = 65536", "20ms");
+    assert_ne!(big.migrations[0].bottleneck, "index-query");
+}
+
+#[test]
+fn site_index_settings_are_checked() {
+    let bad = two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"1ms\"",
+        "[defaults]\nsite_index = \"query\"\nsummary_bits_per_item = 8\n",
+    );
+    let e = memfabric_sim::scenario::parse(&bad, "t.toml").unwrap_err().to_string();
+    assert!(e.contains("defaults.summary_bits_per_item") && e.contains("only applies with site_index = \"summary\""), "{e}");
+}

@@ -38,6 +38,8 @@ pub struct MigrationId(pub u32);
 pub enum Stage {
     /// Waiting for the connection to be set up.
     Connecting,
+    /// The destination sends its site-index summary to the source.
+    IndexSync,
     /// A pre-copy round.
     PreCopyRound,
     /// The final stop-and-copy of dirty pages and device state.
@@ -124,6 +126,8 @@ pub struct Migration {
     pub bytes_stopcopy: f64,
     /// Bytes on the wire in post-copy (the push; faulted pages travel in it).
     pub bytes_postcopy: f64,
+    /// Bytes of the site-index summary (destination to source).
+    pub bytes_index_sync: f64,
     /// Bytes sent while the migration's own cap (TCP or limit) bound it.
     pub bytes_cap_limited: f64,
     /// Remote faults during post-copy.
@@ -149,6 +153,8 @@ pub enum CapKind {
     Lan,
     /// The reduction pipeline's CPU (source or destination threads).
     Cpu,
+    /// The site-index query loop (one batch per round trip).
+    IndexQuery,
     /// No cap.
     None,
 }
@@ -157,6 +163,7 @@ impl Stage {
     /// The `phase` name of the stage in the `rounds` table, if it moves data.
     pub fn round_phase(self) -> Option<&'static str> {
         match self {
+            Stage::IndexSync => Some("index-sync"),
             Stage::PreCopyRound => Some("precopy"),
             Stage::StopCopy => Some("stopcopy"),
             Stage::PostCopySwitch => Some("postcopy-switch"),
@@ -175,6 +182,7 @@ impl CapKind {
             CapKind::MaxBandwidth => "max-bandwidth",
             CapKind::Lan => "lan",
             CapKind::Cpu => "cpu",
+            CapKind::IndexQuery => "index-query",
             CapKind::None => "none",
         }
     }
@@ -227,6 +235,8 @@ pub struct MigrationRow {
     pub bytes_stopcopy: u64,
     /// Bytes of post-copy.
     pub bytes_postcopy: u64,
+    /// Bytes of the site-index summary sent from the destination to the source.
+    pub bytes_index_sync: u64,
     /// Outcome name.
     pub outcome: &'static str,
     /// Whether the pre-copy stop rule was met; null for stop-and-copy,

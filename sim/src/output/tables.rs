@@ -55,6 +55,7 @@ pub fn migrations_frame(runs: &[(&str, &[MigrationRow])]) -> DataFrame {
             c!("bytes_precopy", |r| r.bytes_precopy),
             c!("bytes_stopcopy", |r| r.bytes_stopcopy),
             c!("bytes_postcopy", |r| r.bytes_postcopy),
+            c!("bytes_index_sync", |r| r.bytes_index_sync),
             c!("outcome", |r| r.outcome.to_string()),
             c!("converged", |r| r.converged),
             c!("throttle_pct_max", |r| r.throttle_pct_max),

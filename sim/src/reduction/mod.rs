@@ -94,6 +94,8 @@ pub struct Tally {
     pub cpu_ns_read: f64,
     /// Destination CPU (decoding and writing pages), ns.
     pub cpu_ns_destination: f64,
+    /// Pages looked up in a dedup index.
+    pub dedup_lookups: f64,
 }
 
 impl Tally {
@@ -123,6 +125,7 @@ impl Tally {
             cpu_ns_compress: self.cpu_ns_compress * k,
             cpu_ns_read: self.cpu_ns_read * k,
             cpu_ns_destination: self.cpu_ns_destination * k,
+            dedup_lookups: self.dedup_lookups * k,
         }
     }
 
@@ -147,6 +150,7 @@ impl Tally {
             cpu_ns_compress: self.cpu_ns_compress + other.cpu_ns_compress,
             cpu_ns_read: self.cpu_ns_read + other.cpu_ns_read,
             cpu_ns_destination: self.cpu_ns_destination + other.cpu_ns_destination,
+            dedup_lookups: self.dedup_lookups + other.dedup_lookups,
         };
     }
 
@@ -237,12 +241,17 @@ pub struct VmInputs<'a> {
     pub xbzrle_cache_pages: u64,
     /// Content hash used for dedup.
     pub hash: memfabric_migration::pipeline::HashAlgo,
+    /// With `dedup-site`: the index's false-positive rate (a Bloom summary).
+    pub site_false_positive_rate: f64,
+    /// With `dedup-site`: whether each looked-up page's hash travels in a query.
+    pub site_query: bool,
 }
 
 impl VmReduction {
     /// Precomputes the expectations of `strategy` for a VM.
     pub fn new(strategy: &Strategy, vm: VmInputs<'_>, profile: &CpuProfile) -> VmReduction {
         let c = &vm.workload.content;
+        let site = strategy.dedup == Some(memfabric_migration::strategy::DedupScope::Site);
         let hash_ns = match vm.hash {
             memfabric_migration::pipeline::HashAlgo::Xxh3_128 => profile.ns_per_page.hash_xxh3,
             memfabric_migration::pipeline::HashAlgo::Blake3 => profile.ns_per_page.hash_blake3,
@@ -289,6 +298,7 @@ impl VmReduction {
                 unique += shared + dup;
             }
             unique_send(&mut t, unique);
+            site_index_overhead(&mut t, site, vm.site_false_positive_rate, vm.site_query);
             t
         };
         // Re-sent pages.
@@ -332,6 +342,7 @@ impl VmReduction {
             to_compress += changed;
         }
         unique_send(&mut r, to_compress);
+        site_index_overhead(&mut r, site, vm.site_false_positive_rate, vm.site_query);
         VmReduction { full_copy: full(false), full_copy_image_hit: full(true), resend: r }
     }
 }
@@ -347,6 +358,20 @@ fn read_and_zero_check(t: &mut Tally, weight: f64, s: &Strategy, p: &CpuProfile)
 
 fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
     t.cpu_ns_dedup += weight * (hash_ns + p.ns_per_page.dedup_lookup);
+    t.dedup_lookups += weight;
+}
+
+/// Index overheads of `dedup-site`: query hashes for every lookup, and for a
+/// summary's false positives a reference that the destination cannot resolve
+/// (the page itself then follows as usual).
+fn site_index_overhead(t: &mut Tally, site: bool, fp: f64, query: bool) {
+    if !site {
+        return;
+    }
+    let misses = (t.dedup_lookups - t.pages_dedup).max(0.0);
+    let extra = if query { t.dedup_lookups * REF_HASH_BYTES } else { 0.0 } + fp * misses * (HDR + REF_HASH_BYTES);
+    t.wire_bytes += extra;
+    t.wire_dedup += extra;
 }
 
 fn reference(t: &mut Tally, weight: f64, _p: &CpuProfile) {

@@ -15,7 +15,7 @@ fn web() -> WorkloadSpec {
 }
 
 fn reduce(strategy: &str, w: &WorkloadSpec, cache_pages: u64) -> VmReduction {
-    let inputs = VmInputs { workload: w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: cache_pages, hash: Default::default() };
+    let inputs = VmInputs { workload: w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: cache_pages, hash: Default::default(), site_false_positive_rate: 0.0, site_query: false };
     VmReduction::new(&strategy.parse().unwrap(), inputs, &CpuProfile::builtin())
 }
 
@@ -82,7 +82,7 @@ fn dedup_scopes_reference_what_they_can_see() {
     let expect = 0.25 * 8.0 + 0.15 * 24.0 + 0.60 * 4104.0;
     assert!((gang.full_copy_image_hit.wire_bytes - expect).abs() < 1e-9);
     // Without an image there is nothing to share.
-    let inputs = VmInputs { workload: &w, has_image: false, working_set_pages: 1000, xbzrle_cache_pages: 0, hash: Default::default() };
+    let inputs = VmInputs { workload: &w, has_image: false, working_set_pages: 1000, xbzrle_cache_pages: 0, hash: Default::default(), site_false_positive_rate: 0.0, site_query: false };
     let lone = VmReduction::new(&"zero+dedup-site".parse().unwrap(), inputs, &CpuProfile::builtin());
     assert!((lone.full_copy_image_hit.pages_dedup - 0.05).abs() < 1e-12);
 }
@@ -141,7 +141,7 @@ fn cpu_cap_is_threads_over_cost_times_wire_per_page() {
 fn blake3_costs_more_cpu_than_xxh3() {
     let w = web();
     let make = |hash| {
-        let inputs = VmInputs { workload: &w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: 0, hash };
+        let inputs = VmInputs { workload: &w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: 0, hash, site_false_positive_rate: 0.0, site_query: false };
         VmReduction::new(&"zero+dedup-vm".parse().unwrap(), inputs, &CpuProfile::builtin())
     };
     let x = make(memfabric_migration::pipeline::HashAlgo::Xxh3_128);
@@ -159,4 +159,24 @@ fn profiles_are_range_checked() {
     let mut p = CpuProfile::builtin();
     p.size_factor.lz4 = f64::NAN;
     assert!(p.check().unwrap_err().contains("size_factor.lz4"));
+}
+
+#[test]
+fn site_index_overheads() {
+    let w = web();
+    let make = |fp: f64, query: bool| {
+        let inputs = VmInputs { workload: &w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: 0, hash: Default::default(), site_false_positive_rate: fp, site_query: query };
+        VmReduction::new(&"zero+dedup-site".parse().unwrap(), inputs, &CpuProfile::builtin())
+    };
+    let exact = make(0.0, false).full_copy;
+    let summary = make(0.01, false).full_copy;
+    let query = make(0.0, true).full_copy;
+    // Lookups: every non-zero page (75%); misses: 75% - 5% duplicates = 70%.
+    assert!((exact.dedup_lookups - 0.75).abs() < 1e-12);
+    assert!((summary.wire_bytes - exact.wire_bytes - 0.01 * 0.70 * 24.0).abs() < 1e-9);
+    assert!((query.wire_bytes - exact.wire_bytes - 0.75 * 16.0).abs() < 1e-9);
+    // Other scopes pay nothing for a site index.
+    let inputs = VmInputs { workload: &w, has_image: true, working_set_pages: 1000, xbzrle_cache_pages: 0, hash: Default::default(), site_false_positive_rate: 0.5, site_query: true };
+    let gang = VmReduction::new(&"zero+dedup-gang".parse().unwrap(), inputs, &CpuProfile::builtin());
+    assert_eq!(gang.full_copy, reduce("zero+dedup-gang", &w, 0).full_copy);
 }

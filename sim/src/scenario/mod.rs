@@ -101,6 +101,48 @@ pub struct MigrationSettings {
     pub xbzrle_cache: Bytes,
     /// Content hash for dedup.
     pub hash: memfabric_migration::pipeline::HashAlgo,
+    /// How `dedup-site` learns the destination's content.
+    pub site_index: SiteIndex,
+}
+
+/// How `dedup-site` learns what the destination site holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SiteIndex {
+    /// An exact replica at the source, kept in sync outside the migration
+    /// (idealised: no traffic, no false positives).
+    Exact,
+    /// The source asks the destination about each batch of pages' hashes:
+    /// one query in flight, so a round trip per batch bounds the rate, and
+    /// 16 bytes of hash per page go with the query.
+    Query {
+        /// Pages per query.
+        batch_pages: u32,
+    },
+    /// The destination sends a Bloom filter of its resident pages before the
+    /// migration starts; a false positive costs a reference and then the page.
+    Summary {
+        /// Filter bits per resident page.
+        bits_per_item: f64,
+    },
+}
+
+/// Default Bloom summary size: 10 bits per page (≈0.8% false positives with
+/// 7 hashes), the pipeline's default.
+pub const DEFAULT_SUMMARY_BITS_PER_ITEM: f64 = memfabric_migration::pipeline::DEFAULT_BLOOM_BITS_PER_ITEM as f64;
+/// Default pages per index query (1 MiB of pages, 4 KiB of hashes).
+pub const DEFAULT_QUERY_BATCH_PAGES: u32 = 256;
+
+impl SiteIndex {
+    /// The false-positive rate of the mode.
+    pub fn false_positive_rate(&self) -> f64 {
+        match self {
+            SiteIndex::Summary { bits_per_item } => {
+                use memfabric_migration::pipeline::BloomFilter;
+                BloomFilter::expected_false_positive_rate(*bits_per_item, BloomFilter::optimal_hash_count(*bits_per_item))
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 impl MigrationSettings {
@@ -129,6 +171,7 @@ impl Default for MigrationSettings {
             cpu_threads: None,
             xbzrle_cache: Bytes(crate::reduction::DEFAULT_XBZRLE_CACHE_BYTES),
             hash: memfabric_migration::pipeline::HashAlgo::Xxh3_128,
+            site_index: SiteIndex::Summary { bits_per_item: DEFAULT_SUMMARY_BITS_PER_ITEM },
         }
     }
 }
@@ -456,6 +499,32 @@ impl Builder<'_> {
         }
         if let Some(c) = &s.xbzrle_cache {
             out.xbzrle_cache = *c.get_ref();
+        }
+        if let Some(mode) = s.site_index {
+            out.site_index = match mode {
+                schema::SiteIndexName::Exact => SiteIndex::Exact,
+                schema::SiteIndexName::Query => SiteIndex::Query { batch_pages: DEFAULT_QUERY_BATCH_PAGES },
+                schema::SiteIndexName::Summary => SiteIndex::Summary { bits_per_item: DEFAULT_SUMMARY_BITS_PER_ITEM },
+            };
+        }
+        if let Some(b) = &s.summary_bits_per_item {
+            let v = *b.get_ref();
+            if !(v.is_finite() && (1.0..=64.0).contains(&v)) {
+                return Err(self.err(sp(b), format!("{at}.summary_bits_per_item"), "must be between 1 and 64"));
+            }
+            match &mut out.site_index {
+                SiteIndex::Summary { bits_per_item } => *bits_per_item = v,
+                _ => return Err(self.err(sp(b), format!("{at}.summary_bits_per_item"), "only applies with site_index = \"summary\"")),
+            }
+        }
+        if let Some(q) = &s.query_batch {
+            if *q.get_ref() == 0 {
+                return Err(self.err(sp(q), format!("{at}.query_batch"), "must be at least 1 page"));
+            }
+            match &mut out.site_index {
+                SiteIndex::Query { batch_pages } => *batch_pages = *q.get_ref(),
+                _ => return Err(self.err(sp(q), format!("{at}.query_batch"), "only applies with site_index = \"query\"")),
+            }
         }
         if let Some(h) = s.hash {
             out.hash = match h {

@@ -120,6 +120,24 @@ pub struct MigrationSettingsFile {
     pub xbzrle_cache: Option<Spanned<Bytes>>,
     /// Content hash for dedup: "xxh3" (default) or "blake3".
     pub hash: Option<HashName>,
+    /// How `dedup-site` learns what the destination holds: "exact", "query" or "summary".
+    pub site_index: Option<SiteIndexName>,
+    /// Bloom summary size, bits per resident page ("summary").
+    pub summary_bits_per_item: Option<Spanned<f64>>,
+    /// Pages per index query ("query").
+    pub query_batch: Option<Spanned<u32>>,
+}
+
+/// Site index modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteIndexName {
+    /// An exact replica kept in sync outside the migration (idealised, free).
+    Exact,
+    /// Ask the destination per batch of pages (one round trip per batch).
+    Query,
+    /// A Bloom-filter summary sent to the source first (sync traffic, false positives).
+    Summary,
 }
 
 /// Content hash names.
