@@ -258,14 +258,19 @@ pub fn profile_from(ms: &[Measurement], machine: &str, command: &str) -> CpuProf
         ns_per_page: StageCosts {
             memcpy: typical(ms, "memcpy"),
             zero_check: typical(ms, "zero_check"),
+            zero_check_zero_page: find(ms, "zero_check", "zero").unwrap_or(f64::NAN),
             hash_xxh3: typical(ms, "hash_xxh3"),
             hash_blake3: typical(ms, "hash_blake3"),
             dedup_lookup: find(ms, "dedup_lookup", "text").unwrap_or(f64::NAN),
             xbzrle_encode: redirty("xbzrle_encode"),
             xbzrle_decode: redirty("xbzrle_decode"),
             lz4_compress: typical(ms, "lz4_compress"),
+            lz4_compress_incompressible: find(ms, "lz4_compress", "random").unwrap_or(f64::NAN),
+            lz4_compress_zero_page: find(ms, "lz4_compress", "zero").unwrap_or(f64::NAN),
             lz4_decompress: typical(ms, "lz4_decompress"),
             zstd1_compress: typical(ms, "zstd1_compress"),
+            zstd1_compress_incompressible: find(ms, "zstd1_compress", "random").unwrap_or(f64::NAN),
+            zstd1_compress_zero_page: find(ms, "zstd1_compress", "zero").unwrap_or(f64::NAN),
             zstd1_decompress: typical(ms, "zstd1_decompress"),
             zstd3_compress: typical(ms, "zstd3_compress"),
         },
@@ -307,6 +312,7 @@ mod tests {
         let ms = measure(&s);
         let p = profile_from(&ms, "test", "test");
         let c = &p.ns_per_page;
+        assert!(p.check().is_ok(), "{:?}", p.check());
         for v in [c.memcpy, c.zero_check, c.hash_xxh3, c.hash_blake3, c.dedup_lookup, c.xbzrle_encode, c.xbzrle_decode, c.lz4_compress, c.lz4_decompress, c.zstd1_compress, c.zstd1_decompress, c.zstd3_compress] {
             assert!(v.is_finite() && v > 0.0, "{c:?}");
         }

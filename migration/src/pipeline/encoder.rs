@@ -72,6 +72,10 @@ pub enum EncodeError {
         /// The page index.
         page_index: u64,
     },
+    /// The configuration allows deltas larger than a page, which the wire
+    /// format rejects.
+    #[error("delta_max_bytes {0} exceeds the page size {PAGE_SIZE}")]
+    DeltaMaxTooLarge(usize),
 }
 
 /// Turns pages into records through the stages of a [`Strategy`], in order
@@ -91,6 +95,9 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder for `config`; creates the compression context.
     pub fn new(config: PipelineConfig) -> Result<Encoder, EncodeError> {
+        if config.delta_max_bytes > PAGE_SIZE {
+            return Err(EncodeError::DeltaMaxTooLarge(config.delta_max_bytes));
+        }
         let compressor = config.strategy.codec.map(PageCompressor::new).transpose()?;
         Ok(Encoder { config, delta: config.delta_cache(), compressor, stats: PipelineStats::default() })
     }

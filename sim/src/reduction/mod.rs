@@ -46,8 +46,9 @@ use profile::CpuProfile;
 
 /// Bytes of a content hash in a reference record (128-bit hash).
 pub const REF_HASH_BYTES: f64 = 16.0;
-/// Wire bytes of an empty XBZRLE delta (an unchanged page): one zero run.
-pub const EMPTY_DELTA_BYTES: f64 = 3.0;
+/// Payload bytes of an empty XBZRLE delta (an unchanged page): the pipeline
+/// omits trailing unchanged bytes, so nothing follows the record header.
+pub const EMPTY_DELTA_BYTES: f64 = 0.0;
 /// QEMU's XBZRLE cache size in code (`migration/options.c`), 64 MiB.
 pub const DEFAULT_XBZRLE_CACHE_BYTES: u64 = 64 << 20;
 
@@ -262,7 +263,7 @@ impl VmReduction {
         let unique_send = |t: &mut Tally, weight: f64| send_unique(t, weight, codec_outcome, profile);
         let full = |image_hit: bool| {
             let mut t = Tally { pages: 1.0, ..Default::default() };
-            read_and_zero_check(&mut t, 1.0, strategy, profile);
+            read_and_zero_check(&mut t, 1.0, c.zero.0, strategy, profile);
             // Zero pages.
             let z = c.zero.0;
             if strategy.zero {
@@ -276,7 +277,7 @@ impl VmReduction {
                 t.pages_compressed += z;
                 t.wire_bytes += z * (HDR + profile.zero_page_bytes(codec));
                 t.wire_compressed += z * (HDR + profile.zero_page_bytes(codec));
-                t.cpu_ns_compress += z * profile.compress_ns(codec);
+                t.cpu_ns_compress += z * profile.compress_zero_page_ns(codec);
                 t.cpu_ns_destination += z * profile.decompress_ns(codec);
             } else {
                 raw(&mut t, z, profile);
@@ -303,7 +304,7 @@ impl VmReduction {
         };
         // Re-sent pages.
         let mut r = Tally { pages: 1.0, ..Default::default() };
-        read_and_zero_check(&mut r, 1.0, strategy, profile);
+        read_and_zero_check(&mut r, 1.0, 0.0, strategy, profile);
         let q = vm.workload.redirty_unchanged.0;
         let cached = if vm.working_set_pages == 0 {
             1.0
@@ -347,12 +348,15 @@ impl VmReduction {
     }
 }
 
-fn read_and_zero_check(t: &mut Tally, weight: f64, s: &Strategy, p: &CpuProfile) {
+/// Every page is read at the source and written at the destination; with the
+/// zero stage, `zero_weight` of them are all-zero pages (a full scan) and the
+/// rest exit the check early.
+fn read_and_zero_check(t: &mut Tally, weight: f64, zero_weight: f64, s: &Strategy, p: &CpuProfile) {
     t.cpu_ns_read += weight * p.ns_per_page.memcpy;
-    // The destination writes every page it receives.
     t.cpu_ns_destination += weight * p.ns_per_page.memcpy;
     if s.zero {
-        t.cpu_ns_zero += weight * p.ns_per_page.zero_check;
+        t.cpu_ns_zero +=
+            zero_weight * p.ns_per_page.zero_check_zero_page + (weight - zero_weight) * p.ns_per_page.zero_check;
     }
 }
 
@@ -397,8 +401,10 @@ fn delta(t: &mut Tally, weight: f64, bytes: f64, p: &CpuProfile) {
 fn send_unique(t: &mut Tally, weight: f64, codec: Option<(Codec, CompressOutcome)>, p: &CpuProfile) {
     match codec {
         Some((codec, o)) => {
-            t.cpu_ns_compress += weight * p.compress_ns(codec);
             let compressed = weight * o.p_compressed;
+            // Pages that end up raw are the incompressible ones, which the
+            // codec gives up on quickly.
+            t.cpu_ns_compress += compressed * p.compress_ns(codec) + (weight - compressed) * p.compress_incompressible_ns(codec);
             t.pages_compressed += compressed;
             t.wire_bytes += compressed * (HDR + o.compressed_fraction * PAGE);
             t.wire_compressed += compressed * (HDR + o.compressed_fraction * PAGE);

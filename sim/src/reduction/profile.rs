@@ -42,24 +42,35 @@ pub struct ProfileAbout {
 pub struct StageCosts {
     /// Copying a page (the physical reference: every strategy at least reads pages).
     pub memcpy: f64,
-    /// Checking whether a page is all zero (a non-zero page usually exits early).
+    /// Checking whether a non-zero page is all zero (it exits at the first non-zero block).
     pub zero_check: f64,
+    /// Checking an all-zero page (a full scan).
+    pub zero_check_zero_page: f64,
     /// xxh3-128 of a page.
     pub hash_xxh3: f64,
     /// BLAKE3 of a page.
     pub hash_blake3: f64,
     /// One dedup index lookup and insert.
     pub dedup_lookup: f64,
-    /// XBZRLE encode of a re-sent page (XOR with the cached copy, run encoding, cache update).
+    /// XBZRLE encode of a re-sent page (XOR with the cached copy and run
+    /// encoding; the cache update, a page copy, is charged as `memcpy`).
     pub xbzrle_encode: f64,
     /// XBZRLE decode.
     pub xbzrle_decode: f64,
-    /// lz4 compress.
+    /// lz4 compress of typical (text-like and binary-like) pages.
     pub lz4_compress: f64,
+    /// lz4 compress of an incompressible (random) page.
+    pub lz4_compress_incompressible: f64,
+    /// lz4 compress of an all-zero page.
+    pub lz4_compress_zero_page: f64,
     /// lz4 decompress.
     pub lz4_decompress: f64,
-    /// zstd level 1 compress.
+    /// zstd level 1 compress of typical pages.
     pub zstd1_compress: f64,
+    /// zstd level 1 compress of an incompressible page.
+    pub zstd1_compress_incompressible: f64,
+    /// zstd level 1 compress of an all-zero page.
+    pub zstd1_compress_zero_page: f64,
     /// zstd level 1 decompress.
     pub zstd1_decompress: f64,
     /// zstd level 3 compress (levels in between are interpolated, above are scaled).
@@ -91,6 +102,11 @@ impl CpuProfile {
         let fields = [
             ("ns_per_page.memcpy", c.memcpy),
             ("ns_per_page.zero_check", c.zero_check),
+            ("ns_per_page.zero_check_zero_page", c.zero_check_zero_page),
+            ("ns_per_page.lz4_compress_incompressible", c.lz4_compress_incompressible),
+            ("ns_per_page.lz4_compress_zero_page", c.lz4_compress_zero_page),
+            ("ns_per_page.zstd1_compress_incompressible", c.zstd1_compress_incompressible),
+            ("ns_per_page.zstd1_compress_zero_page", c.zstd1_compress_zero_page),
             ("ns_per_page.hash_xxh3", c.hash_xxh3),
             ("ns_per_page.hash_blake3", c.hash_blake3),
             ("ns_per_page.dedup_lookup", c.dedup_lookup),
@@ -131,6 +147,23 @@ impl CpuProfile {
                 c.zstd1_compress + (c.zstd3_compress - c.zstd1_compress) * (level - 1) as f64 / 2.0
             }
             Codec::Zstd { level } => c.zstd3_compress * 1.3f64.powi(level - 3),
+        }
+    }
+
+    /// Compress cost of an incompressible page (about level-independent: the
+    /// codec gives up quickly), ns per page.
+    pub fn compress_incompressible_ns(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        match codec {
+            memfabric_migration::strategy::Codec::Lz4 => self.ns_per_page.lz4_compress_incompressible,
+            memfabric_migration::strategy::Codec::Zstd { .. } => self.ns_per_page.zstd1_compress_incompressible,
+        }
+    }
+
+    /// Compress cost of an all-zero page, ns per page.
+    pub fn compress_zero_page_ns(&self, codec: memfabric_migration::strategy::Codec) -> f64 {
+        match codec {
+            memfabric_migration::strategy::Codec::Lz4 => self.ns_per_page.lz4_compress_zero_page,
+            memfabric_migration::strategy::Codec::Zstd { .. } => self.ns_per_page.zstd1_compress_zero_page,
         }
     }
 

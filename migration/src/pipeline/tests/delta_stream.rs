@@ -117,3 +117,13 @@ fn zero_pages_and_references_leave_the_cache_alone() {
     assert_eq!(pair.encoder.delta_cache().unwrap().get(0), Some(&*a));
     assert!(matches!(pair.send(0, &mutate(&a, 5, 1)), Record::Delta(_)));
 }
+
+#[test]
+fn delta_max_beyond_a_page_is_refused() {
+    use crate::pipeline::{EncodeError, Encoder, PipelineConfig};
+    let mut cfg = PipelineConfig::new("zero+xbzrle".parse().unwrap());
+    cfg.delta_max_bytes = 4097;
+    assert!(matches!(Encoder::new(cfg), Err(EncodeError::DeltaMaxTooLarge(4097))));
+    cfg.delta_max_bytes = 4096;
+    assert!(Encoder::new(cfg).is_ok());
+}
