@@ -273,7 +273,8 @@ pub struct Scenario {
     pub source_hash: String,
     /// CPU costs of the reduction stages.
     pub cpu_profile: CpuProfile,
-    /// Where the profile came from ("built-in" or a path).
+    /// Which profile: "built-in profiles/default.toml" or the path as written
+    /// in the scenario, with an xxh3-64 hash of its text.
     pub cpu_profile_source: String,
     /// Who may share content.
     pub dedup_domains: DedupDomains,
@@ -386,8 +387,14 @@ impl Builder<'_> {
             Some(b) => *b.get_ref(),
             None => DEFAULT_LAN_BANDWIDTH,
         };
+        // The profile is recorded as written in the scenario plus a hash of its
+        // text, so results do not depend on the directory the run started in.
+        let short_hash = |text: &str| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
         let (cpu_profile, cpu_profile_source) = match &f.scenario.cpu_profile {
-            None => (CpuProfile::builtin(), "built-in".to_string()),
+            None => (
+                CpuProfile::builtin(),
+                format!("built-in profiles/default.toml (xxh3 {})", short_hash(crate::reduction::profile::DEFAULT_PROFILE_TOML)),
+            ),
             Some(p) => {
                 let path = match self.ctx.base {
                     Some(base) => base.join(p.get_ref()),
@@ -402,7 +409,7 @@ impl Builder<'_> {
                 profile.check().map_err(|why| {
                     self.err(sp(p), "scenario.cpu_profile", format!("{}: {why}", path.display()))
                 })?;
-                (profile, path.display().to_string())
+                (profile, format!("{} (xxh3 {})", p.get_ref(), short_hash(&text)))
             }
         };
         let mut compare_strategies = Vec::new();
