@@ -50,7 +50,8 @@
 //! - [`output`]: Parquet tables, manifest, summary, plots;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
-//! - [`bench`]: the `memfabric bench` scaling benchmark.
+//! - [`bench`]: the `memfabric bench` scaling benchmark;
+//! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
 
 pub mod bench;
 pub mod engine;
@@ -63,6 +64,7 @@ pub mod output;
 pub mod profiling;
 pub mod run;
 pub mod scenario;
+pub mod trace;
 pub mod workload;
 
 /// The simulator's version, recorded in every result.

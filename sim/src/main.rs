@@ -57,6 +57,11 @@ enum Command {
     },
     /// List the workload archetypes and their defaults.
     Archetypes,
+    /// Memory traces: generate synthetic ones, summarise them.
+    Trace {
+        #[command(subcommand)]
+        command: memfabric_sim::trace::cli::TraceCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,7 +74,9 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {cause}");
             }
             // Bad input exits 2, anything else 1.
-            if e.downcast_ref::<scenario::ScenarioError>().is_some() {
+            if e.downcast_ref::<scenario::ScenarioError>().is_some()
+                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::trace::TraceError>().is_some())
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -122,7 +129,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let ms = memfabric_sim::profiling::measure(&settings);
             print!("{}", memfabric_sim::profiling::format_table(&ms));
             if let Some(path) = out {
-                let command = format!("memfabric profile --machine {machine:?} --min-ms {min_ms}");
+                let command =
+                    format!("memfabric profile --machine {machine:?} --min-ms {min_ms} --out {}", path.display());
                 let profile = memfabric_sim::profiling::profile_from(&ms, &machine, &command);
                 let text = format!(
                     "# CPU-cost profile: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
@@ -150,5 +158,6 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Trace { command } => memfabric_sim::trace::cli::execute(command),
     }
 }

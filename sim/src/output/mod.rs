@@ -13,6 +13,7 @@ mod tables;
 
 pub use summary::{summary, summary_all};
 pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame};
+pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
 use crate::scenario::Scenario;

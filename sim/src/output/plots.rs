@@ -39,7 +39,8 @@ pub fn plot_files(outs: &[RunOutput]) -> Vec<String> {
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+/// Registers the embedded font as "sans-serif" (once per process).
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
             .unwrap_or_else(|_| panic!("embedded DejaVuSans.ttf is a valid font"));

@@ -270,6 +270,11 @@ impl DirtyModel {
         0.5 * (lo + hi)
     }
 
+    /// The popularity classes: `(pages, write rate per page per second)`.
+    pub fn classes(&self) -> &[(u64, f64)] {
+        &self.classes
+    }
+
     /// Pages in the working set.
     pub fn working_set_pages(&self) -> u64 {
         self.classes.iter().map(|c| c.0).sum()
