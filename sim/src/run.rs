@@ -23,6 +23,9 @@ use memfabric_migration::units::{BytesPerSecond, Nanos};
 use memfabric_migration::{PAGE_SIZE_BYTES, RAW_PAGE_WIRE_BYTES};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
+use crate::reduction::exact::{DeltaCache, ExactReduction, Sent};
+use crate::trace::replay::{PageContent, TraceRun, VmTrace};
 
 /// One row of the `links` table: the load of one link direction from `time_s`
 /// until its next row.
@@ -134,6 +137,29 @@ struct Sim<'a> {
     /// (operation, destination site, domain, image) whose shared content a
     /// VM of the gang has started sending.
     gang_sent: BTreeSet<(usize, usize, String, String)>,
+    /// Per migration of a traced VM: its replay state.
+    traced: Vec<Option<Traced>>,
+    /// Content hashes (of traced VMs) sent by the gang, per (operation,
+    /// destination site, domain). Only looked up, never iterated.
+    gang_hashes: BTreeMap<(usize, usize, String), HashSet<u128>>,
+    /// Content hashes of traced VMs' snapshots resident at each (site,
+    /// domain), with multiplicity. Only looked up, never iterated.
+    site_hashes: BTreeMap<(usize, String), HashMap<u128, u32>>,
+}
+
+/// Replay and exact-reduction state of one migration of a traced VM.
+struct Traced {
+    /// The VM's trace.
+    vm: VmTrace,
+    /// Trace clock and pending dirty pages.
+    run: TraceRun,
+    /// Hashes this migration sent (dedup-vm). Only looked up, never iterated.
+    sent: HashSet<u128>,
+    /// Delta cache (with `xbzrle`).
+    cache: DeltaCache,
+    /// The tally of the pending pages, computed when the round that dirtied
+    /// them ended (the next stage sends exactly them).
+    prepared: Option<Tally>,
 }
 
 /// The variant name of a plain run (no strategy comparison).
@@ -202,6 +228,9 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
         site_images: BTreeMap::new(),
         site_pages: BTreeMap::new(),
         gang_sent: BTreeSet::new(),
+        traced: Vec::new(),
+        gang_hashes: BTreeMap::new(),
+        site_hashes: BTreeMap::new(),
         flow_cap_kind: BTreeMap::new(),
         own_cap_bytes: Vec::new(),
     };
@@ -248,6 +277,10 @@ impl Sim<'_> {
     /// Non-zero pages of a VM (what it adds to its site's resident content).
     fn content_pages(&self, vm: VmId) -> u64 {
         let v = &self.sc.vms[vm.index()];
+        if let Some(t) = &v.trace {
+            let d = &t.data;
+            return d.snapshot.iter().filter(|p| !p.zero).map(|p| d.weight(p)).sum::<f64>().round() as u64;
+        }
         (self.vm_pages[vm.index()] as f64 * (1.0 - v.workload.content.zero.0)).round() as u64
     }
 
@@ -275,6 +308,86 @@ impl Sim<'_> {
         if let Some(key) = to.and_then(|s| self.image_key(v, s)) {
             *self.site_images.entry(key).or_insert(0) += 1;
         }
+        if let Some(t) = &v.trace {
+            let domain = self.domain(v);
+            if let Some(set) = from.and_then(|s| self.site_hashes.get_mut(&(s, domain.clone()))) {
+                for p in t.data.snapshot.iter().filter(|p| !p.zero) {
+                    if let Some(n) = set.get_mut(&p.hash) {
+                        *n -= 1;
+                        if *n == 0 {
+                            set.remove(&p.hash);
+                        }
+                    }
+                }
+            }
+            if let Some(site) = to {
+                let set = self.site_hashes.entry((site, domain)).or_default();
+                for p in t.data.snapshot.iter().filter(|p| !p.zero) {
+                    *set.entry(p.hash).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    /// The exact tally of a traced VM's pages: its snapshot (`full`) or its
+    /// pending dirty pages (which are then no longer pending).
+    fn traced_tally(&mut self, m: MigrationId, full: bool) -> Tally {
+        use memfabric_migration::strategy::DedupScope;
+        let mig = &self.migs[m.0 as usize];
+        let v = &self.sc.vms[mig.vm.index()];
+        let domain = self.domain(v);
+        let strategy = mig.settings.strategy;
+        let scope = strategy.dedup;
+        let rules = ExactReduction::new(&strategy, mig.settings.hash, &self.sc.cpu_profile);
+        let intra = self.sc.fabric.hosts[mig.src.index()].site == mig.dst_site;
+        let (dst_site, op) = (mig.dst_site.index(), mig.operation);
+        let (fp, query) = (mig.settings.site_index.false_positive_rate(), matches!(mig.settings.site_index, SiteIndex::Query { .. }));
+        let tr = self.traced[m.0 as usize].as_mut().expect("a traced VM's migration");
+        let data = tr.vm.data.clone();
+        // A VM moving within its site must not find its own content there.
+        let own: HashMap<u128, u32> = if intra && scope == Some(DedupScope::Site) {
+            let mut own = HashMap::new();
+            for p in data.snapshot.iter().filter(|p| !p.zero) {
+                *own.entry(p.hash).or_insert(0) += 1;
+            }
+            own
+        } else {
+            HashMap::new()
+        };
+        let empty = HashMap::new();
+        let site = if scope == Some(DedupScope::Site) {
+            self.site_hashes.get(&(dst_site, domain.clone())).unwrap_or(&empty)
+        } else {
+            &empty
+        };
+        let mut gang = (scope >= Some(DedupScope::Gang)).then(|| self.gang_hashes.entry((op, dst_site, domain)).or_default());
+        let pending = if full { BTreeMap::new() } else { std::mem::take(&mut tr.run.pending) };
+        let pages: Box<dyn Iterator<Item = (&PageContent, Option<u32>)>> = if full {
+            Box::new(data.snapshot.iter().map(|p| (p, None)))
+        } else {
+            Box::new(pending.values().map(|p| (&data.rows[p.row], Some(p.max_delta))))
+        };
+        let mut t = Tally::default();
+        for (c, delta) in pages {
+            let w = data.weight(c);
+            let known = scope.is_some()
+                && (tr.sent.contains(&c.hash)
+                    || gang.as_ref().is_some_and(|g| g.contains(&c.hash))
+                    || site.get(&c.hash).copied().unwrap_or(0) > own.get(&c.hash).copied().unwrap_or(0));
+            let base = delta.filter(|_| strategy.delta && tr.cache.contains(c.page));
+            let sent = rules.page(&mut t, w, c, known, base);
+            if scope.is_some() && sent != Sent::Zero {
+                tr.sent.insert(c.hash);
+                if let Some(g) = gang.as_mut() {
+                    g.insert(c.hash);
+                }
+            }
+            if strategy.delta && sent == Sent::Bytes {
+                tr.cache.insert(c.page, w);
+            }
+        }
+        crate::reduction::site_index_overhead(&mut t, scope == Some(DedupScope::Site), fp, query);
+        t
     }
 
     /// Whether the destination already has (or is being sent by the gang) the
@@ -536,15 +649,24 @@ impl Sim<'_> {
             self.migs.push(mig);
             self.link_bytes.push(Vec::new());
             self.own_cap_bytes.push(Vec::new());
+            self.traced.push(None);
             return Some((vm, outcome));
         }
         self.vm_unavailable[vm.index()] = true;
         self.host_ram_used[mig.dst.index()] += self.sc.vms[vm.index()].memory.0;
         // Connection setup: one round trip (TCP handshake).
         self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
+        let traced = self.sc.vms[vm.index()].trace.as_ref().map(|t| Traced {
+            vm: t.clone(),
+            run: TraceRun::default(),
+            sent: HashSet::new(),
+            cache: DeltaCache::new(mig.settings.xbzrle_cache.0 as f64 / PAGE_SIZE_BYTES as f64),
+            prepared: None,
+        });
         self.migs.push(mig);
         self.link_bytes.push(Vec::new());
         self.own_cap_bytes.push(Vec::new());
+        self.traced.push(traced);
         None
     }
 
@@ -552,7 +674,9 @@ impl Sim<'_> {
     /// `extra_bytes` of device state, reduced by the migration's strategy and
     /// capped by its CPU pipeline as well as its network cap.
     fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, kind: PageKind, extra_bytes: u64) {
-        let now = self.now();
+        if self.traced[m.0 as usize].is_some() && stage != Stage::PostCopySwitch {
+            return self.start_traced_flow(m, stage, kind, extra_bytes);
+        }
         let per_page = match kind {
             PageKind::FullCopy => {
                 if self.image_hit(m) {
@@ -563,11 +687,39 @@ impl Sim<'_> {
             }
             PageKind::Resend => self.migs[m.0 as usize].reduction.resend,
         };
+        let tally = per_page.scaled(pages as f64);
+        self.launch_flow(m, stage, pages, tally, per_page, extra_bytes);
+    }
+
+    /// [`Sim::start_flow`] for a traced VM: the exact tally of its snapshot
+    /// (full copy) or of the pages dirtied in the last round (re-send).
+    fn start_traced_flow(&mut self, m: MigrationId, stage: Stage, kind: PageKind, extra_bytes: u64) {
+        let tally = match kind {
+            PageKind::FullCopy => {
+                // Marks the image as sent for non-traced VMs of the gang.
+                self.image_hit(m);
+                self.traced_tally(m, true)
+            }
+            PageKind::Resend => {
+                let tr = self.traced[m.0 as usize].as_mut().expect("traced");
+                match tr.prepared.take() {
+                    Some(t) => t,
+                    None => self.traced_tally(m, false),
+                }
+            }
+        };
+        let per_page = if tally.pages > 0.0 { tally.scaled(1.0 / tally.pages) } else { Tally::default() };
+        self.launch_flow(m, stage, tally.pages.round() as u64, tally, per_page, extra_bytes);
+    }
+
+    /// Starts the flow of a stage of `pages` pages whose tally (and its
+    /// per-page mix, for the CPU and index-query caps) is known.
+    fn launch_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, tally: Tally, per_page: Tally, extra_bytes: u64) {
+        let now = self.now();
         let mig = &mut self.migs[m.0 as usize];
         mig.stage = stage;
         mig.stage_start = now;
         mig.stage_pages = pages;
-        let tally = per_page.scaled(pages as f64);
         let bytes = tally.wire_bytes + extra_bytes as f64;
         let threads = mig.settings.threads();
         let mut cap = (mig.cap.0, None);
@@ -780,7 +932,17 @@ impl Sim<'_> {
         let throttle_during = mig.throttle.throttle_pct();
         let sampling = mig.settings.dirty_sampling;
         let round = mig.rounds;
-        let dirty = self.draw_dirty(vm, secs * run_fraction, sampling);
+        let dirty = match self.traced[m.0 as usize].as_mut() {
+            Some(tr) => {
+                // Exact: the pages dirtied in this round's window of guest
+                // time, reduced now (the next stage sends exactly them).
+                let weight = tr.run.advance(&tr.vm, secs * run_fraction * 1e9);
+                let tally = self.traced_tally(m, false);
+                self.traced[m.0 as usize].as_mut().expect("traced").prepared = Some(tally);
+                weight.round() as u64
+            }
+            None => self.draw_dirty(vm, secs * run_fraction, sampling),
+        };
         self.push_round(m, round, "precopy", sent, dirty, throttle_during);
         let mig = &mut self.migs[m.0 as usize];
         mig.rounds += 1;
@@ -796,7 +958,10 @@ impl Sim<'_> {
             return;
         }
         // What the dirty pages will cost on the wire after reduction.
-        let remaining = (dirty as f64 * mig.reduction.resend.wire_bytes).round() as u64;
+        let remaining = match self.traced[m.0 as usize].as_ref().and_then(|t| t.prepared.as_ref()) {
+            Some(t) => t.wire_bytes.round() as u64,
+            None => (dirty as f64 * mig.reduction.resend.wire_bytes).round() as u64,
+        };
         let ctx = PrecopyContext {
             rounds_completed: mig.rounds,
             remaining_bytes: remaining,

@@ -37,6 +37,7 @@
 //! content hash. CPU: the source pays a page read (`memcpy`) and each stage it
 //! runs; the destination pays the page write and each decoder it runs.
 
+pub mod exact;
 pub mod profile;
 
 use crate::workload::WorkloadSpec;
@@ -52,8 +53,8 @@ pub const EMPTY_DELTA_BYTES: f64 = 0.0;
 /// QEMU's XBZRLE cache size in code (`migration/options.c`), 64 MiB.
 pub const DEFAULT_XBZRLE_CACHE_BYTES: u64 = 64 << 20;
 
-const PAGE: f64 = PAGE_SIZE_BYTES as f64;
-const HDR: f64 = PAGE_HEADER_BYTES as f64;
+pub(crate) const PAGE: f64 = PAGE_SIZE_BYTES as f64;
+pub(crate) const HDR: f64 = PAGE_HEADER_BYTES as f64;
 
 /// Expected outcome of sending some pages, by stage (all counts are expected
 /// values and may be fractional).
@@ -253,10 +254,7 @@ impl VmReduction {
     pub fn new(strategy: &Strategy, vm: VmInputs<'_>, profile: &CpuProfile) -> VmReduction {
         let c = &vm.workload.content;
         let site = strategy.dedup == Some(memfabric_migration::strategy::DedupScope::Site);
-        let hash_ns = match vm.hash {
-            memfabric_migration::pipeline::HashAlgo::Xxh3_128 => profile.ns_per_page.hash_xxh3,
-            memfabric_migration::pipeline::HashAlgo::Blake3 => profile.ns_per_page.hash_blake3,
-        };
+        let hash_ns = hash_ns(vm.hash, profile);
         let codec_outcome = strategy.codec.map(|codec| {
             (codec, compress_outcome(c.unique_compressed_mean.0, c.unique_compressed_sd, profile.size_factor(codec)))
         });
@@ -348,10 +346,18 @@ impl VmReduction {
     }
 }
 
+/// Cost of hashing a page with `hash`, ns.
+pub(crate) fn hash_ns(hash: memfabric_migration::pipeline::HashAlgo, profile: &CpuProfile) -> f64 {
+    match hash {
+        memfabric_migration::pipeline::HashAlgo::Xxh3_128 => profile.ns_per_page.hash_xxh3,
+        memfabric_migration::pipeline::HashAlgo::Blake3 => profile.ns_per_page.hash_blake3,
+    }
+}
+
 /// Every page is read at the source and written at the destination; with the
 /// zero stage, `zero_weight` of them are all-zero pages (a full scan) and the
 /// rest exit the check early.
-fn read_and_zero_check(t: &mut Tally, weight: f64, zero_weight: f64, s: &Strategy, p: &CpuProfile) {
+pub(crate) fn read_and_zero_check(t: &mut Tally, weight: f64, zero_weight: f64, s: &Strategy, p: &CpuProfile) {
     t.cpu_ns_read += weight * p.ns_per_page.memcpy;
     t.cpu_ns_destination += weight * p.ns_per_page.memcpy;
     if s.zero {
@@ -360,7 +366,7 @@ fn read_and_zero_check(t: &mut Tally, weight: f64, zero_weight: f64, s: &Strateg
     }
 }
 
-fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
+pub(crate) fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
     t.cpu_ns_dedup += weight * (hash_ns + p.ns_per_page.dedup_lookup);
     t.dedup_lookups += weight;
 }
@@ -368,7 +374,7 @@ fn hash_lookup(t: &mut Tally, weight: f64, hash_ns: f64, p: &CpuProfile) {
 /// Index overheads of `dedup-site`: query hashes for every lookup, and for a
 /// summary's false positives a reference that the destination cannot resolve
 /// (the page itself then follows as usual).
-fn site_index_overhead(t: &mut Tally, site: bool, fp: f64, query: bool) {
+pub(crate) fn site_index_overhead(t: &mut Tally, site: bool, fp: f64, query: bool) {
     if !site {
         return;
     }
@@ -378,19 +384,19 @@ fn site_index_overhead(t: &mut Tally, site: bool, fp: f64, query: bool) {
     t.wire_dedup += extra;
 }
 
-fn reference(t: &mut Tally, weight: f64, _p: &CpuProfile) {
+pub(crate) fn reference(t: &mut Tally, weight: f64, _p: &CpuProfile) {
     t.pages_dedup += weight;
     t.wire_bytes += weight * (HDR + REF_HASH_BYTES);
     t.wire_dedup += weight * (HDR + REF_HASH_BYTES);
 }
 
-fn raw(t: &mut Tally, weight: f64, _p: &CpuProfile) {
+pub(crate) fn raw(t: &mut Tally, weight: f64, _p: &CpuProfile) {
     t.pages_raw += weight;
     t.wire_bytes += weight * (HDR + PAGE);
     t.wire_raw += weight * (HDR + PAGE);
 }
 
-fn delta(t: &mut Tally, weight: f64, bytes: f64, p: &CpuProfile) {
+pub(crate) fn delta(t: &mut Tally, weight: f64, bytes: f64, p: &CpuProfile) {
     t.pages_delta += weight;
     t.wire_bytes += weight * (HDR + bytes);
     t.wire_delta += weight * (HDR + bytes);

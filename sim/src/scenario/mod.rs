@@ -193,8 +193,11 @@ pub struct Vm {
     pub image: Option<String>,
     /// Tenant (dedup domain when domains are per tenant).
     pub tenant: String,
-    /// Workload parameters.
+    /// Workload parameters (with a trace: the archetype's, used only where
+    /// the trace says nothing, e.g. post-copy faults).
     pub workload: WorkloadSpec,
+    /// The memory trace driving its content and dirtying, if any.
+    pub trace: Option<crate::trace::replay::VmTrace>,
 }
 
 /// Where a migration goes.
@@ -280,6 +283,8 @@ pub struct Scenario {
     pub dedup_domains: DedupDomains,
     /// Strategies to compare (empty: one run as written).
     pub compare_strategies: Vec<Strategy>,
+    /// Content-hash sampling of traced VMs, bits (0: every page).
+    pub trace_sampling_bits: u32,
 }
 
 /// Tenant of VMs that name none.
@@ -424,9 +429,20 @@ impl Builder<'_> {
                 compare_strategies.push(*s.get_ref());
             }
         }
+        let trace_sampling_bits = match &f.scenario.trace_sampling_bits {
+            Some(b) if *b.get_ref() > crate::trace::replay::MAX_SAMPLING_BITS => {
+                return Err(self.err(
+                    sp(b),
+                    "scenario.trace_sampling_bits",
+                    format!("{} is out of range; expected 0..=16 (keep 1/2^k of the page contents)", b.get_ref()),
+                ))
+            }
+            Some(b) => *b.get_ref(),
+            None => 0,
+        };
         let defaults = self.settings(&MigrationSettings::default(), &f.defaults, "defaults")?;
         let fabric = self.fabric(horizon)?;
-        let vms = self.vms(&fabric)?;
+        let vms = self.vms(&fabric, trace_sampling_bits)?;
         let operations = self.operations(&fabric, &vms, &defaults)?;
         Ok(Scenario {
             name,
@@ -442,6 +458,7 @@ impl Builder<'_> {
             cpu_profile_source,
             dedup_domains: f.scenario.dedup_domains.unwrap_or_default(),
             compare_strategies,
+            trace_sampling_bits,
         })
     }
 
@@ -761,7 +778,50 @@ impl Builder<'_> {
         Ok(w)
     }
 
-    fn vms(&self, fabric: &Fabric) -> Res<Vec<Vm>> {
+    /// Reads, validates and prepares a VM's trace (errors at its `trace` key).
+    fn vm_trace(&self, v: &VmFile, field: &str, sampling_bits: u32) -> Res<Option<crate::trace::replay::VmTrace>> {
+        use crate::trace::replay::{TracedVm, VmTrace};
+        let Some(t) = &v.trace else {
+            for (key, span) in [
+                ("trace_time_scale", v.trace_time_scale.as_ref().map(sp)),
+                ("trace_loop", v.trace_loop.as_ref().map(sp)),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.err(span, format!("{field}.{key}"), "only applies with `trace`"));
+                }
+            }
+            return Ok(None);
+        };
+        let time_scale = match &v.trace_time_scale {
+            Some(x) if !(x.get_ref().is_finite() && *x.get_ref() > 0.0) => {
+                return Err(self.err(sp(x), format!("{field}.trace_time_scale"), "must be a positive number"))
+            }
+            Some(x) => *x.get_ref(),
+            None => 1.0,
+        };
+        let dir = match self.ctx.base {
+            Some(base) => base.join(t.get_ref()),
+            None => Path::new(t.get_ref()).to_path_buf(),
+        };
+        let trace = crate::trace::Trace::read(&dir).map_err(|e| {
+            let mut msg = format!("cannot use trace {}: {e}", dir.display());
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            self.err(sp(t), format!("{field}.trace"), msg)
+        })?;
+        let data = std::sync::Arc::new(TracedVm::prepare(&trace, dir, sampling_bits));
+        Ok(Some(VmTrace {
+            path: t.get_ref().clone(),
+            data,
+            time_scale,
+            looping: v.trace_loop.as_ref().is_none_or(|l| *l.get_ref()),
+        }))
+    }
+
+    fn vms(&self, fabric: &Fabric, sampling_bits: u32) -> Res<Vec<Vm>> {
         let mut vms: Vec<Vm> = Vec::new();
         let mut names: BTreeMap<String, ()> = BTreeMap::new();
         let mut used_ram: Vec<u64> = vec![0; fabric.hosts.len()];
@@ -773,12 +833,22 @@ impl Builder<'_> {
             let field = format!("vms[{vi}]");
             let workload = self.workload(v, &field)?;
             let arch = v.archetype.get_ref();
-            let memory = match &v.memory {
+            let trace = self.vm_trace(v, &field, sampling_bits)?;
+            let memory = match (&v.memory, &trace) {
+                (Some(m), Some(t)) if m.get_ref().0 != t.data.pages * crate::trace::PAGE_SIZE => {
+                    return Err(self.err(sp(m), format!("{field}.memory"), format!(
+                        "memory {} disagrees with the trace {} ({}); leave `memory` out to take the trace's",
+                        m.get_ref(), t.path, Bytes(t.data.pages * crate::trace::PAGE_SIZE)
+                    )))
+                }
+                (_, Some(t)) => Bytes(t.data.pages * crate::trace::PAGE_SIZE),
+                (m, None) => match m {
                 Some(m) if m.get_ref().0 == 0 => {
                     return Err(self.err(sp(m), format!("{field}.memory"), "must be positive, e.g. \"8GiB\""))
                 }
                 Some(m) => *m.get_ref(),
                 None => Bytes(archetype::default_memory_gib(arch).expect("archetype checked") << 30),
+                },
             };
             let vcpus = match &v.vcpus {
                 Some(c) if *c.get_ref() == 0 => return Err(self.err(sp(c), format!("{field}.vcpus"), "must be at least 1")),
@@ -837,6 +907,7 @@ impl Builder<'_> {
                     image: v.image.clone(),
                     tenant: v.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_string()),
                     workload: workload.clone(),
+                    trace: trace.clone(),
                 });
             }
         }

@@ -63,6 +63,10 @@ pub struct ScenarioSection {
     /// Run the scenario once per strategy and compare (overrides every migration's strategy).
     #[serde(default)]
     pub compare_strategies: Option<Spanned<Vec<Spanned<memfabric_migration::strategy::Strategy>>>>,
+    /// Content-hash sampling of traced VMs: keep non-zero pages whose hash
+    /// falls in a 1/2^k slice and scale them by 2^k (0..=16, default 0).
+    #[serde(default)]
+    pub trace_sampling_bits: Option<Spanned<u32>>,
 }
 
 /// Boundaries of deduplication.
@@ -260,6 +264,16 @@ pub struct VmFile {
     /// Overrides of the archetype's parameters.
     #[serde(default)]
     pub workload: WorkloadFile,
+    /// Memory trace directory (relative to the scenario file): the VM's
+    /// memory size, content and dirtying come from it.
+    #[serde(default)]
+    pub trace: Option<Spanned<String>>,
+    /// Multiplies the trace's times (default 1).
+    #[serde(default)]
+    pub trace_time_scale: Option<Spanned<f64>>,
+    /// Replay the trace from its start when it ends (default true).
+    #[serde(default)]
+    pub trace_loop: Option<Spanned<bool>>,
 }
 
 /// Page write rate: `"5000pages/s"` or a byte rate such as `"20MB/s"`.

@@ -37,6 +37,7 @@
 
 pub mod cli;
 pub mod gen;
+pub mod replay;
 mod io;
 pub mod stats;
 
