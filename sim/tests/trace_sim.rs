@@ -126,6 +126,59 @@ to = "b"
     assert!(row("b").bytes_on_wire < row("a").bytes_on_wire);
 }
 
+/// dedup-site: a traced VM of the image already runs at the destination;
+/// the migrating one references exactly its pages resident there (or sent
+/// earlier by itself).
+#[test]
+fn site_dedup_references_exactly_the_resident_pages() {
+    let root = tmp("site");
+    let (a, b) = (root.join("a"), root.join("b"));
+    let ta = gen(&a, "idle-linux", "there", 16 << 20, 5, 1_000_000_000, 1);
+    let tb = gen(&b, "idle-linux", "mover", 16 << 20, 5, 1_000_000_000, 1);
+    let out = run_text(&two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"",
+        &format!(
+            r#"[defaults]
+strategy = "zero+dedup-site+zstd"
+site_index = "exact"
+mechanism = "stop-and-copy"
+[[vms]]
+name = "there"
+host = "b-h-0"
+archetype = "idle-linux"
+trace = "{}"
+[[vms]]
+name = "mover"
+host = "a-h-0"
+archetype = "idle-linux"
+trace = "{}"
+[[migrations]]
+vm = "mover"
+to = "b"
+"#,
+            a.display(),
+            b.display()
+        ),
+    ));
+    let resident: HashSet<u128> = nonzero_hashes(&ta).into_iter().collect();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let refs = nonzero_hashes(&tb).into_iter().filter(|h| !seen.insert(*h) || resident.contains(h)).count() as u64;
+    assert!(refs > 300);
+    assert_eq!(out.migrations[0].pages_dedup, refs);
+    // Without the resident VM's domain, only its own duplicates.
+    let other = run_text(&two_sites(
+        "bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"",
+        &format!(
+            "[defaults]\nstrategy = \"zero+dedup-site+zstd\"\nsite_index = \"exact\"\nmechanism = \"stop-and-copy\"\n[[vms]]\nname = \"there\"\nhost = \"b-h-0\"\narchetype = \"idle-linux\"\ntenant = \"other\"\ntrace = \"{}\"\n[[vms]]\nname = \"mover\"\nhost = \"a-h-0\"\narchetype = \"idle-linux\"\ntrace = \"{}\"\n[[migrations]]\nvm = \"mover\"\nto = \"b\"\n",
+            a.display(),
+            b.display()
+        ),
+    ));
+    let mut seen: HashSet<u128> = HashSet::new();
+    let own = nonzero_hashes(&tb).into_iter().filter(|h| !seen.insert(*h)).count() as u64;
+    assert_eq!(other.migrations[0].pages_dedup, own);
+}
+
 /// Four 1 GiB traced VMs of one image (1,048,576 pages), evacuated with
 /// dedup-gang, at `bits` of content-hash sampling.
 fn sampling_scenario(dirs: &[PathBuf], bits: u32) -> String {

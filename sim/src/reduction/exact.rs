@@ -152,3 +152,40 @@ impl DeltaCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_cache_evicts_the_least_recently_sent() {
+        let mut c = DeltaCache::new(2.0);
+        c.insert(1, 1.0);
+        c.insert(2, 1.0);
+        c.insert(1, 1.0); // 1 is now the most recent
+        c.insert(3, 1.0); // evicts 2
+        assert!(c.contains(1) && c.contains(3) && !c.contains(2));
+        // A weighted page takes its weight.
+        c.insert(4, 2.0);
+        assert!(c.contains(4) && !c.contains(1) && !c.contains(3));
+    }
+
+    #[test]
+    fn page_outcomes_follow_the_stage_order() {
+        let profile = CpuProfile::builtin();
+        let s: Strategy = "zero+dedup-vm+xbzrle+lz4".parse().unwrap();
+        let r = ExactReduction::new(&s, memfabric_migration::pipeline::HashAlgo::Xxh3_128, &profile);
+        let page = PageContent { page: 0, hash: 7, zero: false, delta_bytes: 100, lz4_bytes: 1000, zstd_bytes: 800 };
+        let mut t = Tally::default();
+        assert_eq!(r.page(&mut t, 1.0, &PageContent { zero: true, ..page }, false, None), Sent::Zero);
+        assert_eq!(r.page(&mut t, 1.0, &page, true, None), Sent::Reference);
+        assert_eq!(r.page(&mut t, 1.0, &page, false, Some(100)), Sent::Bytes);
+        assert_eq!(r.page(&mut t, 2.0, &page, false, None), Sent::Bytes);
+        assert_eq!(r.page(&mut t, 1.0, &PageContent { lz4_bytes: 4096, ..page }, false, None), Sent::Bytes);
+        assert_eq!((t.pages, t.pages_zero, t.pages_dedup, t.pages_delta, t.pages_compressed, t.pages_raw), (6.0, 1.0, 1.0, 1.0, 2.0, 1.0));
+        let hdr = HDR;
+        let expected = hdr + (hdr + 16.0) + (hdr + 100.0) + 2.0 * (hdr + 1000.0) + (hdr + PAGE);
+        assert!((t.wire_bytes - expected).abs() < 1e-9, "{} vs {expected}", t.wire_bytes);
+        assert_eq!(t.dedup_lookups, 5.0);
+    }
+}

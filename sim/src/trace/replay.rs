@@ -224,3 +224,18 @@ impl TraceRun {
         self.pending.values().map(|p| t.weight(&t.rows[p.row])).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_keeps_a_fixed_slice_of_the_hash_space() {
+        assert!(sampling_keeps(u128::MAX, 0));
+        assert!(sampling_keeps(1 << 121, 6));
+        assert!(!sampling_keeps(1 << 122, 6));
+        assert!(!sampling_keeps(u128::MAX, 1));
+        let kept = (0..4096u128).filter(|i| sampling_keeps(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835), 4)).count();
+        assert!((200..320).contains(&kept), "{kept} of 4096 with 4 bits");
+    }
+}
