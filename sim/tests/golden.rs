@@ -45,6 +45,11 @@ fn strategy_comparison() {
 }
 
 #[test]
+fn trace_replay() {
+    check("trace-replay");
+}
+
+#[test]
 fn every_committed_scenario_has_a_golden_summary() {
     let dir = scenario_path("quickstart").parent().unwrap().to_path_buf();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
