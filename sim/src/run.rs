@@ -63,6 +63,9 @@ pub struct RunOutput {
     pub scenario_hash: String,
     /// Which CPU-cost profile the run used.
     pub cpu_profile: String,
+    /// The traces replayed (path as written, xxh3 of the files); empty
+    /// without traced VMs.
+    pub traces: Vec<String>,
     /// One row per migration.
     pub migrations: Vec<MigrationRow>,
     /// One row per round or stage.
@@ -1223,6 +1226,7 @@ impl Sim<'_> {
             seed,
             scenario_hash: self.sc.source_hash.clone(),
             cpu_profile: self.sc.cpu_profile_source.clone(),
+            traces: self.sc.trace_sources.clone(),
             migrations,
             rounds: self.rounds,
             links,

@@ -340,3 +340,20 @@ fn traced_runs_are_deterministic_and_time_scale_matters() {
     let r = |o: &RunOutput| o.rounds.iter().map(|r| (r.round, r.pages, r.dirty_pages)).collect::<Vec<_>>();
     assert!(once.migrations[0].bytes_on_wire < looped.migrations[0].bytes_on_wire, "once {:?}\nlooped {:?}", r(&once), r(&looped));
 }
+
+/// The manifest and Parquet metadata name each trace replayed, with a hash of
+/// its files; runs without traces do not carry the key.
+#[test]
+fn results_record_the_traces_replayed() {
+    let sc = scenario::load(&scenario_path("trace-replay")).unwrap();
+    assert_eq!(sc.trace_sources.len(), 2, "{:?}", sc.trace_sources);
+    assert!(sc.trace_sources[0].starts_with("../traces/web-64mib (xxh3 "), "{:?}", sc.trace_sources);
+    let outs = memfabric_sim::run::run_all(&sc, None);
+    let json = serde_json::to_value(memfabric_sim::output::manifest(&outs, false)).unwrap();
+    assert_eq!(json["traces"], serde_json::json!(sc.trace_sources));
+    let meta = memfabric_sim::output::provenance(&outs[0]);
+    assert!(meta.iter().any(|(k, v)| k == "memfabric.traces" && v == &sc.trace_sources.join("; ")));
+    let plain = memfabric_sim::run::run(&scenario::load(&scenario_path("quickstart")).unwrap(), None);
+    assert!(serde_json::to_value(memfabric_sim::output::manifest(std::slice::from_ref(&plain), false)).unwrap().get("traces").is_none());
+    assert!(!memfabric_sim::output::provenance(&plain).iter().any(|(k, _)| k == "memfabric.traces"));
+}

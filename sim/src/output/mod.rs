@@ -71,6 +71,9 @@ pub struct Manifest {
     pub seed: u64,
     /// CPU-cost profile used: "built-in" (profiles/default.toml) or its path.
     pub cpu_profile: String,
+    /// Traces replayed: path as written and xxh3 of the files (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<String>,
     /// Simulated time at the end of the run, seconds.
     pub simulated_time_s: f64,
     /// Events processed.
@@ -111,6 +114,7 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
         scenario_hash: out.scenario_hash.clone(),
         seed: out.seed,
         cpu_profile: out.cpu_profile.clone(),
+        traces: out.traces.clone(),
         simulated_time_s: outs.iter().map(|o| o.end_time.as_secs_f64()).fold(0.0, f64::max),
         events_processed: outs.iter().map(|o| o.events_processed).sum(),
         rows: ManifestRows {
@@ -162,14 +166,18 @@ pub fn write_results(outs: &[RunOutput], _scenario: &Scenario, dir: &Path, with_
 
 /// Key-value metadata stored in every Parquet file of a run.
 pub fn provenance(out: &RunOutput) -> Vec<(String, String)> {
-    vec![
+    let mut meta = vec![
         ("memfabric.tool".into(), "memfabric-sim".into()),
         ("memfabric.version".into(), crate::VERSION.into()),
         ("memfabric.scenario".into(), out.scenario.clone()),
         ("memfabric.scenario_hash".into(), out.scenario_hash.clone()),
         ("memfabric.seed".into(), out.seed.to_string()),
         ("memfabric.cpu_profile".into(), out.cpu_profile.clone()),
-    ]
+    ];
+    if !out.traces.is_empty() {
+        meta.push(("memfabric.traces".into(), out.traces.join("; ")));
+    }
+    meta
 }
 
 fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), OutputError> {

@@ -285,6 +285,9 @@ pub struct Scenario {
     pub compare_strategies: Vec<Strategy>,
     /// Content-hash sampling of traced VMs, bits (0: every page).
     pub trace_sampling_bits: u32,
+    /// The traces the VMs replay, once each in file order: the path as
+    /// written in the scenario and an xxh3-64 of the trace's three files.
+    pub trace_sources: Vec<String>,
 }
 
 /// Tenant of VMs that name none.
@@ -443,6 +446,15 @@ impl Builder<'_> {
         let defaults = self.settings(&MigrationSettings::default(), &f.defaults, "defaults")?;
         let fabric = self.fabric(horizon)?;
         let vms = self.vms(&fabric, trace_sampling_bits)?;
+        let mut trace_sources: Vec<String> = Vec::new();
+        for v in &vms {
+            if let Some(t) = &v.trace {
+                let source = format!("{} (xxh3 {})", t.path, t.files_hash);
+                if !trace_sources.contains(&source) {
+                    trace_sources.push(source);
+                }
+            }
+        }
         let operations = self.operations(&fabric, &vms, &defaults)?;
         Ok(Scenario {
             name,
@@ -459,6 +471,7 @@ impl Builder<'_> {
             dedup_domains: f.scenario.dedup_domains.unwrap_or_default(),
             compare_strategies,
             trace_sampling_bits,
+            trace_sources,
         })
     }
 
@@ -812,8 +825,18 @@ impl Builder<'_> {
             }
             self.err(sp(t), format!("{field}.trace"), msg)
         })?;
+        // Provenance: a hash of the files as read (they were just validated).
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for file in [crate::trace::MANIFEST_FILE, crate::trace::SNAPSHOT_FILE, crate::trace::EPOCHS_FILE] {
+            let bytes = std::fs::read(dir.join(file)).map_err(|e| {
+                self.err(sp(t), format!("{field}.trace"), format!("cannot use trace {}: {file}: {e}", dir.display()))
+            })?;
+            hasher.update(&bytes);
+        }
+        let files_hash = format!("{:016x}", hasher.digest());
         let data = std::sync::Arc::new(TracedVm::prepare(&trace, dir, sampling_bits));
         Ok(Some(VmTrace {
+            files_hash,
             path: t.get_ref().clone(),
             data,
             time_scale,

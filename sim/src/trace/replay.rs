@@ -145,6 +145,8 @@ impl TracedVm {
 pub struct VmTrace {
     /// The trace, as written in the scenario.
     pub path: String,
+    /// xxh3-64 of its three files' bytes, 16 hex digits (provenance).
+    pub files_hash: String,
     /// The prepared trace (shared by the VMs of a `count` and by variants).
     pub data: Arc<TracedVm>,
     /// Multiplies trace times.
