@@ -48,11 +48,13 @@
 //! - [`scenario`]: the scenario file format and its checks;
 //! - [`run`]: the simulation loop;
 //! - [`output`]: Parquet tables, manifest, summary, plots;
+//! - [`atomic_dir`]: writing a result or trace directory all or nothing;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
 //! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
 
+pub mod atomic_dir;
 pub mod bench;
 pub mod engine;
 pub mod fabric;

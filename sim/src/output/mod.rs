@@ -17,7 +17,7 @@ pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
 use crate::scenario::Scenario;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Writing results failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,39 +129,9 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
 /// Writes all results of a run's variants into `dir` (replacing it atomically).
 pub fn write_results(outs: &[RunOutput], _scenario: &Scenario, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
     assert!(!outs.is_empty(), "a run has at least one variant");
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-    let leaf = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
-    let staging = parent.join(format!(".{leaf}.partial-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    let result = write_into(outs, &staging, with_plots);
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    // Swap the complete staging folder into place.
-    let old = parent.join(format!(".{leaf}.old-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io_err(dir))?;
-    }
-    if let Err(source) = std::fs::rename(&staging, dir) {
-        // Put the previous result back.
-        if old.exists() {
-            let _ = std::fs::rename(&old, dir);
-        }
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(OutputError::Io { path: dir.display().to_string(), source });
-    }
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    }
-    Ok(())
+    crate::atomic_dir::replace_dir(dir, |staging| write_into(outs, staging, with_plots), |path, source| {
+        OutputError::Io { path: path.display().to_string(), source }
+    })
 }
 
 /// Key-value metadata stored in every Parquet file of a run.

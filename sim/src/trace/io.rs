@@ -6,7 +6,7 @@ use super::{
 };
 use memfabric_migration::pipeline::hash::ContentHash;
 use polars::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Columns of `snapshot.parquet`, in order.
 pub(super) const SNAPSHOT_COLUMNS: [(&str, DataType); 6] = [
@@ -265,34 +265,8 @@ fn write_into(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
 
 /// Writes into `.<name>.partial-<pid>` next to `dir`, then swaps it into place.
 pub(super) fn write(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-    let leaf = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "trace".into());
-    let staging = parent.join(format!(".{leaf}.partial-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    if let Err(e) = write_into(trace, &staging) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    let old = parent.join(format!(".{leaf}.old-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io_err(dir))?;
-    }
-    if let Err(source) = std::fs::rename(&staging, dir) {
-        if old.exists() {
-            let _ = std::fs::rename(&old, dir);
-        }
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(TraceError::Io { file: dir.into(), source });
-    }
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    }
-    Ok(())
+    crate::atomic_dir::replace_dir(dir, |staging| write_into(trace, staging), |path, source| TraceError::Io {
+        file: path.into(),
+        source,
+    })
 }
