@@ -175,6 +175,8 @@ fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) 
         let (y0, y1) = bar(m.migration_id);
         Rectangle::new([(m.start_s, y0 + 0.3), (m.end_s, y1 - 0.3)], RGBColor(200, 200, 200).filled())
     }))?;
+    // Pre-copy rounds alternate two shades so that round boundaries show.
+    let light_blue = RGBColor(138, 180, 248);
     for (label, phase) in [("pre-copy round", "precopy"), ("VM paused", "stopcopy"), ("post-copy push", "postcopy-push")] {
         let colour = phase_colour(phase);
         chart
@@ -184,7 +186,8 @@ fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) 
                     .filter(|r| r.phase == phase || (phase == "stopcopy" && r.phase == "postcopy-switch"))
                     .map(|r| {
                         let (y0, y1) = bar(r.migration_id);
-                        Rectangle::new([(r.start_s, y0), (r.end_s.max(r.start_s + t_max * 1e-4), y1)], colour.filled())
+                        let fill = if phase == "precopy" && r.round % 2 == 1 { light_blue } else { colour };
+                        Rectangle::new([(r.start_s, y0), (r.end_s.max(r.start_s + t_max * 1e-4), y1)], fill.filled())
                     }),
             )?
             .label(label)
@@ -202,7 +205,7 @@ fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) 
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .draw()?;
     Ok(())
 }
