@@ -39,8 +39,11 @@ pub fn replace_dir<E>(
         let _ = std::fs::remove_dir_all(&staging);
         return Err(io(dir, source));
     }
+    // The new directory is complete and in place: removing the previous one
+    // is cleanup, and a failure there (left as `.<name>.old-<pid>`) does not
+    // make the write fail.
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        let _ = std::fs::remove_dir_all(&old);
     }
     Ok(())
 }

@@ -91,7 +91,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let sc = scenario::load(&path)?;
             let results = run::run_all(&sc, seed);
             let dir = out.unwrap_or_else(|| PathBuf::from("results").join(&sc.name));
-            output::write_results(&results, &sc, &dir, !no_plots)
+            output::write_results(&results, &dir, !no_plots)
                 .with_context(|| format!("writing results to {}", dir.display()))?;
             print!("{}", output::summary_all(&results));
             println!("\nresults: {}", dir.display());

@@ -16,7 +16,6 @@ pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame};
 pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
-use crate::scenario::Scenario;
 use std::path::Path;
 
 /// Writing results failed.
@@ -127,7 +126,7 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
 }
 
 /// Writes all results of a run's variants into `dir` (replacing it atomically).
-pub fn write_results(outs: &[RunOutput], _scenario: &Scenario, dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+pub fn write_results(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), OutputError> {
     assert!(!outs.is_empty(), "a run has at least one variant");
     crate::atomic_dir::replace_dir(dir, |staging| write_into(outs, staging, with_plots), |path, source| {
         OutputError::Io { path: path.display().to_string(), source }
