@@ -80,6 +80,15 @@ pub struct RunOutput {
     pub end_time: Nanos,
 }
 
+/// The network side of a flow: where it goes, its own cap and what that cap
+/// is (when not the migration's network cap), and its fairness weight.
+struct FlowSpec {
+    resources: Vec<usize>,
+    cap: f64,
+    weight: f64,
+    own_kind: Option<CapKind>,
+}
+
 /// Which per-page expectation a stage's pages follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageKind {
@@ -718,11 +727,7 @@ impl Sim<'_> {
     /// Starts the flow of a stage of `pages` pages whose tally (and its
     /// per-page mix, for the CPU and index-query caps) is known.
     fn launch_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, tally: Tally, per_page: Tally, extra_bytes: u64) {
-        let now = self.now();
-        let mig = &mut self.migs[m.0 as usize];
-        mig.stage = stage;
-        mig.stage_start = now;
-        mig.stage_pages = pages;
+        let mig = &self.migs[m.0 as usize];
         let bytes = tally.wire_bytes + extra_bytes as f64;
         let threads = mig.settings.threads();
         let mut cap = (mig.cap.0, None);
@@ -743,13 +748,26 @@ impl Sim<'_> {
             }
         }
         let (cap, own_kind) = cap;
+        let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
+        let spec = FlowSpec { resources, cap, weight: mig.settings.streams as f64, own_kind };
+        self.attach_flow(m, stage, pages, tally, extra_bytes, bytes, spec);
+    }
+
+    /// Makes `spec` the migration's current flow for `stage` and records what
+    /// it carries: the one place a migration's flow is registered.
+    #[allow(clippy::too_many_arguments)]
+    fn attach_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, tally: Tally, extra_bytes: u64, bytes: f64, spec: FlowSpec) {
+        let now = self.now();
+        let id = self.net.add_flow(now, spec.resources, spec.cap, spec.weight, bytes);
+        let mig = &mut self.migs[m.0 as usize];
+        mig.stage = stage;
+        mig.stage_start = now;
+        mig.stage_pages = pages;
         mig.stage_tally = tally;
         mig.stage_bytes = bytes;
         mig.stage_extra_bytes = extra_bytes as f64;
-        let resources: Vec<usize> = mig.route.hops.iter().map(|h: &LinkDir| h.resource()).collect();
-        let id = self.net.add_flow(now, resources, cap, mig.settings.streams as f64, bytes);
         mig.flow = Some(id);
-        if let Some(kind) = own_kind {
+        if let Some(kind) = spec.own_kind {
             self.flow_cap_kind.insert(id, kind);
         }
         self.flow_owner.insert(id, m);
@@ -780,18 +798,9 @@ impl Sim<'_> {
             if bytes > 0.0 {
                 let reverse = self.sc.fabric.route(mig.dst_site, src_site).expect("routes are symmetric");
                 let resources: Vec<usize> = reverse.hops.iter().map(|h| h.resource()).collect();
-                let now = self.now();
                 let cap = mig.cap.0;
-                let id = self.net.add_flow(now, resources, cap, 1.0, bytes);
-                let mig = &mut self.migs[m.0 as usize];
-                mig.stage = Stage::IndexSync;
-                mig.stage_start = now;
-                mig.stage_pages = 0;
-                mig.stage_tally = Tally::default();
-                mig.stage_bytes = bytes;
-                mig.stage_extra_bytes = 0.0;
-                mig.flow = Some(id);
-                self.flow_owner.insert(id, m);
+                let sync = FlowSpec { resources, cap, weight: 1.0, own_kind: None };
+                self.attach_flow(m, Stage::IndexSync, 0, Tally::default(), 0, bytes, sync);
                 return;
             }
         }
