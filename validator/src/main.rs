@@ -1,0 +1,2 @@
+//! `memfabric-validator`: see the crate documentation.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The packet-level WAN emulator (being built).
