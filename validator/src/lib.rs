@@ -4,5 +4,12 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`guest`] | the workload guest's image, its ABI with the VMM, its workload parameters |
+//! | [`kvm`] | the VM, guest RAM and dirty log, long-mode boot, the vCPU thread, vCPU state |
+//! | [`machine`] | a booted guest: VM + running vCPU |
 //! | [`wan`] | the packet-level WAN emulator: site namespaces, TUN devices, the forwarding loop |
+
+pub mod guest;
+pub mod kvm;
+pub mod machine;
 pub mod wan;

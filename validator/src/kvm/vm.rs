@@ -1,0 +1,242 @@
+//! A VM with one memory slot of guest RAM at guest-physical 0, and the dirty
+//! log of that slot.
+
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use memfabric_migration::PAGE_SIZE_BYTES;
+use vm_memory::mmap::MmapRegion;
+
+use super::{ioctl, KvmError};
+use crate::guest::abi::GUEST_RAM_LIMIT;
+
+const PAGE: usize = PAGE_SIZE_BYTES as usize;
+const SLOT: u32 = 0;
+
+/// Guest RAM as the VMM sees it: a host mapping shared with the guest.
+///
+/// The guest writes this memory concurrently while it runs; the VMM copies
+/// pages out ([`GuestRam::read_page`]) and never hands out references into
+/// it, so a torn read only ever yields a page the dirty log reports again.
+#[derive(Clone)]
+pub struct GuestRam {
+    region: Arc<MmapRegion>,
+}
+
+impl std::fmt::Debug for GuestRam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestRam").field("bytes", &self.bytes()).finish()
+    }
+}
+
+impl GuestRam {
+    /// Maps `bytes` of anonymous memory; `populate` pre-faults it (a
+    /// migration destination does, to write at memory speed).
+    pub fn new(bytes: u64, populate: bool) -> Result<GuestRam, KvmError> {
+        let mut flags = libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+        if populate {
+            flags |= libc::MAP_POPULATE;
+        }
+        let region = MmapRegion::build(None, bytes as usize, libc::PROT_READ | libc::PROT_WRITE, flags)
+            .map_err(|e| KvmError::Mmap { bytes, message: e.to_string() })?;
+        Ok(GuestRam { region: Arc::new(region) })
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.region.size() as u64
+    }
+
+    /// Number of pages.
+    pub fn pages(&self) -> u64 {
+        self.bytes() / PAGE_SIZE_BYTES
+    }
+
+    fn check(&self, gpa: u64, len: usize) {
+        assert!(gpa.checked_add(len as u64).is_some_and(|end| end <= self.bytes()), "guest access {gpa:#x}+{len} out of RAM");
+    }
+
+    /// Copies `out.len()` bytes at guest-physical `gpa` into `out`.
+    pub fn read(&self, gpa: u64, out: &mut [u8]) {
+        self.check(gpa, out.len());
+        // SAFETY: the range is inside the mapping (checked), which lives as
+        // long as `self.region`; the guest may write it concurrently, which
+        // at worst yields bytes from before and after its write.
+        unsafe { std::ptr::copy_nonoverlapping(self.region.as_ptr().add(gpa as usize), out.as_mut_ptr(), out.len()) }
+    }
+
+    /// Copies `data` to guest-physical `gpa`.
+    pub fn write(&self, gpa: u64, data: &[u8]) {
+        self.check(gpa, data.len());
+        // SAFETY: as in `read`; the VMM writes only while the vCPU is not
+        // running (boot, migration destination before resume).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.region.as_ptr().add(gpa as usize), data.len()) }
+    }
+
+    /// Copies page `index` into `out`.
+    pub fn read_page(&self, index: u64, out: &mut [u8; PAGE]) {
+        self.read(index * PAGE_SIZE_BYTES, out)
+    }
+
+    /// Overwrites page `index`.
+    pub fn write_page(&self, index: u64, page: &[u8]) {
+        assert_eq!(page.len(), PAGE, "write_page takes one page");
+        self.write(index * PAGE_SIZE_BYTES, page)
+    }
+
+    /// A little-endian u64 at `gpa`.
+    pub fn read_u64(&self, gpa: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// xxh3-64 of every page, in page order (the integrity check at switchover).
+    pub fn page_hashes(&self) -> Vec<u64> {
+        let mut page = [0u8; PAGE];
+        (0..self.pages())
+            .map(|i| {
+                self.read_page(i, &mut page);
+                xxhash_rust::xxh3::xxh3_64(&page)
+            })
+            .collect()
+    }
+
+    fn host_addr(&self) -> u64 {
+        self.region.as_ptr() as u64
+    }
+}
+
+/// A dirty bitmap: bit `i` of word `i / 64` is page `i`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DirtyBitmap {
+    /// The words.
+    pub words: Vec<u64>,
+}
+
+impl DirtyBitmap {
+    /// An empty bitmap for `pages` pages.
+    pub fn new(pages: u64) -> DirtyBitmap {
+        DirtyBitmap { words: vec![0; pages.div_ceil(64) as usize] }
+    }
+
+    /// Every page of `pages` marked.
+    pub fn full(pages: u64) -> DirtyBitmap {
+        let mut b = DirtyBitmap::new(pages);
+        for i in 0..pages {
+            b.set(i);
+        }
+        b
+    }
+
+    /// Marks page `i`.
+    pub fn set(&mut self, i: u64) {
+        self.words[(i / 64) as usize] |= 1 << (i % 64);
+    }
+
+    /// ORs `other` into `self`.
+    pub fn merge(&mut self, other: &DirtyBitmap) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+
+    /// Number of pages marked.
+    pub fn count(&self) -> u64 {
+        self.words.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    /// The marked pages in order, walking 64-page words and skipping empty ones.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut bits = w;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                Some(wi as u64 * 64 + b)
+            })
+        })
+    }
+}
+
+/// A KVM VM with its guest RAM.
+pub struct Vm {
+    kvm: Kvm,
+    fd: VmFd,
+    ram: GuestRam,
+    dirty_logging: bool,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("ram", &self.ram).field("dirty_logging", &self.dirty_logging).finish()
+    }
+}
+
+impl Vm {
+    /// A VM with `memory_bytes` of RAM at guest-physical 0.
+    pub fn new(memory_bytes: u64, populate: bool) -> Result<Vm, KvmError> {
+        if memory_bytes == 0 || memory_bytes % PAGE_SIZE_BYTES != 0 || memory_bytes > GUEST_RAM_LIMIT {
+            return Err(KvmError::Config(format!(
+                "guest memory {memory_bytes} bytes: expected whole pages below {GUEST_RAM_LIMIT:#x}"
+            )));
+        }
+        let kvm = Kvm::new().map_err(KvmError::Open)?;
+        let fd = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
+        let ram = GuestRam::new(memory_bytes, populate)?;
+        let vm = Vm { kvm, fd, ram, dirty_logging: false };
+        vm.register_slot(false)?;
+        Ok(vm)
+    }
+
+    fn register_slot(&self, log_dirty: bool) -> Result<(), KvmError> {
+        let region = kvm_userspace_memory_region {
+            slot: SLOT,
+            flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+            guest_phys_addr: 0,
+            memory_size: self.ram.bytes(),
+            userspace_addr: self.ram.host_addr(),
+        };
+        // SAFETY: the region is our own mapping of exactly `memory_size`
+        // bytes, which outlives the VM (both are owned by `self`, and the
+        // VM fd is dropped first by field order).
+        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { self.fd.set_user_memory_region(region) })
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Turns dirty logging on or off. Turning it on write-protects every
+    /// page; the first [`Vm::take_dirty_log`] reports the pages written since.
+    pub fn set_dirty_logging(&mut self, on: bool) -> Result<(), KvmError> {
+        if on != self.dirty_logging {
+            self.register_slot(on)?;
+            self.dirty_logging = on;
+        }
+        Ok(())
+    }
+
+    /// The pages written since dirty logging was turned on or since the last
+    /// call, and clears the log (KVM_GET_DIRTY_LOG re-protects them).
+    pub fn take_dirty_log(&self) -> Result<DirtyBitmap, KvmError> {
+        if !self.dirty_logging {
+            return Err(KvmError::Config("dirty logging is off".into()));
+        }
+        let words = ioctl("KVM_GET_DIRTY_LOG", self.fd.get_dirty_log(SLOT, self.ram.bytes() as usize))?;
+        Ok(DirtyBitmap { words })
+    }
+
+    /// Creates vCPU `id` with the CPUID KVM supports.
+    pub fn create_vcpu(&self, id: u64) -> Result<VcpuFd, KvmError> {
+        let vcpu = ioctl("KVM_CREATE_VCPU", self.fd.create_vcpu(id))?;
+        let cpuid: CpuId = ioctl("KVM_GET_SUPPORTED_CPUID", self.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES))?;
+        ioctl("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
+        Ok(vcpu)
+    }
+}
