@@ -7,9 +7,13 @@
 //! | [`guest`] | the workload guest's image, its ABI with the VMM, its workload parameters |
 //! | [`kvm`] | the VM, guest RAM and dirty log, long-mode boot, the vCPU thread, vCPU state |
 //! | [`machine`] | a booted guest: VM + running vCPU |
+//! | [`migrate`] | live migration: wire protocol, source and destination VMMs, the `migrate` orchestrator, fault injection |
+//! | [`results`] | the result folder in the simulator's schema |
 //! | [`wan`] | the packet-level WAN emulator: site namespaces, TUN devices, the forwarding loop |
 
 pub mod guest;
 pub mod kvm;
 pub mod machine;
+pub mod migrate;
+pub mod results;
 pub mod wan;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use memfabric_migration::units::{Bytes, Nanos};
 use memfabric_validator::guest::{abi, GuestWorkload};
 use memfabric_validator::machine::Machine;
+use memfabric_validator::migrate::orchestrate::{self, DestArgs, MigrateArgs, SourceArgs};
 
 /// memfabric's validator: a KVM VMM that runs workload guests, migrates them
 /// live between two processes, and captures memory traces.
@@ -21,6 +22,15 @@ struct Cli {
 enum Command {
     /// Boots a workload guest and runs it, printing its progress.
     Run(RunArgs),
+    /// Migrates a running guest live between a source and a destination VMM
+    /// process and writes the result tables.
+    Migrate(MigrateArgs),
+    /// (internal) The source VMM of `migrate`.
+    #[command(hide = true)]
+    Source(SourceArgs),
+    /// (internal) The destination VMM of `migrate`.
+    #[command(hide = true)]
+    Dest(DestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,10 +86,88 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
+}
+
+fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let o = orchestrate::migrate(args)?;
+    let src = &o.source;
+    let total_s = (src.end_ns - src.start_ns) as f64 / 1e9;
+    println!("| round | phase | pages | bytes on wire | seconds | dirty pages after |");
+    println!("|---|---|---|---|---|---|");
+    for r in &src.rounds {
+        println!(
+            "| {} | {} | {} | {} | {:.3} | {} |",
+            r.round,
+            r.phase,
+            r.pages,
+            r.bytes_on_wire,
+            (r.end_ns - r.start_ns) as f64 / 1e9,
+            r.dirty_pages
+        );
+    }
+    println!();
+    println!("outcome: {}   pipeline: {}   memory: {} MiB", src.outcome, src.strategy, src.memory_bytes >> 20);
+    println!(
+        "total time: {total_s:.3} s   downtime: {} ms (of which integrity hashing: source {} ms, destination {} ms)",
+        ms(o.downtime_ms),
+        ms(src.source_verify_ms),
+        ms(src.dest_verify_ms)
+    );
+    println!(
+        "bytes on wire: {} ({:.1}% of {} unreduced)   rounds: {}   converged: {}",
+        src.bytes_on_wire,
+        100.0 * src.bytes_on_wire as f64 / (src.stages.pages() * 4104).max(1) as f64,
+        src.stages.pages() * 4104,
+        src.rounds.len(),
+        src.converged.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "pages: zero {} dedup {} delta {} compressed {} raw {}   CPU: source {:.2} s, destination {:.2} s",
+        src.stages.pages_zero,
+        src.stages.pages_dedup,
+        src.stages.pages_delta,
+        src.stages.pages_compressed,
+        src.stages.pages_raw,
+        src.cpu_s_source,
+        o.destination.as_ref().map(|d| d.cpu_s_destination).unwrap_or(0.0)
+    );
+    if let Some(d) = &o.destination {
+        println!(
+            "integrity: {} of {} chunks equal; guest writes {} at pause -> {} after {:.1} s at the destination, {} verify errors",
+            d.chunks_compared - d.chunks_differing,
+            d.chunks_compared,
+            d.guest_writes_at_pause,
+            d.guest_writes_after,
+            d.watch_s,
+            d.guest_verify_errors_after
+        );
+    }
+    if let Some(w) = &src.guest_after_abort {
+        println!(
+            "source guest after the failure: writes {} -> {} over {:.1} s{}",
+            w.writes_before,
+            w.writes_after,
+            w.seconds,
+            w.failure.as_ref().map(|f| format!(" (failed: {f})")).unwrap_or_default()
+        );
+    }
+    println!("integrity held: {}", match o.integrity_held { Some(true) => "yes", Some(false) => "NO", None => "n/a (not resumed)" });
+    println!("results: {}", args.out.display());
+    if let Some(f) = o.failure() {
+        anyhow::bail!("migration failed: {f}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.command {
         Command::Run(a) => run(a),
+        Command::Migrate(a) => migrate(a),
+        Command::Source(a) => orchestrate::source_main(a),
+        Command::Dest(a) => orchestrate::dest_main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

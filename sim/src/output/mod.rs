@@ -12,7 +12,7 @@ mod summary;
 mod tables;
 
 pub use summary::{summary, summary_all};
-pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame};
+pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame, write_parquet};
 pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;

@@ -12,7 +12,7 @@ pub mod vcpu;
 pub mod vm;
 
 pub use state::VcpuState;
-pub use vcpu::{GuestFailure, Paused, Progress, ProgressSnapshot, VcpuHandle};
+pub use vcpu::{monotonic_ns, GuestFailure, Paused, Progress, ProgressSnapshot, VcpuHandle};
 pub use vm::{DirtyBitmap, GuestRam, Vm};
 
 /// A KVM operation failed.

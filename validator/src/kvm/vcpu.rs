@@ -67,7 +67,7 @@ pub struct Progress {
 }
 
 /// A copy of [`Progress`] at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProgressSnapshot {
     /// Guest phase (`GUEST_PHASE_*`).
     pub phase: u64,
@@ -158,6 +158,8 @@ pub enum GuestFailure {
 pub struct Paused {
     /// When the vCPU stopped being able to run guest code.
     pub at: Instant,
+    /// The same instant on CLOCK_MONOTONIC, ns (comparable across processes).
+    pub at_monotonic_ns: u64,
     /// Its state at that instant.
     pub state: VcpuState,
     /// What the guest had reported.
@@ -172,7 +174,18 @@ enum Command {
 
 enum Event {
     Paused(Result<Paused, String>),
-    Started(Instant),
+    /// About to enter KVM_RUN: CLOCK_MONOTONIC ns.
+    Started(u64),
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock every process on the machine
+/// shares (network namespaces do not change it), so a pause at the source
+/// and a resume at the destination can be subtracted.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Controls a running vCPU thread.
@@ -182,7 +195,7 @@ pub struct VcpuHandle {
     events: Receiver<Event>,
     progress: Arc<Progress>,
     failure: Arc<Mutex<Option<GuestFailure>>>,
-    started_at: Instant,
+    started_at_ns: u64,
 }
 
 impl std::fmt::Debug for VcpuHandle {
@@ -210,16 +223,16 @@ impl VcpuHandle {
                 r
             })
             .map_err(|e| KvmError::Config(format!("cannot start the vCPU thread: {e}")))?;
-        let started_at = match events.recv() {
+        let started_at_ns = match events.recv() {
             Ok(Event::Started(at)) => at,
-            _ => Instant::now(),
+            _ => monotonic_ns(),
         };
-        Ok(VcpuHandle { thread: Some(thread), commands, events, progress, failure, started_at })
+        Ok(VcpuHandle { thread: Some(thread), commands, events, progress, failure, started_at_ns })
     }
 
-    /// When the thread first entered KVM_RUN.
-    pub fn started_at(&self) -> Instant {
-        self.started_at
+    /// When the thread first entered KVM_RUN (CLOCK_MONOTONIC ns).
+    pub fn started_at_ns(&self) -> u64 {
+        self.started_at_ns
     }
 
     /// What the guest has reported so far.
@@ -261,8 +274,9 @@ impl VcpuHandle {
         }
     }
 
-    /// Lets a paused vCPU run again; returns when it re-enters the guest.
-    pub fn resume(&self) -> Result<Instant, String> {
+    /// Lets a paused vCPU run again; returns when it re-enters the guest
+    /// (CLOCK_MONOTONIC ns).
+    pub fn resume(&self) -> Result<u64, String> {
         self.commands.send(Command::Resume).map_err(|_| "the vCPU thread has exited".to_string())?;
         match self.events.recv_timeout(Duration::from_secs(5)) {
             Ok(Event::Started(at)) => Ok(at),
@@ -297,21 +311,21 @@ fn pause_here(vcpu: &mut VcpuFd, progress: &Progress, commands: &Receiver<Comman
     vcpu.set_kvm_immediate_exit(1);
     let _ = vcpu.run(); // completes pending port I/O, then returns EINTR
     vcpu.set_kvm_immediate_exit(0);
-    let at = Instant::now();
+    let (at, at_monotonic_ns) = (Instant::now(), monotonic_ns());
     let paused = VcpuState::capture(vcpu)
-        .map(|state| Paused { at, state, progress: progress.snapshot() })
+        .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
         .map_err(|e| e.to_string());
     let _ = events.send(Event::Paused(paused));
     loop {
         match commands.recv() {
             Ok(Command::Resume) => {
                 vcpu.set_kvm_immediate_exit(0);
-                let _ = events.send(Event::Started(Instant::now()));
+                let _ = events.send(Event::Started(monotonic_ns()));
                 return true;
             }
             Ok(Command::Pause) => {
                 let paused = VcpuState::capture(vcpu)
-                    .map(|state| Paused { at, state, progress: progress.snapshot() })
+                    .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
                     .map_err(|e| e.to_string());
                 let _ = events.send(Event::Paused(paused));
             }
@@ -335,7 +349,7 @@ fn run_loop(
         }
     }
     let _clear = Clear;
-    let _ = events.send(Event::Started(Instant::now()));
+    let _ = events.send(Event::Started(monotonic_ns()));
     let mut idle_for: Option<Duration> = None;
     loop {
         // Commands arrive while idle (the guest asked to sleep) or after a kick.

@@ -1,0 +1,250 @@
+//! The destination VMM: accepts one migration, writes the pages it decodes
+//! into a pre-faulted guest RAM, checks at switchover that every chunk of
+//! RAM hashes as at the source, restores the vCPU and resumes the guest, and
+//! watches it run on. Nothing is resumed unless every check passed.
+
+use std::io::{BufReader, BufWriter};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use memfabric_migration::pipeline::{ContentStore, Decoder, PipelineConfig};
+use memfabric_migration::strategy::Strategy;
+use memfabric_migration::PAGE_SIZE_BYTES;
+use serde::{Deserialize, Serialize};
+
+use super::source::thread_cpu_s;
+use super::wire::{FrameReader, FrameWriter, Kind};
+use super::{chunk_hashes, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
+use crate::kvm::{VcpuState, Vm};
+use crate::machine::Machine;
+
+/// How to run the destination.
+#[derive(Debug, Clone)]
+pub struct DestConfig {
+    /// A receive that makes no progress for this long fails the migration.
+    pub io_timeout: Duration,
+    /// How long to watch the resumed guest before reporting.
+    pub watch_after_resume: Duration,
+    /// Largest guest accepted, bytes.
+    pub max_memory_bytes: u64,
+}
+
+/// Everything the destination measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DestReport {
+    /// `resumed`, `aborted-by-source`, or `failed`.
+    pub outcome: String,
+    /// Why it did not resume.
+    pub error: Option<String>,
+    /// Pages written.
+    pub pages_received: u64,
+    /// Frame bytes received.
+    pub bytes_received: u64,
+    /// Rounds seen.
+    pub rounds_seen: u32,
+    /// Integrity: chunks compared and chunks that differed.
+    pub chunks_compared: u64,
+    /// Chunks whose hash differed from the source's.
+    pub chunks_differing: u64,
+    /// First differing page chunk, if any.
+    pub first_differing_page: Option<u64>,
+    /// Hashing and comparing at switchover, ms.
+    pub verify_ms: f64,
+    /// vCPU start, CLOCK_MONOTONIC ns.
+    pub resume_ns: Option<u64>,
+    /// Source pause, CLOCK_MONOTONIC ns (from the switchover).
+    pub pause_ns: Option<u64>,
+    /// Guest writes at the source pause.
+    pub guest_writes_at_pause: u64,
+    /// Guest hash chain at the source pause.
+    pub guest_checksum_at_pause: u64,
+    /// Guest writes when the watch after resume ended.
+    pub guest_writes_after: u64,
+    /// Guest reports seen after resume.
+    pub guest_reports_after: u64,
+    /// Pages that failed the guest's own check after resume.
+    pub guest_verify_errors_after: u64,
+    /// Seconds watched after resume.
+    pub watch_s: f64,
+    /// The resumed guest's failure, if any.
+    pub guest_failure: Option<String>,
+    /// CPU time of the receiving thread (decode and write), seconds.
+    pub cpu_s_destination: f64,
+}
+
+struct Receiver {
+    reader: FrameReader<BufReader<TcpStream>>,
+    writer: FrameWriter<BufWriter<TcpStream>>,
+}
+
+impl Receiver {
+    fn abort(&mut self, reason: &str) {
+        let _ = self.writer.send_json(Kind::Abort, &Abort { reason: reason.to_string() });
+        let _ = self.writer.flush();
+    }
+}
+
+/// Accepts one connection on `listener` and receives a migration. The
+/// report says whether the guest was resumed; errors are in the report, so
+/// the caller always gets one.
+pub fn run_dest(cfg: &DestConfig, listener: &TcpListener) -> DestReport {
+    let mut report = DestReport { outcome: "failed".into(), ..Default::default() };
+    let stream = match listener.accept() {
+        Ok((s, _)) => s,
+        Err(e) => {
+            report.error = Some(format!("accepting the source's connection: {e}"));
+            return report;
+        }
+    };
+    let cpu0 = thread_cpu_s();
+    let setup = || -> std::io::Result<Receiver> {
+        stream.set_read_timeout(Some(cfg.io_timeout))?;
+        stream.set_write_timeout(Some(cfg.io_timeout))?;
+        Ok(Receiver {
+            reader: FrameReader::new(BufReader::with_capacity(1 << 20, stream.try_clone()?)),
+            writer: FrameWriter::new(BufWriter::new(stream.try_clone()?)),
+        })
+    };
+    let mut rx = match setup() {
+        Ok(r) => r,
+        Err(e) => {
+            report.error = Some(format!("connection setup: {e}"));
+            return report;
+        }
+    };
+    let result = receive(cfg, &mut rx, &mut report);
+    report.bytes_received = rx.reader.bytes;
+    report.cpu_s_destination = thread_cpu_s() - cpu0;
+    if let Err(reason) = result {
+        if report.outcome != "aborted-by-source" {
+            rx.abort(&reason);
+        }
+        report.error = Some(reason);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    report
+}
+
+fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport) -> Result<(), String> {
+    let recv = |rx: &mut Receiver, what: &str| rx.reader.recv().map_err(|e| format!("receiving {what}: {e}"));
+    let f = recv(rx, "Hello")?;
+    if f.kind != Kind::Hello {
+        return Err(format!("expected Hello, got {:?}", f.kind));
+    }
+    let hello: Hello = serde_json::from_slice(&f.payload).map_err(|e| format!("Hello: {e}"))?;
+    if hello.protocol != super::wire::VERSION || hello.page_size != PAGE_SIZE_BYTES {
+        return Err(format!(
+            "incompatible source: protocol {} page size {} (this destination speaks protocol {} with {}-byte pages)",
+            hello.protocol,
+            hello.page_size,
+            super::wire::VERSION,
+            PAGE_SIZE_BYTES
+        ));
+    }
+    if hello.memory_bytes > cfg.max_memory_bytes {
+        return Err(format!("guest of {} bytes exceeds this destination's limit of {}", hello.memory_bytes, cfg.max_memory_bytes));
+    }
+    let strategy: Strategy = hello.strategy.parse().map_err(|e| format!("strategy {:?}: {e}", hello.strategy))?;
+    let t = Instant::now();
+    let mut vm = Vm::new(hello.memory_bytes, true).map_err(|e| e.to_string())?;
+    rx.writer
+        .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3 })
+        .and_then(|_| rx.writer.flush())
+        .map_err(|e| format!("sending HelloAck: {e}"))?;
+
+    let mut decoder = Decoder::new(PipelineConfig::new(strategy));
+    let mut store = ContentStore::new();
+    let pages = vm.ram().pages();
+    let switchover: Switchover = loop {
+        let f = recv(rx, "pages")?;
+        match f.kind {
+            Kind::Pages => {
+                let batch = decoder.decode_wire(&mut store, &f.payload).map_err(|e| format!("page batch: {e}"))?;
+                if let Some(m) = batch.missing.first() {
+                    return Err(format!(
+                        "page {} refers to content this destination does not hold ({} missing references; the validator runs no site index)",
+                        m.page_index,
+                        batch.missing.len()
+                    ));
+                }
+                for p in &batch.pages {
+                    if p.page_index >= pages {
+                        return Err(format!("page {} is outside guest RAM ({pages} pages)", p.page_index));
+                    }
+                    vm.ram().write_page(p.page_index, &p.page[..]);
+                }
+                report.pages_received += batch.pages.len() as u64;
+            }
+            Kind::RoundEnd => {
+                let _: RoundEnd = serde_json::from_slice(&f.payload).map_err(|e| format!("RoundEnd: {e}"))?;
+                report.rounds_seen += 1;
+            }
+            Kind::Switchover => break serde_json::from_slice(&f.payload).map_err(|e| format!("Switchover: {e}"))?,
+            Kind::Abort => {
+                let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable)".into() });
+                report.outcome = "aborted-by-source".into();
+                return Err(format!("the source aborted: {}", a.reason));
+            }
+            k => return Err(format!("unexpected {k:?} frame during pre-copy")),
+        }
+    };
+    report.pause_ns = Some(switchover.pause_ns);
+    report.guest_writes_at_pause = switchover.guest_writes;
+    report.guest_checksum_at_pause = switchover.guest_checksum;
+    let f = recv(rx, "vCPU state")?;
+    if f.kind != Kind::VcpuState {
+        return Err(format!("expected VcpuState, got {:?}", f.kind));
+    }
+    let state = VcpuState::from_bytes(&f.payload).map_err(|e| e.to_string())?;
+
+    // Integrity: every chunk of RAM must hash as at the source's pause.
+    let t = Instant::now();
+    let ours = chunk_hashes(vm.ram());
+    report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
+    report.chunks_compared = ours.len() as u64;
+    if ours.len() != switchover.chunk_hashes.len() {
+        return Err(format!("integrity: {} chunk hashes from the source, {} here", switchover.chunk_hashes.len(), ours.len()));
+    }
+    let differing: Vec<usize> = ours.iter().zip(&switchover.chunk_hashes).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+    report.chunks_differing = differing.len() as u64;
+    if let Some(&first) = differing.first() {
+        report.first_differing_page = Some(first as u64 * CHUNK_PAGES);
+        return Err(format!(
+            "integrity check failed: {} of {} chunks of {CHUNK_PAGES} pages differ from the source (first at page {}); not resuming",
+            differing.len(),
+            ours.len(),
+            first as u64 * CHUNK_PAGES
+        ));
+    }
+
+    vm.set_dirty_logging(false).map_err(|e| e.to_string())?;
+    let m = Machine::resume_from(vm, &state, 0).map_err(|e| format!("restoring the vCPU: {e}"))?;
+    let resume_ns = m.vcpu.started_at_ns();
+    report.resume_ns = Some(resume_ns);
+    report.outcome = "resumed".into();
+    rx.writer
+        .send_json(Kind::Resumed, &Resumed { resume_ns, verify_ms: report.verify_ms })
+        .and_then(|_| rx.writer.flush())
+        .map_err(|e| format!("sending Resumed (the guest runs here): {e}"))?;
+
+    // The guest must carry on from where it stopped.
+    let t = Instant::now();
+    let before = m.vcpu.progress();
+    while t.elapsed() < cfg.watch_after_resume && m.vcpu.failure().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = m.vcpu.progress();
+    report.watch_s = t.elapsed().as_secs_f64();
+    report.guest_writes_after = after.writes;
+    report.guest_reports_after = after.reports - before.reports;
+    report.guest_verify_errors_after = after.verify_errors;
+    report.guest_failure = m.vcpu.failure().map(|f| f.to_string());
+    let _ = m.vcpu.stop();
+    Ok(())
+}
+
+/// Writes `report` to the socket-less report file (see [`super::source::write_json`]).
+pub fn write_report(path: &std::path::Path, report: &DestReport) -> std::io::Result<()> {
+    super::source::write_json(path, report)
+}
+

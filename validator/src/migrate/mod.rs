@@ -1,0 +1,129 @@
+//! Live migration between two VMM processes over one TCP connection.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wire`] | framing: magic, version, kind, sequence number, xxh3 trailer |
+//! | [`source`] | the source VMM: boot, pre-copy rounds with the shared stop rule, stop-and-copy, handover |
+//! | [`dest`] | the destination VMM: receive and decode pages, verify, restore the vCPU, resume |
+//! | [`orchestrate`] | `migrate`: starts both processes (optionally across a WAN link or a fault proxy), gathers their reports, writes results |
+//! | [`fault`] | the fault-injection proxy: link cut, corruption, killing the destination |
+//!
+//! The exchange (docs/validator.md has the full diagram):
+//!
+//! ```text
+//! source                                   destination
+//!   | -- Hello {memory, strategy, ...} -------> |  map + pre-fault RAM
+//!   | <------------------------ HelloAck ------ |
+//!   | -- Pages (round 0: every page) ---------> |  decode, write
+//!   | -- RoundEnd ----------------------------> |
+//!   | -- Pages (round i: pages dirtied) ------> |  ...until the stop rule says stop
+//!   |  pause vCPU                               |
+//!   | -- Pages (stop-and-copy) ---------------> |
+//!   | -- Switchover {pause time, chunk hashes}  |
+//!   | -- VcpuState ---------------------------> |  compare hashes, restore, resume
+//!   | <--------------- Resumed {resume time} -- |
+//!   |  source VM discarded                      |  guest runs on
+//! ```
+//!
+//! Either side may send `Abort {reason}` and close. Until `Resumed` arrives
+//! the source keeps its VM: on any failure before the destination resumed,
+//! the source resumes its guest (if paused) and reports the failure.
+
+pub mod dest;
+pub mod fault;
+pub mod orchestrate;
+pub mod source;
+pub mod wire;
+
+use serde::{Deserialize, Serialize};
+
+/// Pages per integrity chunk: the switchover carries one xxh3-64 per chunk.
+pub const CHUNK_PAGES: u64 = 1024;
+
+/// Source → destination: what is coming.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`wire::VERSION`].
+    pub protocol: u8,
+    /// Guest RAM.
+    pub memory_bytes: u64,
+    /// Bytes per page.
+    pub page_size: u64,
+    /// Canonical strategy name of the pipeline.
+    pub strategy: String,
+    /// The guest's TSC rate.
+    pub tsc_hz: u64,
+}
+
+/// Destination → source: ready to receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloAck {
+    /// Time to map and pre-fault guest RAM, ms.
+    pub prefault_ms: f64,
+}
+
+/// Source → destination: a round ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundEnd {
+    /// Round number (0 = full copy).
+    pub round: u32,
+    /// Pages sent in it.
+    pub pages: u64,
+}
+
+/// Source → destination: the guest is paused and every page is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Switchover {
+    /// When the source vCPU stopped (CLOCK_MONOTONIC ns).
+    pub pause_ns: u64,
+    /// xxh3-64 of each [`CHUNK_PAGES`]-page chunk of guest RAM at the pause.
+    pub chunk_hashes: Vec<u64>,
+    /// The guest's write count at the pause.
+    pub guest_writes: u64,
+    /// The guest's hash chain at the pause.
+    pub guest_checksum: u64,
+}
+
+/// Destination → source: the guest runs at the destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// When the destination vCPU entered KVM_RUN (CLOCK_MONOTONIC ns).
+    pub resume_ns: u64,
+    /// Time to hash the destination's RAM and compare, ms.
+    pub verify_ms: f64,
+}
+
+/// Either way: giving up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Abort {
+    /// Why.
+    pub reason: String,
+}
+
+/// xxh3-64 of each chunk of guest RAM.
+pub fn chunk_hashes(ram: &crate::kvm::GuestRam) -> Vec<u64> {
+    let chunk_bytes = CHUNK_PAGES * memfabric_migration::PAGE_SIZE_BYTES;
+    let mut buf = vec![0u8; chunk_bytes as usize];
+    (0..ram.bytes().div_ceil(chunk_bytes))
+        .map(|c| {
+            let start = c * chunk_bytes;
+            let len = chunk_bytes.min(ram.bytes() - start) as usize;
+            ram.read(start, &mut buf[..len]);
+            xxhash_rust::xxh3::xxh3_64(&buf[..len])
+        })
+        .collect()
+}
+
+/// Process CPU time (user + system), seconds.
+pub fn process_cpu_s() -> f64 {
+    let mut ru: libc::rusage = unsafe_zeroed_rusage();
+    // SAFETY: getrusage writes the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn unsafe_zeroed_rusage() -> libc::rusage {
+    // SAFETY: rusage is plain integers, for which all-zero is valid.
+    unsafe { std::mem::zeroed() }
+}

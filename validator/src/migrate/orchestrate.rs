@@ -1,0 +1,349 @@
+//! `memfabric-validator migrate`: starts a destination and a source VMM as
+//! separate processes (this binary's hidden `dest` and `source` commands),
+//! optionally with a fault proxy between them, waits for both reports, and
+//! writes the result folder in the simulator's schema.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use memfabric_migration::precopy::{NonConvergence, PrecopyConfig};
+use memfabric_migration::strategy::Strategy;
+use memfabric_migration::units::{Bytes, Nanos};
+use serde::Serialize;
+
+use super::dest::{run_dest, DestConfig, DestReport};
+use super::fault::{FaultKind, FaultProxy, FaultSpec};
+use super::source::{run_source, write_json, SourceConfig, SourceReport};
+use crate::guest::GuestWorkload;
+use crate::results;
+
+/// What the guest runs and how it migrates: shared by `migrate` and the
+/// hidden `source` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GuestArgs {
+    /// Guest memory, a multiple of 2 MiB (e.g. 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = Bytes::parse)]
+    pub mem: Bytes,
+    /// Workload archetype of the simulator (the guest implements the
+    /// uniform and hot/cold ones: idle-linux, web, hpc).
+    #[arg(long, default_value = "web")]
+    pub workload: String,
+    /// Page writes per second, re-writes included (overrides the archetype's).
+    #[arg(long = "dirty-rate")]
+    pub dirty_rate: Option<f64>,
+    /// Seed of the guest's content and dirtying.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Data-reduction pipeline, as in scenarios (none, zero, zero+lz4,
+    /// zero+xbzrle+zstd, zero+dedup-vm+lz4, ...).
+    #[arg(long, default_value = "zero")]
+    pub pipeline: Strategy,
+    /// Longest acceptable pause for the final stop-and-copy.
+    #[arg(long = "downtime-limit", default_value = "300ms", value_parser = Nanos::parse)]
+    pub downtime_limit: Nanos,
+    /// Bound on pre-copy rounds, round 0 included.
+    #[arg(long = "max-rounds", default_value_t = 30)]
+    pub max_rounds: u32,
+    /// What to do when the bound is reached: abort or force-stop.
+    #[arg(long = "on-non-convergence", default_value = "force-stop", value_parser = parse_non_convergence)]
+    pub on_non_convergence: NonConvergence,
+    /// How long the guest runs after filling its memory before migrating.
+    #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
+    pub warmup: Nanos,
+    /// A send or receive that makes no progress for this long fails the migration.
+    #[arg(long = "io-timeout", default_value = "10s", value_parser = Nanos::parse)]
+    pub io_timeout: Nanos,
+    /// How long to watch the guest after resume (destination) or after a
+    /// failed migration (source).
+    #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
+    pub watch: Nanos,
+}
+
+fn parse_non_convergence(s: &str) -> Result<NonConvergence, String> {
+    match s {
+        "abort" => Ok(NonConvergence::Abort),
+        "force-stop" => Ok(NonConvergence::ForceStop),
+        other => Err(format!("{other:?}: expected abort or force-stop (the validator has no post-copy)")),
+    }
+}
+
+fn non_convergence_name(n: NonConvergence) -> &'static str {
+    match n {
+        NonConvergence::Abort => "abort",
+        NonConvergence::ForceStop => "force-stop",
+        NonConvergence::PostCopy => "post-copy",
+    }
+}
+
+impl GuestArgs {
+    /// The source configuration.
+    pub fn source_config(&self) -> anyhow::Result<SourceConfig> {
+        Ok(SourceConfig {
+            memory_bytes: self.mem.0,
+            workload: GuestWorkload::from_archetype(&self.workload, self.dirty_rate, self.seed)?,
+            strategy: self.pipeline,
+            precopy: PrecopyConfig {
+                downtime_limit: self.downtime_limit,
+                max_rounds: self.max_rounds,
+                on_non_convergence: self.on_non_convergence,
+            },
+            warmup: Duration::from_nanos(self.warmup.0),
+            io_timeout: Duration::from_nanos(self.io_timeout.0),
+            watch_after_abort: Duration::from_nanos(self.watch.0),
+        })
+    }
+
+    fn to_cli(&self) -> Vec<String> {
+        let mut v = vec![
+            "--mem".into(),
+            format!("{}", self.mem.0),
+            "--workload".into(),
+            self.workload.clone(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--pipeline".into(),
+            self.pipeline.to_string(),
+            "--downtime-limit".into(),
+            format!("{}ns", self.downtime_limit.0),
+            "--max-rounds".into(),
+            self.max_rounds.to_string(),
+            "--on-non-convergence".into(),
+            non_convergence_name(self.on_non_convergence).into(),
+            "--warmup".into(),
+            format!("{}ns", self.warmup.0),
+            "--io-timeout".into(),
+            format!("{}ns", self.io_timeout.0),
+            "--watch".into(),
+            format!("{}ns", self.watch.0),
+        ];
+        if let Some(r) = self.dirty_rate {
+            v.extend(["--dirty-rate".into(), r.to_string()]);
+        }
+        v
+    }
+}
+
+/// `migrate`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The guest and the migration.
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Inject a fault: KIND@BYTES, KIND one of cut-link, kill-dest, corrupt
+    /// (after BYTES have gone from source to destination).
+    #[arg(long)]
+    pub fault: Option<FaultSpec>,
+    /// Result folder (replaced atomically).
+    #[arg(long, default_value = "results/validator-migrate")]
+    pub out: PathBuf,
+}
+
+/// Hidden `source` command: boot, migrate to `--connect`, write `--report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// The guest and the migration.
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Destination address.
+    #[arg(long)]
+    pub connect: SocketAddr,
+    /// Report file (JSON).
+    #[arg(long)]
+    pub report: PathBuf,
+}
+
+/// Hidden `dest` command: listen, receive one migration, write `--report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DestArgs {
+    /// Address to listen on (port 0: any); printed as `listening on ADDR`.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Report file (JSON).
+    #[arg(long)]
+    pub report: PathBuf,
+    /// A receive that makes no progress for this long fails the migration.
+    #[arg(long = "io-timeout", default_value = "10s", value_parser = Nanos::parse)]
+    pub io_timeout: Nanos,
+    /// How long to watch the guest after resume.
+    #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
+    pub watch: Nanos,
+}
+
+/// Runs the hidden `source` command.
+pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
+    let cfg = args.guest.source_config()?;
+    let timeout = cfg.io_timeout;
+    let report = run_source(&cfg, || TcpStream::connect_timeout(&args.connect, timeout))?;
+    write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
+    Ok(())
+}
+
+/// Runs the hidden `dest` command.
+pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    println!("listening on {}", listener.local_addr()?);
+    let cfg = DestConfig {
+        io_timeout: Duration::from_nanos(args.io_timeout.0),
+        watch_after_resume: Duration::from_nanos(args.watch.0),
+        max_memory_bytes: crate::guest::abi::GUEST_RAM_LIMIT,
+    };
+    let report = run_dest(&cfg, &listener);
+    write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
+    Ok(())
+}
+
+/// Kills a child process when dropped (so no VMM outlives `migrate`).
+struct Reaped(Option<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Everything `migrate` learned.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateOutcome {
+    /// Source report.
+    pub source: SourceReport,
+    /// Destination report (None if it died without one).
+    pub destination: Option<DestReport>,
+    /// Whether integrity held: every chunk equal and the guest continued.
+    pub integrity_held: Option<bool>,
+    /// Downtime: source pause to destination resume, ms.
+    pub downtime_ms: Option<f64>,
+    /// The fault injected, as given.
+    pub fault: Option<String>,
+    /// Whether it was triggered.
+    pub fault_triggered: bool,
+}
+
+impl MigrateOutcome {
+    /// Why the migration failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        if self.source.outcome != "completed" {
+            return Some(format!("{}: {}", self.source.outcome, self.source.error.clone().unwrap_or_default()));
+        }
+        match &self.destination {
+            None => Some("the destination wrote no report".into()),
+            Some(d) if d.outcome != "resumed" => Some(format!("destination {}: {}", d.outcome, d.error.clone().unwrap_or_default())),
+            Some(d) if d.guest_failure.is_some() => Some(format!("the resumed guest failed: {}", d.guest_failure.clone().unwrap_or_default())),
+            Some(_) if self.integrity_held != Some(true) => Some("integrity did not hold".into()),
+            _ => None,
+        }
+    }
+}
+
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("locating this executable")
+}
+
+/// Runs `migrate`: returns the outcome after writing the result folder.
+pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
+    args.guest.source_config()?; // validate before starting anything
+    crate::kvm::kvm_available().map_err(|e| anyhow!("{e}: the validator needs /dev/kvm"))?;
+    let work = tempdir()?;
+    let dest_report = work.0.join("destination.json");
+    let source_report = work.0.join("source.json");
+
+    let mut dest = Command::new(exe()?);
+    dest.args(["dest", "--listen", "127.0.0.1:0", "--report"])
+        .arg(&dest_report)
+        .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut dest = Reaped(Some(dest.spawn().context("starting the destination VMM")?));
+    let dest_stdout = dest.0.as_mut().and_then(|c| c.stdout.take()).ok_or_else(|| anyhow!("no destination stdout"))?;
+    let mut line = String::new();
+    BufReader::new(dest_stdout).read_line(&mut line).context("reading the destination's address")?;
+    let dest_addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| anyhow!("the destination did not start: {line:?}"))?;
+
+    let dest_pid = dest.0.as_ref().map(|c| c.id()).unwrap_or(0);
+    let proxy = match args.fault {
+        Some(spec) => Some(FaultProxy::start(
+            dest_addr,
+            spec,
+            Box::new(move || {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(dest_pid as libc::pid_t, libc::SIGKILL) };
+            }),
+        )?),
+        None => None,
+    };
+    let connect = proxy.as_ref().map(|p| p.addr).unwrap_or(dest_addr);
+
+    let mut source = Command::new(exe()?);
+    source.arg("source").args(args.guest.to_cli()).args(["--connect", &connect.to_string(), "--report"]).arg(&source_report);
+    let status = source.status().context("running the source VMM")?;
+    if !status.success() {
+        bail!("the source VMM failed ({status}); see its messages above");
+    }
+    let source: SourceReport = read_json(&source_report)?;
+    // The destination watches the resumed guest, then reports and exits.
+    let dest_child = dest.0.as_mut().expect("child");
+    let _ = dest_child.wait();
+    let destination: Option<DestReport> = read_json(&dest_report).ok();
+    let fault_triggered = proxy.as_ref().is_some_and(|p| p.triggered());
+    drop(proxy);
+
+    let integrity_held = destination.as_ref().filter(|d| d.outcome == "resumed").map(|d| {
+        d.chunks_differing == 0
+            && d.guest_failure.is_none()
+            && d.guest_verify_errors_after == 0
+            && d.guest_writes_after >= d.guest_writes_at_pause
+            && d.guest_reports_after > 0
+    });
+    let downtime_ms = match (source.pause_ns, destination.as_ref().and_then(|d| d.resume_ns)) {
+        (Some(p), Some(r)) if r >= p => Some((r - p) as f64 / 1e6),
+        _ => None,
+    };
+    let outcome = MigrateOutcome {
+        source,
+        destination,
+        integrity_held,
+        downtime_ms,
+        fault: args.fault.map(|f| format!("{}@{}", fault_kind_name(f.kind), f.after_bytes)),
+        fault_triggered,
+    };
+    results::write_migration(&args.out, &args.guest, &outcome)?;
+    Ok(outcome)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    let dir = std::env::temp_dir().join(format!("memfabric-validator-{}-{}", std::process::id(), crate::kvm::monotonic_ns()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(TempDir(dir))
+}
+
+fn fault_kind_name(k: FaultKind) -> &'static str {
+    match k {
+        FaultKind::CutLink => "cut-link",
+        FaultKind::KillDest => "kill-dest",
+        FaultKind::Corrupt => "corrupt",
+    }
+}

@@ -1,0 +1,501 @@
+//! The source VMM: boots the workload guest, waits until it has filled its
+//! memory and run a while, then migrates it: pre-copy rounds through the
+//! shared pipeline, the shared stop rule after each round, the
+//! stop-and-copy, and the handover. On any failure before the destination
+//! confirms that it resumed, the guest keeps running here.
+
+use std::io::{BufWriter, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
+use memfabric_migration::pipeline::{Batch, DedupIndex, Encoder, PipelineConfig, Stage, PAGE_SIZE};
+use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision};
+use memfabric_migration::strategy::Strategy;
+use memfabric_migration::units::BytesPerSecond;
+use memfabric_migration::PAGE_SIZE_BYTES;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{FrameReader, FrameWriter, Kind};
+use super::{chunk_hashes, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
+use crate::guest::{abi, GuestWorkload};
+use crate::kvm::{monotonic_ns, DirtyBitmap, ProgressSnapshot};
+use crate::machine::Machine;
+
+/// Pages per `Pages` frame.
+pub const BATCH_PAGES: usize = 256;
+
+/// How to run the source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Guest RAM, bytes.
+    pub memory_bytes: u64,
+    /// What the guest runs.
+    pub workload: GuestWorkload,
+    /// The pipeline's stages.
+    pub strategy: Strategy,
+    /// The stop rule.
+    pub precopy: PrecopyConfig,
+    /// How long the guest runs after filling its memory before migration starts.
+    pub warmup: Duration,
+    /// A send or receive that makes no progress for this long fails the migration.
+    pub io_timeout: Duration,
+    /// After a failed migration, how long to watch the source guest run on.
+    pub watch_after_abort: Duration,
+}
+
+/// One round as the source saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// Round number (0 = first full copy).
+    pub round: u32,
+    /// `precopy` or `stopcopy`.
+    pub phase: String,
+    /// Start, CLOCK_MONOTONIC ns.
+    pub start_ns: u64,
+    /// End, CLOCK_MONOTONIC ns.
+    pub end_ns: u64,
+    /// Pages sent.
+    pub pages: u64,
+    /// Frame bytes sent (headers, records, checksums).
+    pub bytes_on_wire: u64,
+    /// Distinct pages the dirty log reported at the end of the round.
+    pub dirty_pages: u64,
+    /// False if the round was cut short by a failure.
+    pub complete: bool,
+}
+
+/// Pages and real bytes (record header + payload) resolved at each stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[allow(missing_docs)]
+pub struct StageTotals {
+    pub pages_zero: u64,
+    pub pages_dedup: u64,
+    pub pages_delta: u64,
+    pub pages_compressed: u64,
+    pub pages_raw: u64,
+    pub bytes_zero: u64,
+    pub bytes_dedup: u64,
+    pub bytes_delta: u64,
+    pub bytes_compressed: u64,
+    pub bytes_raw: u64,
+    /// Wall time of encoding pages resolved at each stage (the encoding
+    /// thread is CPU-bound, so this is its CPU time).
+    pub cpu_s_zero: f64,
+    pub cpu_s_dedup: f64,
+    pub cpu_s_delta: f64,
+    pub cpu_s_compress: f64,
+    pub cpu_s_raw: f64,
+}
+
+impl StageTotals {
+    fn add(&mut self, stage: Stage, bytes: u64, secs: f64) {
+        let (p, b, c) = match stage {
+            Stage::Zero => (&mut self.pages_zero, &mut self.bytes_zero, &mut self.cpu_s_zero),
+            Stage::Dedup => (&mut self.pages_dedup, &mut self.bytes_dedup, &mut self.cpu_s_dedup),
+            Stage::Delta => (&mut self.pages_delta, &mut self.bytes_delta, &mut self.cpu_s_delta),
+            Stage::Compress => (&mut self.pages_compressed, &mut self.bytes_compressed, &mut self.cpu_s_compress),
+            Stage::Raw => (&mut self.pages_raw, &mut self.bytes_raw, &mut self.cpu_s_raw),
+        };
+        *p += 1;
+        *b += bytes;
+        *c += secs;
+    }
+
+    /// Pages sent.
+    pub fn pages(&self) -> u64 {
+        self.pages_zero + self.pages_dedup + self.pages_delta + self.pages_compressed + self.pages_raw
+    }
+}
+
+/// How the guest ran on at the source after a failed migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestWatch {
+    /// Seconds watched.
+    pub seconds: f64,
+    /// Guest writes at the start of the watch.
+    pub writes_before: u64,
+    /// And at its end.
+    pub writes_after: u64,
+    /// Pages that failed the guest's own check by the end.
+    pub verify_errors: u64,
+    /// Guest failure, if it stopped.
+    pub failure: Option<String>,
+}
+
+/// Everything the source measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceReport {
+    /// `completed`, `aborted`, `not-converged`, or `unknown` (the
+    /// connection failed after the state was sent: the source cannot tell
+    /// whether the destination resumed, and leaves its guest paused).
+    pub outcome: String,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// Guest RAM.
+    pub memory_bytes: u64,
+    /// Canonical strategy.
+    pub strategy: String,
+    /// Guest TSC rate.
+    pub tsc_hz: u64,
+    /// Boot to memory filled, seconds.
+    pub fill_s: f64,
+    /// Migration start (before connecting), CLOCK_MONOTONIC ns.
+    pub start_ns: u64,
+    /// Migration end, CLOCK_MONOTONIC ns.
+    pub end_ns: u64,
+    /// vCPU pause, CLOCK_MONOTONIC ns.
+    pub pause_ns: Option<u64>,
+    /// Destination vCPU start, CLOCK_MONOTONIC ns (from `Resumed`).
+    pub resume_ns: Option<u64>,
+    /// Time to map and pre-fault the destination's RAM, ms.
+    pub dest_prefault_ms: Option<f64>,
+    /// Hashing the source RAM at the pause, ms (part of the downtime).
+    pub source_verify_ms: Option<f64>,
+    /// Hashing and comparing at the destination, ms (part of the downtime).
+    pub dest_verify_ms: Option<f64>,
+    /// Rounds.
+    pub rounds: Vec<RoundReport>,
+    /// Whether the stop rule was met (None if it never decided).
+    pub converged: Option<bool>,
+    /// Frame bytes sent to the destination.
+    pub bytes_on_wire: u64,
+    /// Frame bytes of control and vCPU state (not pages).
+    pub bytes_control: u64,
+    /// Frame bytes received from the destination.
+    pub bytes_from_destination: u64,
+    /// Per-stage pages, bytes and time.
+    pub stages: StageTotals,
+    /// CPU time of the migration thread, seconds.
+    pub cpu_s_source: f64,
+    /// The guest's progress at the pause.
+    pub guest_at_pause: Option<ProgressSnapshot>,
+    /// The source guest after a failed migration.
+    pub guest_after_abort: Option<GuestWatch>,
+}
+
+/// CPU time of the calling thread, seconds.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+struct Migration<'a> {
+    cfg: &'a SourceConfig,
+    m: &'a mut Machine,
+    encoder: Encoder,
+    index: DedupIndex,
+    writer: FrameWriter<BufWriter<TcpStream>>,
+    reader: FrameReader<TcpStream>,
+    report: SourceReport,
+    paused: bool,
+}
+
+/// A failure, and whether the destination may have resumed the guest.
+struct Failed {
+    reason: String,
+    handed_over: bool,
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(e: std::io::Error) -> Failed {
+        Failed { reason: format!("connection to the destination: {e}"), handed_over: false }
+    }
+}
+
+fn fail(reason: impl Into<String>) -> Failed {
+    Failed { reason: reason.into(), handed_over: false }
+}
+
+impl Migration<'_> {
+    /// Sends `pages` as one round; returns (pages, bytes).
+    fn send_pages(&mut self, pages: impl Iterator<Item = u64>) -> Result<(u64, u64), Failed> {
+        let bytes0 = self.writer.bytes;
+        let mut page = [0u8; PAGE_SIZE];
+        let mut records = Vec::with_capacity(BATCH_PAGES);
+        let mut sent = 0;
+        let mut pages = pages.peekable();
+        while pages.peek().is_some() {
+            records.clear();
+            for index in pages.by_ref().take(BATCH_PAGES) {
+                self.m.ram().read_page(index, &mut page);
+                let t = Instant::now();
+                let rec = self.encoder.encode_page(&mut self.index, index, &page).map_err(|e| fail(format!("encoding page {index}: {e}")))?;
+                let secs = t.elapsed().as_secs_f64();
+                self.report.stages.add(rec.record.stage(), (RECORD_HEADER_BYTES + rec.record.payload_len()) as u64, secs);
+                records.push(rec);
+            }
+            sent += records.len() as u64;
+            let batch = Batch { fallback: false, records: std::mem::take(&mut records) };
+            let wire = batch.to_wire().map_err(|e| fail(format!("batch encoding: {e}")))?;
+            records = batch.records;
+            self.writer.send(Kind::Pages, &wire)?;
+        }
+        Ok((sent, self.writer.bytes - bytes0))
+    }
+
+    fn control<T: Serialize>(&mut self, kind: Kind, value: &T) -> Result<(), Failed> {
+        let n = self.writer.send_json(kind, value)?;
+        self.report.bytes_control += n;
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), Failed> {
+        let hello = Hello {
+            protocol: super::wire::VERSION,
+            memory_bytes: self.cfg.memory_bytes,
+            page_size: PAGE_SIZE_BYTES,
+            strategy: self.cfg.strategy.to_string(),
+            tsc_hz: self.m.tsc_hz,
+        };
+        self.control(Kind::Hello, &hello)?;
+        self.writer.flush()?;
+        let ack: HelloAck = self.expect(Kind::HelloAck)?;
+        self.report.dest_prefault_ms = Some(ack.prefault_ms);
+
+        self.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
+        let total_pages = self.m.ram().pages();
+        let mut to_send = DirtyBitmap::full(total_pages);
+        let mut round = 0u32;
+        let converged = loop {
+            let start_ns = monotonic_ns();
+            let (pages, bytes) = self.send_pages(to_send.iter())?;
+            self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
+            self.writer.flush()?;
+            let end_ns = monotonic_ns();
+            let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+            self.report.rounds.push(RoundReport {
+                round,
+                phase: "precopy".into(),
+                start_ns,
+                end_ns,
+                pages,
+                bytes_on_wire: bytes,
+                dirty_pages: dirty.count(),
+                complete: true,
+            });
+            // Remaining bytes after reduction, estimated at this round's
+            // bytes per page (what QEMU's rule sees as well: a rate and a count).
+            let per_page = if pages > 0 { bytes as f64 / pages as f64 } else { PAGE_SIZE_BYTES as f64 };
+            let secs = (end_ns - start_ns) as f64 * 1e-9;
+            let ctx = PrecopyContext {
+                rounds_completed: round + 1,
+                remaining_bytes: (dirty.count() as f64 * per_page).round() as u64,
+                measured_rate: BytesPerSecond(bytes as f64 / secs.max(1e-9)),
+            };
+            to_send = dirty;
+            round += 1;
+            match precopy_decision(&ctx, &self.cfg.precopy) {
+                PrecopyDecision::Continue => continue,
+                PrecopyDecision::StopAndCopy => break true,
+                PrecopyDecision::NotConverged(NonConvergence::ForceStop) => break false,
+                PrecopyDecision::NotConverged(NonConvergence::Abort) => {
+                    self.report.converged = Some(false);
+                    self.report.outcome = "not-converged".into();
+                    return Err(fail(format!(
+                        "pre-copy did not converge in {} rounds ({} pages still dirty)",
+                        round,
+                        to_send.count()
+                    )));
+                }
+                PrecopyDecision::NotConverged(NonConvergence::PostCopy) => {
+                    return Err(fail("post-copy is not implemented by the validator"));
+                }
+            }
+        };
+        self.report.converged = Some(converged);
+
+        // Stop-and-copy.
+        let paused = self.m.vcpu.pause().map_err(|e| fail(format!("pausing the guest: {e}")))?;
+        self.paused = true;
+        self.report.pause_ns = Some(paused.at_monotonic_ns);
+        self.report.guest_at_pause = Some(paused.progress);
+        let start_ns = paused.at_monotonic_ns;
+        let last = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+        to_send.merge(&last);
+        let (pages, bytes) = self.send_pages(to_send.iter())?;
+        let t = Instant::now();
+        let hashes = chunk_hashes(self.m.ram());
+        self.report.source_verify_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        let state = paused.state.to_bytes();
+        let sw = Switchover {
+            pause_ns: paused.at_monotonic_ns,
+            chunk_hashes: hashes,
+            guest_writes: paused.progress.writes,
+            guest_checksum: paused.progress.checksum,
+        };
+        self.control(Kind::Switchover, &sw)?;
+        let n = self.writer.send(Kind::VcpuState, &state)?;
+        self.report.bytes_control += n;
+        self.writer.flush()?;
+        self.report.rounds.push(RoundReport {
+            round,
+            phase: "stopcopy".into(),
+            start_ns,
+            end_ns: monotonic_ns(),
+            pages,
+            bytes_on_wire: bytes + n,
+            dirty_pages: 0,
+            complete: true,
+        });
+        // From here the destination may resume the guest.
+        let resumed: Resumed = self.expect(Kind::Resumed).map_err(|f| Failed { handed_over: true, ..f })?;
+        self.report.resume_ns = Some(resumed.resume_ns);
+        self.report.dest_verify_ms = Some(resumed.verify_ms);
+        Ok(())
+    }
+
+    /// Reads the next frame, which must be `kind` (an `Abort` carries the
+    /// destination's reason).
+    fn expect<T: serde::de::DeserializeOwned>(&mut self, kind: Kind) -> Result<T, Failed> {
+        let f = self.reader.recv().map_err(|e| fail(format!("waiting for {kind:?} from the destination: {e}")))?;
+        if f.kind == Kind::Abort {
+            let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable reason)".into() });
+            return Err(fail(format!("the destination aborted: {}", a.reason)));
+        }
+        if f.kind != kind {
+            return Err(fail(format!("expected {kind:?} from the destination, got {:?}", f.kind)));
+        }
+        serde_json::from_slice(&f.payload).map_err(|e| fail(format!("{kind:?} from the destination: {e}")))
+    }
+
+    /// After a write failed: the destination may have said why before closing.
+    fn destination_reason(&mut self) -> Option<String> {
+        let _ = self.reader_stream().set_read_timeout(Some(Duration::from_millis(500)));
+        match self.reader.recv() {
+            Ok(f) if f.kind == Kind::Abort => serde_json::from_slice::<Abort>(&f.payload).ok().map(|a| a.reason),
+            _ => None,
+        }
+    }
+
+    fn reader_stream(&self) -> &TcpStream {
+        self.writer.get_ref().get_ref()
+    }
+}
+
+/// Boots the guest, migrates it over a connection made by `connect`, and
+/// reports. Never panics on a migration failure: the report says what
+/// happened and the guest is left running at the source.
+pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<TcpStream>) -> anyhow::Result<SourceReport> {
+    let boot = Instant::now();
+    let mut m = Machine::boot(cfg.memory_bytes, &cfg.workload)?;
+    m.wait_for_phase(abi::GUEST_PHASE_FILLED as u64, Duration::from_secs(600)).map_err(anyhow::Error::msg)?;
+    let fill_s = boot.elapsed().as_secs_f64();
+    std::thread::sleep(cfg.warmup);
+    if let Some(f) = m.vcpu.failure() {
+        anyhow::bail!("the guest failed before migration: {f}");
+    }
+
+    let start_ns = monotonic_ns();
+    let cpu0 = thread_cpu_s();
+    let mut report = SourceReport {
+        outcome: "completed".into(),
+        error: None,
+        memory_bytes: cfg.memory_bytes,
+        strategy: cfg.strategy.to_string(),
+        tsc_hz: m.tsc_hz,
+        fill_s,
+        start_ns,
+        end_ns: 0,
+        pause_ns: None,
+        resume_ns: None,
+        dest_prefault_ms: None,
+        source_verify_ms: None,
+        dest_verify_ms: None,
+        rounds: Vec::new(),
+        converged: None,
+        bytes_on_wire: 0,
+        bytes_control: 0,
+        bytes_from_destination: 0,
+        stages: StageTotals::default(),
+        cpu_s_source: 0.0,
+        guest_at_pause: None,
+        guest_after_abort: None,
+    };
+    let stream = match connect() {
+        Ok(s) => s,
+        Err(e) => {
+            report.outcome = "aborted".into();
+            report.error = Some(format!("cannot connect to the destination: {e}"));
+            report.end_ns = monotonic_ns();
+            report.guest_after_abort = Some(watch(&m, cfg.watch_after_abort));
+            return Ok(report);
+        }
+    };
+    stream.set_write_timeout(Some(cfg.io_timeout))?;
+    stream.set_read_timeout(Some(cfg.io_timeout))?;
+    let reader = FrameReader::new(stream.try_clone()?);
+    let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, stream));
+    let mut pipeline = PipelineConfig::new(cfg.strategy);
+    pipeline.domain = Default::default();
+    let encoder = Encoder::new(pipeline)?;
+    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, report, paused: false };
+    let result = mig.run();
+    mig.report.end_ns = monotonic_ns();
+    mig.report.bytes_on_wire = mig.writer.bytes;
+    mig.report.bytes_from_destination = mig.reader.bytes;
+    mig.report.cpu_s_source = thread_cpu_s() - cpu0;
+    if let Err(f) = result {
+        let mut reason = f.reason;
+        if let Some(r) = mig.destination_reason() {
+            reason = format!("{reason}; the destination said: {r}");
+        }
+        if let Some(last) = mig.report.rounds.last_mut() {
+            if !f.handed_over && last.end_ns >= mig.report.end_ns {
+                last.complete = false;
+            }
+        }
+        mig.report.error = Some(reason);
+        if f.handed_over {
+            // The state went out: the destination may be running the guest.
+            // Resuming here could run it twice; leave it paused.
+            mig.report.outcome = "unknown".into();
+        } else {
+            if mig.report.outcome == "completed" {
+                mig.report.outcome = "aborted".into();
+            }
+            let paused = mig.paused;
+            let _ = mig.writer.flush();
+            let _ = mig.reader_stream().shutdown(std::net::Shutdown::Both);
+            let mut report = mig.report;
+            let _ = m.vm.set_dirty_logging(false);
+            if paused {
+                if let Err(e) = m.vcpu.resume() {
+                    report.error = Some(format!("{}; resuming the source guest failed: {e}", report.error.unwrap_or_default()));
+                }
+            }
+            report.guest_after_abort = Some(watch(&m, cfg.watch_after_abort));
+            return Ok(report);
+        }
+    }
+    let report = mig.report;
+    let _ = m.vcpu.stop();
+    Ok(report)
+}
+
+/// Watches the source guest run for `d`.
+fn watch(m: &Machine, d: Duration) -> GuestWatch {
+    let before = m.vcpu.progress();
+    let t = Instant::now();
+    std::thread::sleep(d);
+    let after = m.vcpu.progress();
+    GuestWatch {
+        seconds: t.elapsed().as_secs_f64(),
+        writes_before: before.writes,
+        writes_after: after.writes,
+        verify_errors: after.verify_errors,
+        failure: m.vcpu.failure().map(|f| f.to_string()),
+    }
+}
+
+/// Writes `report` as JSON to `path` (atomically: temp file, then rename).
+pub fn write_json<T: Serialize>(path: &std::path::Path, report: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&mut f, report)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,260 @@
+//! The validator's result folder, in the simulator's schema: the same
+//! `migrations` and `rounds` Parquet tables (docs/results.md), a manifest
+//! with the parameters the simulator needs to replay the case, and the two
+//! processes' raw reports.
+//!
+//! Column semantics that differ from the simulator's: `bytes_on_wire` counts
+//! the migration stream's frame bytes (page records with their 13-byte
+//! headers, batch and frame headers and checksums, control frames and the
+//! vCPU state), not TCP/IP headers; per-stage bytes are record header +
+//! payload; `downtime_ms` is the real pause, from the instant the source
+//! vCPU stopped to the instant the destination vCPU entered KVM_RUN
+//! (CLOCK_MONOTONIC, shared by both processes), which includes hashing RAM
+//! on both sides for the integrity check (`source_verify_ms`,
+//! `dest_verify_ms` in the manifest).
+
+use std::path::Path;
+
+use memfabric_sim::mechanism::{MigrationRow, RoundRow};
+use memfabric_sim::output::{migrations_frame, rounds_frame, write_parquet};
+use memfabric_sim::trace::WorkloadParams;
+use serde::Serialize;
+
+use crate::guest::GuestWorkload;
+use crate::migrate::orchestrate::{GuestArgs, MigrateOutcome};
+
+/// Validator version (the workspace version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `manifest.json` of a validator migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// Always `memfabric-validator`.
+    pub tool: &'static str,
+    /// Version.
+    pub version: &'static str,
+    /// Seed of the guest's content and dirtying.
+    pub seed: u64,
+    /// xxh3-128 of the parameters' JSON (this manifest's `parameters`).
+    pub scenario_hash: String,
+    /// The case, as the simulator needs it to replay it.
+    pub parameters: Parameters,
+    /// Outcome name (as in `migrations.outcome`).
+    pub outcome: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Whether every chunk of guest RAM hashed equal at switchover and the
+    /// guest carried on at the destination.
+    pub integrity_held: Option<bool>,
+    /// Integrity chunks compared / differing.
+    pub chunks_compared: u64,
+    /// Chunks that differed.
+    pub chunks_differing: u64,
+    /// Hashing source RAM at the pause, ms (inside the downtime).
+    pub source_verify_ms: Option<f64>,
+    /// Hashing destination RAM and comparing, ms (inside the downtime).
+    pub dest_verify_ms: Option<f64>,
+    /// Mapping and pre-faulting destination RAM, ms.
+    pub dest_prefault_ms: Option<f64>,
+    /// Guest writes at the pause and after the watch at the destination.
+    pub guest_writes_at_pause: Option<u64>,
+    /// Guest writes when the destination's watch ended.
+    pub guest_writes_after_resume: Option<u64>,
+    /// Source guest after a failed migration: writes before/after the watch.
+    pub source_guest_after_abort: Option<(u64, u64)>,
+    /// The fault injected.
+    pub fault: Option<String>,
+    /// Whether it happened.
+    pub fault_triggered: bool,
+    /// Files in the folder.
+    pub files: Vec<String>,
+}
+
+/// The case's parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parameters {
+    /// Guest RAM, bytes.
+    pub memory_bytes: u64,
+    /// Archetype the workload came from.
+    pub workload_archetype: String,
+    /// The workload, as the simulator's parameters.
+    pub workload: WorkloadParams,
+    /// Pipeline strategy.
+    pub strategy: String,
+    /// Stop rule: downtime limit, ms.
+    pub downtime_limit_ms: f64,
+    /// Stop rule: max rounds.
+    pub max_rounds: u32,
+    /// Stop rule: action on non-convergence.
+    pub on_non_convergence: String,
+    /// Guest run time between fill and migration, s.
+    pub warmup_s: f64,
+    /// The link between the VMMs: `loopback` or the WAN spec.
+    pub link: String,
+    /// TSC rate of the guest.
+    pub tsc_hz: u64,
+}
+
+fn s(ns: u64, start: u64) -> f64 {
+    ns.saturating_sub(start) as f64 * 1e-9
+}
+
+/// Writes `out` (replacing it atomically) for one migration.
+pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
+    let src = &o.source;
+    let workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
+    let parameters = Parameters {
+        memory_bytes: src.memory_bytes,
+        workload_archetype: guest.workload.clone(),
+        workload: WorkloadParams::from_spec(&workload.spec),
+        strategy: src.strategy.clone(),
+        downtime_limit_ms: guest.downtime_limit.0 as f64 / 1e6,
+        max_rounds: guest.max_rounds,
+        on_non_convergence: format!("{:?}", guest.on_non_convergence),
+        warmup_s: guest.warmup.0 as f64 / 1e9,
+        link: "loopback".into(),
+        tsc_hz: src.tsc_hz,
+    };
+    let params_json = serde_json::to_string(&parameters)?;
+    let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
+    let outcome: &'static str = match (src.outcome.as_str(), o.failure()) {
+        ("completed", None) => "completed",
+        ("completed", Some(_)) => "failed",
+        ("not-converged", _) => "not-converged",
+        ("unknown", _) => "unknown",
+        _ => "aborted",
+    };
+    let start = src.start_ns;
+    let stages = &src.stages;
+    let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
+    let bytes_stopcopy: u64 = src.rounds.iter().filter(|r| r.phase == "stopcopy").map(|r| r.bytes_on_wire).sum();
+    let total_s = s(src.end_ns, start);
+    let dest = o.destination.as_ref();
+    let row = MigrationRow {
+        migration_id: 0,
+        operation: "validator".into(),
+        vm: "guest".into(),
+        mechanism: "pre-copy",
+        strategy: src.strategy.clone(),
+        cpu_threads: 1,
+        src_site: "source".into(),
+        dst_site: "destination".into(),
+        src_host: "source-vmm".into(),
+        dst_host: "destination-vmm".into(),
+        memory_bytes: src.memory_bytes,
+        streams: 1,
+        rtt_ms: 0.0,
+        start_s: 0.0,
+        end_s: total_s,
+        total_time_s: total_s,
+        downtime_ms: o.downtime_ms.unwrap_or(0.0),
+        rounds: src.rounds.len() as u32,
+        bytes_on_wire: src.bytes_on_wire,
+        bytes_precopy,
+        bytes_stopcopy,
+        bytes_postcopy: 0,
+        bytes_index_sync: 0,
+        outcome,
+        converged: src.converged,
+        throttle_pct_max: 0,
+        postcopy_faults: 0,
+        postcopy_fault_wait_ms: 0.0,
+        postcopy_guest_speed: 1.0,
+        bottleneck: String::new(),
+        mean_rate_bytes_per_s: if total_s > 0.0 { src.bytes_on_wire as f64 / total_s } else { 0.0 },
+        bytes_unreduced: stages.pages() * (memfabric_migration::PAGE_SIZE_BYTES + 8),
+        pages_zero: stages.pages_zero,
+        pages_dedup: stages.pages_dedup,
+        pages_delta: stages.pages_delta,
+        pages_compressed: stages.pages_compressed,
+        pages_raw: stages.pages_raw,
+        bytes_zero: stages.bytes_zero,
+        bytes_dedup: stages.bytes_dedup,
+        bytes_delta: stages.bytes_delta,
+        bytes_compressed: stages.bytes_compressed,
+        bytes_raw: stages.bytes_raw,
+        cpu_s_source: src.cpu_s_source,
+        cpu_s_zero: stages.cpu_s_zero,
+        cpu_s_dedup: stages.cpu_s_dedup,
+        cpu_s_delta: stages.cpu_s_delta,
+        cpu_s_compress: stages.cpu_s_compress,
+        cpu_s_destination: dest.map(|d| d.cpu_s_destination).unwrap_or(0.0),
+    };
+    let rounds: Vec<RoundRow> = src
+        .rounds
+        .iter()
+        .map(|r| {
+            let secs = s(r.end_ns, r.start_ns);
+            RoundRow {
+                migration_id: 0,
+                vm: "guest".into(),
+                round: r.round,
+                phase: if r.phase == "stopcopy" { "stopcopy" } else { "precopy" },
+                start_s: s(r.start_ns, start),
+                end_s: s(r.end_ns, start),
+                pages: r.pages,
+                bytes_on_wire: r.bytes_on_wire,
+                rate_bytes_per_s: if secs > 0.0 { r.bytes_on_wire as f64 / secs } else { 0.0 },
+                dirty_pages: r.dirty_pages,
+                throttle_pct: 0,
+                complete: r.complete,
+            }
+        })
+        .collect();
+    let files = ["migrations.parquet", "rounds.parquet", "manifest.json", "source.json", "destination.json"];
+    let manifest = Manifest {
+        tool: "memfabric-validator",
+        version: VERSION,
+        seed: guest.seed,
+        scenario_hash: scenario_hash.clone(),
+        parameters,
+        outcome: outcome.into(),
+        error: o.failure(),
+        integrity_held: o.integrity_held,
+        chunks_compared: dest.map(|d| d.chunks_compared).unwrap_or(0),
+        chunks_differing: dest.map(|d| d.chunks_differing).unwrap_or(0),
+        source_verify_ms: src.source_verify_ms,
+        dest_verify_ms: dest.map(|d| d.verify_ms),
+        dest_prefault_ms: src.dest_prefault_ms,
+        guest_writes_at_pause: src.guest_at_pause.map(|p| p.writes),
+        guest_writes_after_resume: dest.map(|d| d.guest_writes_after),
+        source_guest_after_abort: src.guest_after_abort.as_ref().map(|w| (w.writes_before, w.writes_after)),
+        fault: o.fault.clone(),
+        fault_triggered: o.fault_triggered,
+        files: files.iter().map(|f| f.to_string()).collect(),
+    };
+    let provenance = vec![
+        ("memfabric.tool".to_string(), "memfabric-validator".to_string()),
+        ("memfabric.version".to_string(), VERSION.to_string()),
+        ("memfabric.seed".to_string(), guest.seed.to_string()),
+        ("memfabric.scenario_hash".to_string(), scenario_hash),
+    ];
+    memfabric_sim::atomic_dir::replace_dir(
+        out,
+        |dir| -> anyhow::Result<()> {
+            write_parquet(&mut migrations_frame(&[("validator", std::slice::from_ref(&row))]), &dir.join("migrations.parquet"), &provenance)?;
+            write_parquet(&mut rounds_frame(&[("validator", &rounds)]), &dir.join("rounds.parquet"), &provenance)?;
+            let json = |name: &str, v: &dyn erased::Json| -> anyhow::Result<()> {
+                std::fs::write(dir.join(name), v.to_json()?)?;
+                Ok(())
+            };
+            json("manifest.json", &manifest)?;
+            json("source.json", &o.source)?;
+            json("destination.json", &o.destination)?;
+            Ok(())
+        },
+        |path, e| anyhow::anyhow!("{}: {e}", path.display()),
+    )
+}
+
+mod erased {
+    /// Pretty JSON of any serializable value (object-safe).
+    pub trait Json {
+        fn to_json(&self) -> anyhow::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> anyhow::Result<String> {
+            Ok(serde_json::to_string_pretty(self)? + "\n")
+        }
+    }
+}
