@@ -150,7 +150,7 @@ pub struct SourceReport {
     pub resume_ns: Option<u64>,
     /// Time to map and pre-fault the destination's RAM, ms.
     pub dest_prefault_ms: Option<f64>,
-    /// Hashing the source RAM at the pause, ms (part of the downtime).
+    /// Hashing the source RAM at the pause, ms (overlaps the stop-and-copy send).
     pub source_verify_ms: Option<f64>,
     /// Hashing and comparing at the destination, ms (part of the downtime).
     pub dest_verify_ms: Option<f64>,
@@ -201,7 +201,18 @@ struct Failed {
 
 impl From<std::io::Error> for Failed {
     fn from(e: std::io::Error) -> Failed {
-        Failed { reason: format!("connection to the destination: {e}"), handed_over: false }
+        Failed { reason: format!("connection to the destination: {}", describe_io(&e)), handed_over: false }
+    }
+}
+
+/// An I/O error, saying plainly when it is a timeout (SO_SNDTIMEO and
+/// SO_RCVTIMEO report EAGAIN).
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "timed out: no progress within the I/O timeout (the link is down or the peer stalled)".into()
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -315,10 +326,17 @@ impl Migration<'_> {
         let start_ns = paused.at_monotonic_ns;
         let last = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
         to_send.merge(&last);
-        let (pages, bytes) = self.send_pages(to_send.iter())?;
-        let t = Instant::now();
-        let hashes = chunk_hashes(self.m.ram());
-        self.report.source_verify_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        // RAM is frozen now: hash it for the integrity check on another
+        // thread while the last pages go out.
+        let ram = self.m.ram().clone();
+        let hasher = std::thread::spawn(move || {
+            let t = Instant::now();
+            (chunk_hashes(&ram), t.elapsed())
+        });
+        let sent = self.send_pages(to_send.iter());
+        let (hashes, hash_time) = hasher.join().map_err(|_| fail("the integrity hashing thread panicked"))?;
+        let (pages, bytes) = sent?;
+        self.report.source_verify_ms = Some(hash_time.as_secs_f64() * 1e3);
         let state = paused.state.to_bytes();
         let sw = Switchover {
             pause_ns: paused.at_monotonic_ns,

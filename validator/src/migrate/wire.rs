@@ -72,7 +72,7 @@ impl Kind {
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The connection failed or timed out.
-    #[error("connection: {0}")]
+    #[error("connection: {}", super::source::describe_io(.0))]
     Io(#[from] std::io::Error),
     /// Not our magic or version.
     #[error("frame {seq}: bad header (magic {magic:02x?}, version {version}; expected \"MFMS\" version {VERSION})")]

@@ -1,0 +1,153 @@
+//! End-to-end live migrations between two VMM processes on loopback:
+//! integrity with several pipelines, and the three faults (link cut,
+//! destination killed, corrupted frame) leaving the source guest running.
+//! Needs /dev/kvm; skips with a message where it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memfabric_sim::output::read_parquet;
+
+fn kvm_or_skip(test: &str) -> bool {
+    match memfabric_validator::kvm::kvm_available() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping {test}: {e} (these tests need /dev/kvm)");
+            false
+        }
+    }
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    manifest: serde_json::Value,
+    out: PathBuf,
+}
+
+fn migrate(name: &str, extra: &[&str]) -> Run {
+    let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
+        .args(["migrate", "--mem", "64MiB", "--workload", "web", "--dirty-rate", "3000", "--warmup", "300ms", "--watch", "500ms"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run memfabric-validator");
+    let manifest = std::fs::read_to_string(out.join("manifest.json"))
+        .map(|t| serde_json::from_str(&t).expect("manifest is JSON"))
+        .unwrap_or(serde_json::Value::Null);
+    Run {
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+        manifest,
+        out,
+    }
+}
+
+fn column_u64(dir: &Path, table: &str, col: &str) -> Vec<u64> {
+    let df = read_parquet(&dir.join(table)).unwrap();
+    df.column(col).unwrap().u64().unwrap().into_no_null_iter().collect()
+}
+
+fn column_str(dir: &Path, table: &str, col: &str) -> Vec<String> {
+    let df = read_parquet(&dir.join(table)).unwrap();
+    let c = df.column(col).unwrap().str().unwrap().clone();
+    (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
+}
+
+fn assert_completed(r: &Run) -> u64 {
+    assert!(r.ok, "migration failed:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.manifest["integrity_held"], true, "{}", r.stdout);
+    assert_eq!(r.manifest["chunks_differing"], 0);
+    assert_eq!(r.manifest["chunks_compared"], 16, "64 MiB = 16 chunks of 1024 pages");
+    assert!(r.stdout.contains("integrity held: yes"), "{}", r.stdout);
+    assert_eq!(column_str(&r.out, "migrations.parquet", "outcome"), ["completed"]);
+    // The guest carried on at the destination from where it paused.
+    let at_pause = r.manifest["guest_writes_at_pause"].as_u64().unwrap();
+    let after = r.manifest["guest_writes_after_resume"].as_u64().unwrap();
+    assert!(at_pause > 0 && after > at_pause, "guest writes {at_pause} at pause, {after} after resume");
+    // Rounds add up to the migration's bytes.
+    let rounds = column_u64(&r.out, "rounds.parquet", "bytes_on_wire");
+    let total = column_u64(&r.out, "migrations.parquet", "bytes_on_wire")[0];
+    assert!(rounds.len() >= 2, "at least one pre-copy round and the stop-and-copy");
+    let control_frames = total - rounds.iter().sum::<u64>();
+    assert!(control_frames < 64 << 10, "everything but a few control frames is in the rounds ({control_frames} bytes left)");
+    let round0_pages = column_u64(&r.out, "rounds.parquet", "pages")[0];
+    assert_eq!(round0_pages, 16384, "round 0 sends every page");
+    total
+}
+
+#[test]
+fn migrates_with_integrity_across_pipelines() {
+    if !kvm_or_skip("migrates_with_integrity_across_pipelines") {
+        return;
+    }
+    let raw = assert_completed(&migrate("none", &["--pipeline", "none"]));
+    // Every page raw: at least 64 MiB plus record headers.
+    assert!(raw >= (64 << 20) + 16384 * 13, "raw sent {raw} bytes");
+    let zero = assert_completed(&migrate("zero", &["--pipeline", "zero"]));
+    let best = assert_completed(&migrate("best", &["--pipeline", "zero+dedup-vm+xbzrle+lz4"]));
+    // web: 25% zero pages, 5% duplicates, compressible unique pages.
+    assert!((zero as f64) < 0.85 * raw as f64, "zero pages save at least 15%: {zero} vs {raw}");
+    assert!((best as f64) < 0.7 * zero as f64, "dedup + delta + lz4 save more: {best} vs {zero}");
+}
+
+fn assert_aborted_source_running(r: &Run, expect_in_error: &str) {
+    assert!(!r.ok, "the migration should have failed:\n{}", r.stdout);
+    assert!(r.stderr.contains("migration failed"), "{}", r.stderr);
+    let error = r.manifest["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains(expect_in_error), "error {error:?} should mention {expect_in_error:?}");
+    assert_eq!(r.manifest["outcome"], "aborted");
+    assert_eq!(r.manifest["fault_triggered"], true);
+    assert_ne!(r.manifest["integrity_held"], true, "nothing was resumed");
+    let dest = std::fs::read_to_string(r.out.join("destination.json")).unwrap();
+    assert!(!dest.contains("\"resumed\""), "the destination must not resume: {dest}");
+    let (before, after) = (&r.manifest["source_guest_after_abort"][0], &r.manifest["source_guest_after_abort"][1]);
+    assert!(after.as_u64().unwrap() > before.as_u64().unwrap(), "the source guest keeps running: {before} -> {after}");
+}
+
+#[test]
+fn link_cut_aborts_and_the_source_guest_runs_on() {
+    if !kvm_or_skip("link_cut_aborts_and_the_source_guest_runs_on") {
+        return;
+    }
+    let r = migrate("cut", &["--fault", "cut-link@8MiB", "--io-timeout", "1s"]);
+    assert_aborted_source_running(&r, "timed out");
+}
+
+#[test]
+fn killed_destination_aborts_and_the_source_guest_runs_on() {
+    if !kvm_or_skip("killed_destination_aborts_and_the_source_guest_runs_on") {
+        return;
+    }
+    let r = migrate("kill", &["--fault", "kill-dest@8MiB", "--io-timeout", "2s"]);
+    assert_aborted_source_running(&r, "connection");
+    assert!(r.manifest["error"].as_str().unwrap().contains("destination"), "{}", r.manifest["error"]);
+}
+
+#[test]
+fn corrupted_frame_aborts_and_the_source_guest_runs_on() {
+    if !kvm_or_skip("corrupted_frame_aborts_and_the_source_guest_runs_on") {
+        return;
+    }
+    let r = migrate("corrupt", &["--fault", "corrupt@8MiB", "--io-timeout", "2s"]);
+    assert_aborted_source_running(&r, "checksum");
+}
+
+#[test]
+fn bad_arguments_fail_before_anything_starts() {
+    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
+        .args(["migrate", "--mem", "3MiB", "--out", "/nonexistent/never-written"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("memory") && e.contains("2 MiB"), "{e}");
+    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).args(["migrate", "--workload", "oltp-db"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Zipf"));
+    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).args(["migrate", "--fault", "melt@1MiB"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cut-link, kill-dest, corrupt"));
+}
