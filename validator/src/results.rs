@@ -91,6 +91,13 @@ pub struct Parameters {
     pub warmup_s: f64,
     /// The link between the VMMs: `loopback` or the WAN spec.
     pub link: String,
+    /// Link rate the simulator replays, bytes/s: the WAN link's, or on
+    /// loopback the rate measured over round 0.
+    pub link_rate_bytes_per_s: f64,
+    /// One-way delay, ns (0 on loopback).
+    pub link_delay_ns: u64,
+    /// Packet loss probability (0 on loopback).
+    pub link_loss: f64,
     /// TSC rate of the guest.
     pub tsc_hz: u64,
 }
@@ -112,7 +119,12 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         max_rounds: guest.max_rounds,
         on_non_convergence: format!("{:?}", guest.on_non_convergence),
         warmup_s: guest.warmup.0 as f64 / 1e9,
-        link: "loopback".into(),
+        link: o.link.clone().unwrap_or_else(|| "loopback".into()),
+        link_rate_bytes_per_s: o.link_rate_bytes_per_s.unwrap_or_else(|| {
+            src.rounds.first().map(|r| r.bytes_on_wire as f64 / ((r.end_ns - r.start_ns).max(1) as f64 * 1e-9)).unwrap_or(0.0)
+        }),
+        link_delay_ns: o.link_delay_ns,
+        link_loss: o.link_loss,
         tsc_hz: src.tsc_hz,
     };
     let params_json = serde_json::to_string(&parameters)?;
@@ -201,7 +213,8 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
             }
         })
         .collect();
-    let files = ["migrations.parquet", "rounds.parquet", "manifest.json", "source.json", "destination.json"];
+    let files = ["migrations.parquet", "rounds.parquet", "manifest.json", "source.json", "destination.json", "scenario.toml"];
+    let scenario = scenario_toml(&parameters, guest, &scenario_hash);
     let manifest = Manifest {
         tool: "memfabric-validator",
         version: VERSION,
@@ -241,9 +254,100 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
             json("manifest.json", &manifest)?;
             json("source.json", &o.source)?;
             json("destination.json", &o.destination)?;
+            std::fs::write(dir.join("scenario.toml"), &scenario)?;
             Ok(())
         },
         |path, e| anyhow::anyhow!("{}: {e}", path.display()),
+    )
+}
+
+/// The simulator's scenario for the same case: two sites joined by the
+/// link, one VM with the guest's workload, one migration at time 0 with the
+/// same stop rule and pipeline (one reduction thread, one stream).
+pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str) -> String {
+    let w = &p.workload;
+    let (hot_set, hot_share) = match w.popularity {
+        memfabric_sim::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
+        _ => (1.0, 1.0),
+    };
+    let popularity = if matches!(w.popularity, memfabric_sim::trace::PopularityParams::Uniform) {
+        "popularity = \"uniform\"".to_string()
+    } else {
+        format!("popularity = \"hot-cold\"\nhot_set = \"{}%\"\nhot_write_share = \"{}%\"", hot_set * 100.0, hot_share * 100.0)
+    };
+    format!(
+        r#"# The simulator's description of a memfabric-validator run (validator {version},
+# parameters hash {scenario_hash}): replay it with
+#   memfabric run scenario.toml
+# and compare results/<name>/migrations.parquet with this folder's.
+[scenario]
+name = "validator-{short}"
+description = "Validator migration: {mem} MiB {arch} guest, {strategy}, link {link}"
+seed = {seed}
+
+[defaults]
+downtime_limit = "{downtime_ns}ns"
+max_rounds = {max_rounds}
+on_non_convergence = "{nc}"
+strategy = "{strategy}"
+cpu_threads = 1
+streams = 1
+
+[[sites]]
+name = "source"
+hosts = [{{ name = "source-h", cores = 2, ram = "24GiB" }}]
+
+[[sites]]
+name = "destination"
+hosts = [{{ name = "destination-h", cores = 2, ram = "24GiB" }}]
+
+[[links]]
+name = "validator-link"
+between = ["source", "destination"]
+bandwidth = "{rate}B/s"
+latency = "{delay_ns}ns"
+loss = "{loss_pct}%"
+
+[[vms]]
+name = "guest"
+host = "source-h"
+archetype = "{arch}"
+memory = "{memory}B"
+vcpus = 1
+
+[vms.workload]
+page_write_rate = "{write_rate}pages/s"
+working_set = "{ws}%"
+{popularity}
+redirty_change = "{change}%"
+redirty_unchanged = "{unchanged}%"
+
+[[migrations]]
+vm = "guest"
+to = "destination"
+at = "0s"
+"#,
+        version = VERSION,
+        short = &scenario_hash[..8],
+        mem = p.memory_bytes >> 20,
+        arch = p.workload_archetype,
+        strategy = p.strategy,
+        link = p.link,
+        seed = guest.seed,
+        downtime_ns = guest.downtime_limit.0,
+        max_rounds = p.max_rounds,
+        nc = match guest.on_non_convergence {
+            memfabric_migration::precopy::NonConvergence::Abort => "abort",
+            _ => "force-stop",
+        },
+        rate = p.link_rate_bytes_per_s.round().max(1.0),
+        delay_ns = p.link_delay_ns.max(1),
+        loss_pct = p.link_loss * 100.0,
+        memory = p.memory_bytes,
+        write_rate = w.page_write_rate,
+        ws = w.working_set * 100.0,
+        change = w.redirty_change * 100.0,
+        unchanged = w.redirty_unchanged * 100.0,
     )
 }
 

@@ -88,7 +88,16 @@ fn migrates_with_integrity_across_pipelines() {
     let raw = assert_completed(&migrate("none", &["--pipeline", "none"]));
     // Every page raw: at least 64 MiB plus record headers.
     assert!(raw >= (64 << 20) + 16384 * 13, "raw sent {raw} bytes");
-    let zero = assert_completed(&migrate("zero", &["--pipeline", "zero"]));
+    let zero_run = migrate("zero", &["--pipeline", "zero"]);
+    let zero = assert_completed(&zero_run);
+    // The result folder carries the simulator's scenario for the same case;
+    // the simulator replays it, and its bytes land near the real ones.
+    let scenario = memfabric_sim::scenario::load(&zero_run.out.join("scenario.toml")).expect("scenario.toml loads");
+    let sim = memfabric_sim::run::run(&scenario, None);
+    assert_eq!(sim.migrations.len(), 1);
+    assert_eq!(sim.migrations[0].outcome, "completed");
+    let ratio = sim.migrations[0].bytes_on_wire as f64 / zero as f64;
+    assert!((0.7..1.4).contains(&ratio), "simulated bytes {} vs real {zero}", sim.migrations[0].bytes_on_wire);
     let best = assert_completed(&migrate("best", &["--pipeline", "zero+dedup-vm+xbzrle+lz4"]));
     // web: 25% zero pages, 5% duplicates, compressible unique pages.
     assert!((zero as f64) < 0.85 * raw as f64, "zero pages save at least 15%: {zero} vs {raw}");

@@ -223,6 +223,14 @@ pub struct MigrateOutcome {
     pub fault: Option<String>,
     /// Whether it was triggered.
     pub fault_triggered: bool,
+    /// The WAN link between the VMMs (None: loopback).
+    pub link: Option<String>,
+    /// The link's configured rate, bytes/s.
+    pub link_rate_bytes_per_s: Option<f64>,
+    /// The link's one-way delay, ns.
+    pub link_delay_ns: u64,
+    /// The link's loss probability.
+    pub link_loss: f64,
 }
 
 impl MigrateOutcome {
@@ -315,6 +323,10 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         downtime_ms,
         fault: args.fault.map(|f| format!("{}@{}", fault_kind_name(f.kind), f.after_bytes)),
         fault_triggered,
+        link: None,
+        link_rate_bytes_per_s: None,
+        link_delay_ns: 0,
+        link_loss: 0.0,
     };
     results::write_migration(&args.out, &args.guest, &outcome)?;
     Ok(outcome)
