@@ -173,7 +173,7 @@ enum Command {
 }
 
 enum Event {
-    Paused(Result<Paused, String>),
+    Paused(Box<Result<Paused, String>>),
     /// About to enter KVM_RUN: CLOCK_MONOTONIC ns.
     Started(u64),
 }
@@ -264,7 +264,7 @@ impl VcpuHandle {
         self.kick();
         loop {
             match self.events.recv_timeout(Duration::from_secs(5)) {
-                Ok(Event::Paused(r)) => return r,
+                Ok(Event::Paused(r)) => return *r,
                 Ok(Event::Started(_)) => continue,
                 Err(RecvTimeoutError::Timeout) => self.kick(),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -315,7 +315,7 @@ fn pause_here(vcpu: &mut VcpuFd, progress: &Progress, commands: &Receiver<Comman
     let paused = VcpuState::capture(vcpu)
         .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
         .map_err(|e| e.to_string());
-    let _ = events.send(Event::Paused(paused));
+    let _ = events.send(Event::Paused(Box::new(paused)));
     loop {
         match commands.recv() {
             Ok(Command::Resume) => {
@@ -327,7 +327,7 @@ fn pause_here(vcpu: &mut VcpuFd, progress: &Progress, commands: &Receiver<Comman
                 let paused = VcpuState::capture(vcpu)
                     .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
                     .map_err(|e| e.to_string());
-                let _ = events.send(Event::Paused(paused));
+                let _ = events.send(Event::Paused(Box::new(paused)));
             }
             Ok(Command::Stop) | Err(_) => return false,
         }
