@@ -27,9 +27,14 @@ struct Run {
 }
 
 fn migrate(name: &str, extra: &[&str]) -> Run {
+    migrate_at(name, 3000, extra)
+}
+
+fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
     let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
-        .args(["migrate", "--mem", "64MiB", "--workload", "web", "--dirty-rate", "3000", "--warmup", "300ms", "--watch", "500ms"])
+        .args(["migrate", "--mem", "64MiB", "--workload", "web", "--warmup", "300ms", "--watch", "500ms"])
+        .args(["--dirty-rate", &dirty_rate.to_string()])
         .args(extra)
         .arg("--out")
         .arg(&out)
@@ -159,4 +164,27 @@ fn bad_arguments_fail_before_anything_starts() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Zipf"));
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).args(["migrate", "--fault", "melt@1MiB"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("cut-link, kill-dest, corrupt"));
+}
+
+#[test]
+fn non_convergence_with_abort_leaves_the_guest_at_the_source() {
+    if !kvm_or_skip("non_convergence_with_abort_leaves_the_guest_at_the_source") {
+        return;
+    }
+    // A 1 µs downtime limit cannot be met while the guest dirties pages
+    // without pause (100000 writes/s: it never idles).
+    let r = migrate_at(
+        "nonconv",
+        100_000,
+        &["--downtime-limit", "1us", "--max-rounds", "3", "--on-non-convergence", "abort"],
+    );
+    assert!(!r.ok);
+    assert_eq!(r.manifest["outcome"], "not-converged", "{}", r.stdout);
+    let df = read_parquet(&r.out.join("rounds.parquet")).unwrap();
+    let rounds: Vec<u32> = df.column("round").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(rounds, [0, 1, 2], "stops after max-rounds pre-copy rounds, no stop-and-copy");
+    let (before, after) = (&r.manifest["source_guest_after_abort"][0], &r.manifest["source_guest_after_abort"][1]);
+    assert!(after.as_u64().unwrap() > before.as_u64().unwrap(), "the guest runs on at the source");
+    let dest = std::fs::read_to_string(r.out.join("destination.json")).unwrap();
+    assert!(dest.contains("aborted-by-source"), "{dest}");
 }

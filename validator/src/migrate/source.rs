@@ -272,6 +272,7 @@ impl Migration<'_> {
         let mut round = 0u32;
         let converged = loop {
             let start_ns = monotonic_ns();
+            let before = self.report.stages;
             let (pages, bytes) = self.send_pages(to_send.iter())?;
             self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
             self.writer.flush()?;
@@ -287,9 +288,17 @@ impl Migration<'_> {
                 dirty_pages: dirty.count(),
                 complete: true,
             });
-            // Remaining bytes after reduction, estimated at this round's
-            // bytes per page (what QEMU's rule sees as well: a rate and a count).
-            let per_page = if pages > 0 { bytes as f64 / pages as f64 } else { PAGE_SIZE_BYTES as f64 };
+            // Remaining bytes after reduction (the simulator's stop rule works
+            // on reduced bytes too): the dirty pages at this round's wire
+            // bytes per non-zero page (dirtied pages are written, so rarely
+            // zero; round 0's many zero pages would make the estimate low).
+            let zero_pages = self.report.stages.pages_zero - before.pages_zero;
+            let zero_bytes = self.report.stages.bytes_zero - before.bytes_zero;
+            let per_page = if pages > zero_pages {
+                (bytes - zero_bytes.min(bytes)) as f64 / (pages - zero_pages) as f64
+            } else {
+                (PAGE_SIZE_BYTES + RECORD_HEADER_BYTES as u64) as f64
+            };
             let secs = (end_ns - start_ns) as f64 * 1e-9;
             let ctx = PrecopyContext {
                 rounds_completed: round + 1,
@@ -475,6 +484,8 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
                 mig.report.outcome = "aborted".into();
             }
             let paused = mig.paused;
+            // Tell the destination (if it still listens) so that it stops waiting.
+            let _ = mig.writer.send_json(Kind::Abort, &Abort { reason: mig.report.error.clone().unwrap_or_default() });
             let _ = mig.writer.flush();
             let _ = mig.reader_stream().shutdown(std::net::Shutdown::Both);
             let mut report = mig.report;
