@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`capture`] | trace capture: the snapshot and dirty pages of a running guest as a simulator trace, the `capture` subcommand |
 //! | [`guest`] | the workload guest's image, its ABI with the VMM, its workload parameters |
 //! | [`kvm`] | the VM, guest RAM and dirty log, long-mode boot, the vCPU thread, vCPU state |
 //! | [`machine`] | a booted guest: VM + running vCPU |
@@ -11,6 +12,7 @@
 //! | [`results`] | the result folder in the simulator's schema |
 //! | [`wan`] | the packet-level WAN emulator: site namespaces, TUN devices, the forwarding loop |
 
+pub mod capture;
 pub mod guest;
 pub mod kvm;
 pub mod machine;

@@ -25,6 +25,9 @@ enum Command {
     /// Migrates a running guest live between a source and a destination VMM
     /// process and writes the result tables.
     Migrate(MigrateArgs),
+    /// Captures a memory trace of a running guest (snapshot, then the pages
+    /// it dirties epoch by epoch) in the simulator's trace format.
+    Capture(memfabric_validator::capture::CaptureArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
     let r = match &cli.command {
         Command::Run(a) => run(a),
         Command::Migrate(a) => migrate(a),
+        Command::Capture(a) => memfabric_validator::capture::capture_main(a),
         Command::Source(a) => orchestrate::source_main(a),
         Command::Dest(a) => orchestrate::dest_main(a),
     };
