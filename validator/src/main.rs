@@ -28,6 +28,9 @@ enum Command {
     /// Captures a memory trace of a running guest (snapshot, then the pages
     /// it dirties epoch by epoch) in the simulator's trace format.
     Capture(memfabric_validator::capture::CaptureArgs),
+    /// Packet-level WAN emulator between two network namespaces: bring a
+    /// link up for manual use, or measure it.
+    Wan(memfabric_validator::wan::cli::WanArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
         Command::Migrate(a) => migrate(a),
         Command::Capture(a) => memfabric_validator::capture::capture_main(a),
         Command::Source(a) => orchestrate::source_main(a),
+        Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
     };
     match r {

@@ -66,6 +66,8 @@ pub struct Manifest {
     pub fault: Option<String>,
     /// Whether it happened.
     pub fault_triggered: bool,
+    /// What the emulated WAN link forwarded and dropped (None on loopback).
+    pub link_stats: Option<crate::wan::LinkStats>,
     /// Files in the folder.
     pub files: Vec<String>,
 }
@@ -155,7 +157,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         dst_host: "destination-vmm".into(),
         memory_bytes: src.memory_bytes,
         streams: 1,
-        rtt_ms: 0.0,
+        rtt_ms: 2.0 * o.link_delay_ns as f64 / 1e6,
         start_s: 0.0,
         end_s: total_s,
         total_time_s: total_s,
@@ -234,6 +236,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         source_guest_after_abort: src.guest_after_abort.as_ref().map(|w| (w.writes_before, w.writes_after)),
         fault: o.fault.clone(),
         fault_triggered: o.fault_triggered,
+        link_stats: o.link_stats,
         files: files.iter().map(|f| f.to_string()).collect(),
     };
     let provenance = vec![

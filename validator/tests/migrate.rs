@@ -188,3 +188,36 @@ fn non_convergence_with_abort_leaves_the_guest_at_the_source() {
     let dest = std::fs::read_to_string(r.out.join("destination.json")).unwrap();
     assert!(dest.contains("aborted-by-source"), "{dest}");
 }
+
+#[test]
+fn migrates_across_the_emulated_wan_at_the_links_rate() {
+    if !kvm_or_skip("migrates_across_the_emulated_wan_at_the_links_rate") {
+        return;
+    }
+    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
+        eprintln!("skipping migrates_across_the_emulated_wan_at_the_links_rate: {e}");
+        return;
+    }
+    let r = migrate("wan", &["--link", "200Mbit/s,5ms", "--pipeline", "zero+lz4"]);
+    let bytes = assert_completed(&r);
+    assert_eq!(r.manifest["parameters"]["link_delay_ns"], 5_000_000);
+    let df = read_parquet(&r.out.join("migrations.parquet")).unwrap();
+    let rtt = df.column("rtt_ms").unwrap().f64().unwrap().get(0).unwrap();
+    assert_eq!(rtt, 10.0);
+    // Round 0 cannot beat the link by more than what the socket buffers hold
+    // when the source's round ends (a few MB); TCP over it reaches most of it.
+    let pages0 = column_u64(&r.out, "rounds.parquet", "bytes_on_wire")[0] as f64;
+    let rounds = read_parquet(&r.out.join("rounds.parquet")).unwrap();
+    let t0 = rounds.column("end_s").unwrap().f64().unwrap().get(0).unwrap() - rounds.column("start_s").unwrap().f64().unwrap().get(0).unwrap();
+    let rate = pages0 / t0;
+    let link = 200e6 / 8.0;
+    assert!(rate < 1.15 * link && rate > 0.6 * link, "round 0 at {:.1} MB/s over a {:.1} MB/s link", rate / 1e6, link / 1e6);
+    // The whole migration cannot: every byte crossed the link.
+    let total_s = df.column("total_time_s").unwrap().f64().unwrap().get(0).unwrap();
+    assert!(total_s >= bytes as f64 / link, "{bytes} bytes in {total_s} s over a {link} B/s link");
+    // The link forwarded the whole stream (plus TCP/IP headers) and was torn down.
+    let fwd = r.manifest["link_stats"]["a_to_b"]["bytes_forwarded"].as_u64().unwrap();
+    assert!(fwd as f64 > bytes as f64 && (fwd as f64) < 1.1 * bytes as f64, "forwarded {fwd} for {bytes} stream bytes");
+    let leftover = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+    assert!(!leftover.contains(&format!("mfwan-{}-", std::process::id())), "namespaces left behind: {leftover}");
+}

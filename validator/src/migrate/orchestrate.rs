@@ -19,6 +19,7 @@ use super::dest::{run_dest, DestConfig, DestReport};
 use super::fault::{FaultKind, FaultProxy, FaultSpec};
 use super::source::{run_source, write_json, SourceConfig, SourceReport};
 use crate::guest::GuestWorkload;
+use crate::wan::{LinkSpec, LinkStats, Side, WanLink};
 use crate::results;
 
 /// What the guest runs and how it migrates: shared by `migrate` and the
@@ -137,6 +138,11 @@ pub struct MigrateArgs {
     /// (after BYTES have gone from source to destination).
     #[arg(long)]
     pub fault: Option<FaultSpec>,
+    /// Run the two VMMs in two network namespaces joined by an emulated WAN
+    /// link: RATE,DELAY[,LOSS][,jitter=T][,queue=SIZE|T][,mtu=N], e.g.
+    /// 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
+    #[arg(long)]
+    pub link: Option<LinkSpec>,
     /// Result folder (replaced atomically).
     #[arg(long, default_value = "results/validator-migrate")]
     pub out: PathBuf,
@@ -231,6 +237,8 @@ pub struct MigrateOutcome {
     pub link_delay_ns: u64,
     /// The link's loss probability.
     pub link_loss: f64,
+    /// What the emulated link forwarded and dropped.
+    pub link_stats: Option<LinkStats>,
 }
 
 impl MigrateOutcome {
@@ -261,8 +269,27 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let dest_report = work.0.join("destination.json");
     let source_report = work.0.join("source.json");
 
-    let mut dest = Command::new(exe()?);
-    dest.args(["dest", "--listen", "127.0.0.1:0", "--report"])
+    if args.link.is_some() && args.fault.is_some() {
+        bail!("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)");
+    }
+    // The link (if any) outlives both VMM processes: `Reaped` children are
+    // declared after it and so are killed before it is torn down.
+    let link = match &args.link {
+        Some(spec) => Some(WanLink::up(spec, args.guest.seed).context("bringing up the emulated WAN link")?),
+        None => None,
+    };
+    let command_on = |side: Side| -> anyhow::Result<Command> {
+        Ok(match &link {
+            Some(l) => l.command(side, exe()?),
+            None => Command::new(exe()?),
+        })
+    };
+    let listen = match &link {
+        Some(l) => SocketAddr::new(l.address(Side::B).into(), 0),
+        None => "127.0.0.1:0".parse().expect("loopback address"),
+    };
+    let mut dest = command_on(Side::B)?;
+    dest.args(["dest", "--listen", &listen.to_string(), "--report"])
         .arg(&dest_report)
         .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
         .stdout(Stdio::piped())
@@ -291,7 +318,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     };
     let connect = proxy.as_ref().map(|p| p.addr).unwrap_or(dest_addr);
 
-    let mut source = Command::new(exe()?);
+    let mut source = command_on(Side::A)?;
     source.arg("source").args(args.guest.to_cli()).args(["--connect", &connect.to_string(), "--report"]).arg(&source_report);
     let status = source.status().context("running the source VMM")?;
     if !status.success() {
@@ -304,6 +331,11 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let destination: Option<DestReport> = read_json(&dest_report).ok();
     let fault_triggered = proxy.as_ref().is_some_and(|p| p.triggered());
     drop(proxy);
+    drop(dest);
+    let link_stats = match link {
+        Some(l) => Some(l.down().context("tearing down the WAN link")?),
+        None => None,
+    };
 
     let integrity_held = destination.as_ref().filter(|d| d.outcome == "resumed").map(|d| {
         d.chunks_differing == 0
@@ -323,10 +355,11 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         downtime_ms,
         fault: args.fault.map(|f| format!("{}@{}", fault_kind_name(f.kind), f.after_bytes)),
         fault_triggered,
-        link: None,
-        link_rate_bytes_per_s: None,
-        link_delay_ns: 0,
-        link_loss: 0.0,
+        link: args.link.as_ref().map(|l| l.to_string()),
+        link_rate_bytes_per_s: args.link.as_ref().map(|l| l.rate.0),
+        link_delay_ns: args.link.as_ref().map(|l| l.delay.0).unwrap_or(0),
+        link_loss: args.link.as_ref().map(|l| l.loss.0).unwrap_or(0.0),
+        link_stats,
     };
     results::write_migration(&args.out, &args.guest, &outcome)?;
     Ok(outcome)

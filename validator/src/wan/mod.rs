@@ -153,7 +153,7 @@ pub fn check_prerequisites() -> Result<(), WanError> {
 }
 
 /// The counters of one direction of a link.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DirectionStats {
     /// Packets delivered to the far side.
     pub packets_forwarded: u64,
@@ -183,7 +183,7 @@ pub struct DirectionStats {
 }
 
 /// The counters of both directions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LinkStats {
     /// Site A to site B.
     pub a_to_b: DirectionStats,
