@@ -8,15 +8,7 @@ use std::process::Command;
 
 use memfabric_sim::output::read_parquet;
 
-fn kvm_or_skip(test: &str) -> bool {
-    match memfabric_validator::kvm::kvm_available() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipping {test}: {e} (these tests need /dev/kvm)");
-            false
-        }
-    }
-}
+use memfabric_validator::kvm::kvm_or_skip;
 
 struct Run {
     ok: bool,

@@ -12,15 +12,7 @@ use memfabric_validator::machine::Machine;
 
 const MEM: u64 = 32 << 20;
 
-fn kvm_or_skip(test: &str) -> bool {
-    match memfabric_validator::kvm::kvm_available() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("skipping {test}: {e} (these tests need /dev/kvm)");
-            false
-        }
-    }
-}
+use memfabric_validator::kvm::kvm_or_skip;
 
 fn booted(rate: f64) -> (Machine, GuestWorkload) {
     let w = GuestWorkload::from_archetype("web", Some(rate), 7).unwrap();

@@ -55,3 +55,15 @@ pub fn kvm_available() -> Result<(), String> {
         Err(e) => Err(format!("/dev/kvm is not usable ({e})")),
     }
 }
+
+/// For tests: true if /dev/kvm is usable; otherwise prints why `test` is
+/// skipped and returns false.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match kvm_available() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping {test}: {e} (this test needs /dev/kvm)");
+            false
+        }
+    }
+}

@@ -87,7 +87,12 @@ impl Receiver {
 /// Accepts one connection on `listener` and receives a migration. The
 /// report says whether the guest was resumed; errors are in the report, so
 /// the caller always gets one.
-pub fn run_dest(cfg: &DestConfig, listener: &TcpListener) -> DestReport {
+///
+/// `prepared` is guest RAM made before the migration (as a destination VMM
+/// started with the guest's memory size would have it); without it the RAM
+/// is mapped and pre-faulted when the source's Hello gives the size, and that
+/// time counts in the migration.
+pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<Vm>) -> DestReport {
     let mut report = DestReport { outcome: "failed".into(), ..Default::default() };
     let stream = match listener.accept() {
         Ok((s, _)) => s,
@@ -112,7 +117,7 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener) -> DestReport {
             return report;
         }
     };
-    let result = receive(cfg, &mut rx, &mut report);
+    let result = receive(cfg, &mut rx, &mut report, prepared);
     report.bytes_received = rx.reader.bytes;
     report.cpu_s_destination = thread_cpu_s() - cpu0;
     if let Err(reason) = result {
@@ -125,7 +130,7 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener) -> DestReport {
     report
 }
 
-fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport) -> Result<(), String> {
+fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepared: Option<Vm>) -> Result<(), String> {
     let recv = |rx: &mut Receiver, what: &str| rx.reader.recv().map_err(|e| format!("receiving {what}: {e}"));
     let f = recv(rx, "Hello")?;
     if f.kind != Kind::Hello {
@@ -146,7 +151,17 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport) -> Resu
     }
     let strategy: Strategy = hello.strategy.parse().map_err(|e| format!("strategy {:?}: {e}", hello.strategy))?;
     let t = Instant::now();
-    let mut vm = Vm::new(hello.memory_bytes, true).map_err(|e| e.to_string())?;
+    let mut vm = match prepared {
+        Some(vm) if vm.ram().bytes() == hello.memory_bytes => vm,
+        Some(vm) => {
+            return Err(format!(
+                "the source's guest has {} bytes of RAM, this destination prepared {}",
+                hello.memory_bytes,
+                vm.ram().bytes()
+            ))
+        }
+        None => Vm::new(hello.memory_bytes, true).map_err(|e| e.to_string())?,
+    };
     rx.writer
         .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3 })
         .and_then(|_| rx.writer.flush())

@@ -177,6 +177,10 @@ pub struct DestArgs {
     /// How long to watch the guest after resume.
     #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
     pub watch: Nanos,
+    /// Guest memory to map and pre-fault before listening (as QEMU's
+    /// `-incoming` destination is started with `-m`); the source must match.
+    #[arg(long, value_parser = Bytes::parse)]
+    pub mem: Option<Bytes>,
 }
 
 /// Runs the hidden `source` command.
@@ -190,6 +194,10 @@ pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
 
 /// Runs the hidden `dest` command.
 pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
+    let prepared = match args.mem {
+        Some(mem) => Some(crate::kvm::Vm::new(mem.0, true).context("preparing guest RAM")?),
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
     println!("listening on {}", listener.local_addr()?);
     let cfg = DestConfig {
@@ -197,7 +205,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         watch_after_resume: Duration::from_nanos(args.watch.0),
         max_memory_bytes: crate::guest::abi::GUEST_RAM_LIMIT,
     };
-    let report = run_dest(&cfg, &listener);
+    let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
     Ok(())
 }
@@ -289,7 +297,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         None => "127.0.0.1:0".parse().expect("loopback address"),
     };
     let mut dest = command_on(Side::B)?;
-    dest.args(["dest", "--listen", &listen.to_string(), "--report"])
+    dest.args(["dest", "--listen", &listen.to_string(), "--mem", &args.guest.mem.0.to_string(), "--report"])
         .arg(&dest_report)
         .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
         .stdout(Stdio::piped())

@@ -276,6 +276,11 @@ impl Migration<'_> {
             let (pages, bytes) = self.send_pages(to_send.iter())?;
             self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
             self.writer.flush()?;
+            // A round ends when its bytes have reached the destination, not
+            // when they entered the socket buffer: otherwise the measured rate
+            // overstates the link and the pause would wait for megabytes still
+            // queued (up to tcp_wmem) on a slow link.
+            wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
             let end_ns = monotonic_ns();
             let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
             self.report.rounds.push(RoundReport {
@@ -399,6 +404,28 @@ impl Migration<'_> {
 
     fn reader_stream(&self) -> &TcpStream {
         self.writer.get_ref().get_ref()
+    }
+}
+
+/// Waits until the kernel holds no unacknowledged bytes for `stream`
+/// (SIOCOUTQ = 0), polling every 0.5 ms; fails after `timeout`.
+fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let t = Instant::now();
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int for a socket fd we own.
+        let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if queued == 0 {
+            return Ok(());
+        }
+        if t.elapsed() > timeout {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{queued} bytes still unacknowledged")));
+        }
+        std::thread::sleep(Duration::from_micros(500));
     }
 }
 
