@@ -10,11 +10,18 @@ fi
 # No system libraries are needed: plotters draws text with the embedded
 # DejaVu Sans font, and polars/zstd build from source with the C compiler
 # (gcc) that a Rust toolchain on Debian already needs for linking.
-if ! command -v cc >/dev/null 2>&1; then
+# The validator's guest is built with gcc and objcopy (binutils); its WAN
+# tests need iproute2 (`ip netns`, `ip tuntap`) and run as root (they skip
+# with a message otherwise, as the KVM tests do without /dev/kvm).
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -q && apt-get install -y -q gcc
-    else
-        echo "a C compiler (cc) is needed: apt-get install gcc" >&2
+        apt-get update -q && apt-get install -y -q "${missing[@]}"
+    elif [[ " ${missing[*]} " == *" gcc "* || " ${missing[*]} " == *" binutils "* ]]; then
+        echo "needed to build: ${missing[*]} (apt-get install ${missing[*]})" >&2
         exit 1
     fi
 fi
