@@ -213,3 +213,23 @@ fn migrates_across_the_emulated_wan_at_the_links_rate() {
     let leftover = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
     assert!(!leftover.contains(&format!("mfwan-{}-", std::process::id())), "namespaces left behind: {leftover}");
 }
+
+#[test]
+fn a_page_that_differs_at_the_destination_is_caught_and_nothing_resumes() {
+    if !kvm_or_skip("a_page_that_differs_at_the_destination_is_caught_and_nothing_resumes") {
+        return;
+    }
+    // Page 5000 of 16384, in chunk 4; the destination flips one bit of it
+    // just before the check, as a page lost or mis-decoded would differ.
+    let r = migrate("destram", &["--fault", "dest-ram@5000"]);
+    assert!(!r.ok, "{}", r.stdout);
+    let error = r.manifest["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("integrity check failed: 1 of 16 chunks"), "{error}");
+    assert!(error.contains("first at page 4096"), "{error}");
+    assert_eq!(r.manifest["chunks_differing"], 1);
+    assert_eq!(r.manifest["outcome"], "aborted", "the destination said no: the source keeps the guest");
+    let (before, after) = (&r.manifest["source_guest_after_abort"][0], &r.manifest["source_guest_after_abort"][1]);
+    assert!(after.as_u64().unwrap() > before.as_u64().unwrap(), "the source resumed its paused guest: {before} -> {after}");
+    let dest = std::fs::read_to_string(r.out.join("destination.json")).unwrap();
+    assert!(!dest.contains("\"resumed\""), "{dest}");
+}

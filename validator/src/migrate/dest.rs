@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::source::thread_cpu_s;
 use super::wire::{FrameReader, FrameWriter, Kind};
-use super::{chunk_hashes, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
+use super::{chunk_digests, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
 use crate::kvm::{VcpuState, Vm};
 use crate::machine::Machine;
 
@@ -27,6 +27,9 @@ pub struct DestConfig {
     pub watch_after_resume: Duration,
     /// Largest guest accepted, bytes.
     pub max_memory_bytes: u64,
+    /// Fault injection: flip a byte of this page just before the integrity
+    /// check (see `--fault dest-ram@PAGE`).
+    pub corrupt_page: Option<u64>,
 }
 
 /// Everything the destination measured.
@@ -170,6 +173,9 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let mut decoder = Decoder::new(PipelineConfig::new(strategy));
     let mut store = ContentStore::new();
     let pages = vm.ram().pages();
+    // Prepared RAM is all zero; from here every write updates the hashes.
+    let mut hashes = PageHashes::zeroed(pages);
+    let mut readback = [0u8; memfabric_migration::pipeline::PAGE_SIZE];
     let switchover: Switchover = loop {
         let f = recv(rx, "pages")?;
         match f.kind {
@@ -187,6 +193,9 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
                         return Err(format!("page {} is outside guest RAM ({pages} pages)", p.page_index));
                     }
                     vm.ram().write_page(p.page_index, &p.page[..]);
+                    // Hash what RAM now holds, not what we meant to write.
+                    vm.ram().read_page(p.page_index, &mut readback);
+                    hashes.set(p.page_index, &readback);
                 }
                 report.pages_received += batch.pages.len() as u64;
             }
@@ -212,9 +221,15 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
     let state = VcpuState::from_bytes(&f.payload).map_err(|e| e.to_string())?;
 
+    if let Some(page) = cfg.corrupt_page.filter(|&p| p < pages) {
+        vm.ram().read_page(page, &mut readback);
+        readback[0] ^= 0x01;
+        vm.ram().write_page(page, &readback);
+        hashes.set(page, &readback);
+    }
     // Integrity: every chunk of RAM must hash as at the source's pause.
     let t = Instant::now();
-    let ours = chunk_hashes(vm.ram());
+    let ours = chunk_digests(&hashes.0);
     report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
     report.chunks_compared = ours.len() as u64;
     if ours.len() != switchover.chunk_hashes.len() {

@@ -23,14 +23,19 @@ pub enum FaultKind {
     KillDest,
     /// One byte of the stream is flipped.
     Corrupt,
+    /// The destination flips a byte of guest page `@N` in its RAM just before
+    /// the integrity check (no proxy): tests that the check catches a page
+    /// that differs however it came to differ.
+    DestRam,
 }
 
-/// `KIND@BYTES`: a fault after `BYTES` from source to destination.
+/// `KIND@BYTES`: a fault after `BYTES` from source to destination (for
+/// [`FaultKind::DestRam`], `@PAGE`: a guest page index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSpec {
     /// What.
     pub kind: FaultKind,
-    /// When: bytes forwarded from the source first.
+    /// When: bytes forwarded from the source first (the page, for `DestRam`).
     pub after_bytes: u64,
 }
 
@@ -38,12 +43,14 @@ impl FromStr for FaultSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<FaultSpec, String> {
-        let expected = "expected KIND@BYTES with KIND one of cut-link, kill-dest, corrupt (e.g. cut-link@64MiB)";
+        let expected =
+            "expected KIND@BYTES with KIND one of cut-link, kill-dest, corrupt (e.g. cut-link@64MiB), or dest-ram@PAGE";
         let (kind, at) = s.split_once('@').ok_or_else(|| format!("{s:?}: {expected}"))?;
         let kind = match kind {
             "cut-link" => FaultKind::CutLink,
             "kill-dest" => FaultKind::KillDest,
             "corrupt" => FaultKind::Corrupt,
+            "dest-ram" => FaultKind::DestRam,
             k => return Err(format!("fault kind {k:?}: {expected}")),
         };
         let after = Bytes::parse(at).map_err(|e| format!("fault position {at:?}: {e}"))?;
@@ -92,6 +99,8 @@ impl FaultProxy {
                         false
                     }
                     FaultKind::CutLink => true,
+                    // Not a proxy fault: the destination does it.
+                    FaultKind::DestRam => false,
                 }
             };
             pump(src, dst, Some((spec.after_bytes, Box::new(fault))), &cut, &st);

@@ -177,6 +177,10 @@ pub struct DestArgs {
     /// How long to watch the guest after resume.
     #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
     pub watch: Nanos,
+    /// Fault injection (tests): flip a byte of this guest page before the
+    /// integrity check.
+    #[arg(long, hide = true)]
+    pub corrupt_page: Option<u64>,
     /// Guest memory to map and pre-fault before listening (as QEMU's
     /// `-incoming` destination is started with `-m`); the source must match.
     #[arg(long, value_parser = Bytes::parse)]
@@ -204,6 +208,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         io_timeout: Duration::from_nanos(args.io_timeout.0),
         watch_after_resume: Duration::from_nanos(args.watch.0),
         max_memory_bytes: crate::guest::abi::GUEST_RAM_LIMIT,
+        corrupt_page: args.corrupt_page,
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -302,6 +307,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if let Some(FaultSpec { kind: FaultKind::DestRam, after_bytes: page }) = args.fault {
+        dest.args(["--corrupt-page", &page.to_string()]);
+    }
     let mut dest = Reaped(Some(dest.spawn().context("starting the destination VMM")?));
     let dest_stdout = dest.0.as_mut().and_then(|c| c.stdout.take()).ok_or_else(|| anyhow!("no destination stdout"))?;
     let mut line = String::new();
@@ -314,7 +322,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
 
     let dest_pid = dest.0.as_ref().map(|c| c.id()).unwrap_or(0);
     let proxy = match args.fault {
-        Some(spec) => Some(FaultProxy::start(
+        Some(spec) if spec.kind != FaultKind::DestRam => Some(FaultProxy::start(
             dest_addr,
             spec,
             Box::new(move || {
@@ -322,7 +330,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
                 unsafe { libc::kill(dest_pid as libc::pid_t, libc::SIGKILL) };
             }),
         )?),
-        None => None,
+        _ => None,
     };
     let connect = proxy.as_ref().map(|p| p.addr).unwrap_or(dest_addr);
 
@@ -337,7 +345,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let dest_child = dest.0.as_mut().expect("child");
     let _ = dest_child.wait();
     let destination: Option<DestReport> = read_json(&dest_report).ok();
-    let fault_triggered = proxy.as_ref().is_some_and(|p| p.triggered());
+    let fault_triggered = proxy.as_ref().is_some_and(|p| p.triggered())
+        || (matches!(args.fault, Some(FaultSpec { kind: FaultKind::DestRam, .. }))
+            && destination.as_ref().is_some_and(|d| d.chunks_compared > 0));
     drop(proxy);
     drop(dest);
     let link_stats = match link {
@@ -398,5 +408,6 @@ fn fault_kind_name(k: FaultKind) -> &'static str {
         FaultKind::CutLink => "cut-link",
         FaultKind::KillDest => "kill-dest",
         FaultKind::Corrupt => "corrupt",
+        FaultKind::DestRam => "dest-ram",
     }
 }

@@ -17,7 +17,7 @@ use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{FrameReader, FrameWriter, Kind};
-use super::{chunk_hashes, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
+use super::{chunk_digests, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
 use crate::guest::{abi, GuestWorkload};
 use crate::kvm::{monotonic_ns, DirtyBitmap, ProgressSnapshot};
 use crate::machine::Machine;
@@ -197,11 +197,13 @@ struct Migration<'a> {
 struct Failed {
     reason: String,
     handed_over: bool,
+    /// The destination said it aborted: it has not resumed the guest.
+    destination_aborted: bool,
 }
 
 impl From<std::io::Error> for Failed {
     fn from(e: std::io::Error) -> Failed {
-        Failed { reason: format!("connection to the destination: {}", describe_io(&e)), handed_over: false }
+        Failed { reason: format!("connection to the destination: {}", describe_io(&e)), handed_over: false, destination_aborted: false }
     }
 }
 
@@ -217,7 +219,7 @@ pub fn describe_io(e: &std::io::Error) -> String {
 }
 
 fn fail(reason: impl Into<String>) -> Failed {
-    Failed { reason: reason.into(), handed_over: false }
+    Failed { reason: reason.into(), handed_over: false, destination_aborted: false }
 }
 
 impl Migration<'_> {
@@ -345,7 +347,7 @@ impl Migration<'_> {
         let ram = self.m.ram().clone();
         let hasher = std::thread::spawn(move || {
             let t = Instant::now();
-            (chunk_hashes(&ram), t.elapsed())
+            (chunk_digests(&ram.page_hashes()), t.elapsed())
         });
         let sent = self.send_pages(to_send.iter());
         let (hashes, hash_time) = hasher.join().map_err(|_| fail("the integrity hashing thread panicked"))?;
@@ -373,7 +375,10 @@ impl Migration<'_> {
             complete: true,
         });
         // From here the destination may resume the guest.
-        let resumed: Resumed = self.expect(Kind::Resumed).map_err(|f| Failed { handed_over: true, ..f })?;
+        // An explicit Abort means the destination did not resume: the guest
+        // is still ours. Anything else leaves it unknown.
+        let resumed: Resumed =
+            self.expect(Kind::Resumed).map_err(|f| Failed { handed_over: !f.destination_aborted, ..f })?;
         self.report.resume_ns = Some(resumed.resume_ns);
         self.report.dest_verify_ms = Some(resumed.verify_ms);
         Ok(())
@@ -385,7 +390,7 @@ impl Migration<'_> {
         let f = self.reader.recv().map_err(|e| fail(format!("waiting for {kind:?} from the destination: {e}")))?;
         if f.kind == Kind::Abort {
             let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable reason)".into() });
-            return Err(fail(format!("the destination aborted: {}", a.reason)));
+            return Err(Failed { destination_aborted: true, ..fail(format!("the destination aborted: {}", a.reason)) });
         }
         if f.kind != kind {
             return Err(fail(format!("expected {kind:?} from the destination, got {:?}", f.kind)));
