@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`capture`] | trace capture: the snapshot and dirty pages of a running guest as a simulator trace, the `capture` subcommand |
 //! | [`guest`] | the workload guest's image, its ABI with the VMM, its workload parameters |
+//! | [`interrupt`] | Ctrl-C/SIGTERM handling for commands that clean up |
 //! | [`kvm`] | the VM, guest RAM and dirty log, long-mode boot, the vCPU thread, vCPU state |
 //! | [`machine`] | a booted guest: VM + running vCPU |
 //! | [`migrate`] | live migration: wire protocol, source and destination VMMs, the `migrate` orchestrator, fault injection |
@@ -14,6 +15,7 @@
 
 pub mod capture;
 pub mod guest;
+pub mod interrupt;
 pub mod kvm;
 pub mod machine;
 pub mod migrate;

@@ -22,7 +22,16 @@ fn migrate(name: &str, extra: &[&str]) -> Run {
     migrate_at(name, 3000, extra)
 }
 
+/// One migration at a time: each runs two VMMs (and maybe a WAN emulator)
+/// on a 2-core machine, and the WAN test checks rates.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
+    let _serial = serial();
     let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .args(["migrate", "--mem", "64MiB", "--workload", "web", "--warmup", "300ms", "--watch", "500ms"])
@@ -232,4 +241,47 @@ fn a_page_that_differs_at_the_destination_is_caught_and_nothing_resumes() {
     assert!(after.as_u64().unwrap() > before.as_u64().unwrap(), "the source resumed its paused guest: {before} -> {after}");
     let dest = std::fs::read_to_string(r.out.join("destination.json")).unwrap();
     assert!(!dest.contains("\"resumed\""), "{dest}");
+}
+
+#[test]
+fn sigterm_stops_both_vmms_and_tears_the_link_down() {
+    if !kvm_or_skip("sigterm_stops_both_vmms_and_tears_the_link_down") {
+        return;
+    }
+    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
+        eprintln!("skipping sigterm_stops_both_vmms_and_tears_the_link_down: {e}");
+        return;
+    }
+    let _serial = serial();
+    let out = std::env::temp_dir().join(format!("memfabric-validator-test-sigterm-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
+        .args(["migrate", "--mem", "64MiB", "--link", "20Mbit/s,10ms", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("mfwan-{}-", child.id());
+    let netns = || String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+    let t = std::time::Instant::now();
+    while !netns().contains(&prefix) && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(netns().contains(&prefix), "the link came up");
+    // Let the migration start (64 MiB at 20 Mbit/s takes ~25 s), then stop it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = child.id().to_string();
+    let vmms = String::from_utf8(Command::new("pgrep").args(["-P", &pid]).output().unwrap().stdout).unwrap();
+    assert_eq!(vmms.lines().count(), 2, "source and destination VMMs run: {vmms:?}");
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!netns().contains(&prefix), "namespaces removed: {}", netns());
+    for vmm in vmms.lines() {
+        assert!(!std::path::Path::new(&format!("/proc/{vmm}")).exists(), "VMM {vmm} still running");
+    }
+    assert!(!out.join("manifest.json").exists(), "nothing written for an interrupted migration");
 }

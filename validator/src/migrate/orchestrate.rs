@@ -277,6 +277,7 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     args.guest.source_config()?; // validate before starting anything
+    crate::interrupt::install()?;
     crate::kvm::kvm_available().map_err(|e| anyhow!("{e}: the validator needs /dev/kvm"))?;
     let work = tempdir()?;
     let dest_report = work.0.join("destination.json");
@@ -336,7 +337,20 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
 
     let mut source = command_on(Side::A)?;
     source.arg("source").args(args.guest.to_cli()).args(["--connect", &connect.to_string(), "--report"]).arg(&source_report);
-    let status = source.status().context("running the source VMM")?;
+    let mut source = Reaped(Some(source.spawn().context("starting the source VMM")?));
+    // Ctrl-C reaches the VMMs too (same process group) and they stop; on
+    // SIGTERM to this process alone, stop them. Either way `Reaped` and the
+    // link's Drop clean up on the way out.
+    let status = loop {
+        if crate::interrupt::interrupted() {
+            bail!("interrupted: both VMMs stopped{}", if link.is_some() { ", WAN link torn down" } else { "" });
+        }
+        if let Some(status) = source.0.as_mut().expect("child").try_wait().context("waiting for the source VMM")? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    source.0 = None;
     if !status.success() {
         bail!("the source VMM failed ({status}); see its messages above");
     }

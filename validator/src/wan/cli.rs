@@ -4,7 +4,6 @@
 use super::measure::{run_table, MeasurePlan, Part};
 use super::{LinkSpec, Side, WanLink};
 use memfabric_migration::units::{BytesPerSecond, Fraction, Nanos};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Arguments of `memfabric-validator wan`.
@@ -109,32 +108,8 @@ pub fn run(args: &WanArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Set by SIGINT/SIGTERM while `wan up` waits or `wan measure` runs.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() -> anyhow::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` is async-signal-safe (one atomic store); the
-        // sigaction struct is fully initialised before the call.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            anyhow::bail!("installing a handler for signal {sig}: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 fn run_up(args: &UpArgs) -> anyhow::Result<()> {
-    install_signal_handlers()?;
+    crate::interrupt::install()?;
     let link = WanLink::up(&args.link, args.seed)?;
     let (a, b) = (link.namespace(Side::A).to_string(), link.namespace(Side::B).to_string());
     let (addr_a, addr_b) = (link.address(Side::A), link.address(Side::B));
@@ -146,7 +121,7 @@ fn run_up(args: &UpArgs) -> anyhow::Result<()> {
     println!("  ip netns exec {a} python3 -c \"import urllib.request as u; print(len(u.urlopen('http://{addr_b}:8000/').read()))\"");
     println!("  ip netns exec {a} bash            # a shell in site A; site B is {addr_b}");
     println!("Ctrl-C tears the link down.");
-    while !INTERRUPTED.load(Ordering::SeqCst) {
+    while !crate::interrupt::interrupted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let stats = link.down()?;
@@ -186,9 +161,9 @@ fn run_measure(args: &MeasureArgs) -> anyhow::Result<()> {
         let s = super::measure::tcp_sysctls(&probe, Side::A)?;
         println!("TCP sysctls inside the site namespaces: tcp_rmem = {}, tcp_wmem = {}, tcp_congestion_control = {}, core rmem_max = {}, core wmem_max = {}", s.tcp_rmem, s.tcp_wmem, s.congestion_control, s.core_rmem_max, s.core_wmem_max);
     }
-    install_signal_handlers()?;
+    crate::interrupt::install()?;
     let mut out = std::io::stdout();
-    match run_table(&plan, &mut out, &INTERRUPTED) {
+    match run_table(&plan, &mut out, crate::interrupt::flag()) {
         Err(super::measure::MeasureError::Cancelled) => {
             eprintln!("interrupted; links torn down");
             Ok(())
