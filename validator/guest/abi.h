@@ -7,7 +7,11 @@
 #ifndef MEMFABRIC_GUEST_ABI_H
 #define MEMFABRIC_GUEST_ABI_H
 
-/* Guest-physical layout (identity-mapped, 2 MiB pages, user-accessible). */
+/* Guest-physical layout (identity-mapped, 2 MiB pages, user-accessible).
+ * RAM is one range of offsets; offsets below ram_split are at the same GPA,
+ * the rest at GUEST_HIGH_RAM_GPA onwards, so RAM never overlaps the I/O
+ * APIC / local APIC range below 4 GiB. work_gpa and meta_gpa are below the
+ * split. */
 #define GUEST_GDT_GPA        0x1000
 #define GUEST_IDT_GPA        0x2000
 #define GUEST_TSS_GPA        0x20000  /* 104 bytes + I/O bitmap: up to 0x22069 */
@@ -15,7 +19,9 @@
 #define GUEST_STATUS_GPA     0x5000
 #define GUEST_PML4_GPA       0x8000
 #define GUEST_PDPT_GPA       0x9000
-#define GUEST_PD_GPA         0xA000
+#define GUEST_PD_GPA         0x40000  /* up to 64 page directories (64 GiB of GPA), to 0x7FFFF */
+#define GUEST_PD_MAX         64
+#define GUEST_HIGH_RAM_GPA   0x100000000ULL  /* RAM above the split continues here, past the APIC hole */
 #define GUEST_KSTACK_TOP     0x10000
 #define GUEST_IMAGE_GPA      0x100000
 #define GUEST_IMAGE_MAX      0x100000
@@ -42,7 +48,7 @@
 
 #define GUEST_PARAMS_MAGIC   0x314d524150474d46ULL /* "FMGPARM1" little-endian */
 #define GUEST_STATUS_MAGIC   0x3154415453474d46ULL /* "FMGSTAT1" */
-#define GUEST_ABI_VERSION    1
+#define GUEST_ABI_VERSION    2
 
 #define GUEST_PPM            1000000
 
@@ -72,6 +78,7 @@ struct guest_params {
     unsigned long long report_interval_us;
     unsigned long long verify_pages_per_report;
     unsigned long long idle_min_us;             /* only idle when ahead by at least this */
+    unsigned long long ram_split;               /* RAM offsets from here live at GUEST_HIGH_RAM_GPA + (offset - ram_split) */
 };
 
 /* Written by the guest before each OUT to PORT_PROGRESS. */

@@ -120,7 +120,8 @@ static void render(u64 page, u32 version, u64 *dst) {
     }
 }
 
-static inline u64 *page_ptr(u64 page) { return (u64 *)(p.work_gpa + page * PAGE); }
+static inline u64 ram_gpa(u64 offset) { return offset < p.ram_split ? offset : GUEST_HIGH_RAM_GPA + (offset - p.ram_split); }
+static inline u64 *page_ptr(u64 page) { return (u64 *)ram_gpa(p.work_gpa + page * PAGE); }
 static inline volatile u32 *version_ptr(u64 page) { return (volatile u32 *)(p.meta_gpa + page * 4); }
 
 static void report(void) {
@@ -154,7 +155,7 @@ void workload_main(void) {
     p = *(const struct guest_params *)params;
     status->magic = GUEST_STATUS_MAGIC;
     if (p.magic != GUEST_PARAMS_MAGIC || p.abi_version != GUEST_ABI_VERSION || p.tsc_hz == 0 ||
-        p.work_pages == 0 || p.duplicate_templates == 0 ||
+        p.work_pages == 0 || p.duplicate_templates == 0 || p.ram_split < p.work_gpa ||
         p.zero_ppm + p.shared_image_ppm + p.duplicate_ppm > GUEST_PPM) {
         status->phase = GUEST_PHASE_BAD_PARAMS;
         outl(PORT_PHASE, GUEST_PHASE_BAD_PARAMS);

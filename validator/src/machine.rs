@@ -41,7 +41,7 @@ impl Machine {
     /// Creates a VM with `memory_bytes`, loads the guest with `workload` and
     /// starts its vCPU.
     pub fn boot(memory_bytes: u64, workload: &GuestWorkload) -> Result<Machine, KvmError> {
-        let vm = Vm::new(memory_bytes, false)?;
+        let vm = Vm::with_split(memory_bytes, workload.ram_split, false)?;
         let vcpu = vm.create_vcpu(0)?;
         let tsc_hz = tsc_hz(&vcpu);
         let params = workload.params(memory_bytes, tsc_hz).map_err(|e| KvmError::Config(e.to_string()))?;

@@ -159,7 +159,15 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
             w.failure.as_ref().map(|f| format!(" (failed: {f})")).unwrap_or_default()
         );
     }
-    println!("integrity held: {}", match o.integrity_held { Some(true) => "yes", Some(false) => "NO", None => "n/a (not resumed)" });
+    println!(
+        "integrity held: {}",
+        match (o.integrity_checked, o.integrity_held) {
+            (_, Some(true)) => "yes",
+            (_, Some(false)) => "NO",
+            (false, None) => "not checked (--no-integrity-check)",
+            (true, None) => "n/a (not resumed)",
+        }
+    );
     println!("results: {}", args.out.display());
     if let Some(f) = o.failure() {
         anyhow::bail!("migration failed: {f}");

@@ -46,6 +46,8 @@ pub struct Manifest {
     /// Whether every chunk of guest RAM hashed equal at switchover and the
     /// guest carried on at the destination.
     pub integrity_held: Option<bool>,
+    /// Whether the switchover compared RAM hashes (`--no-integrity-check` turns it off).
+    pub integrity_checked: bool,
     /// Integrity chunks compared / differing.
     pub chunks_compared: u64,
     /// Chunks that differed.
@@ -226,6 +228,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         outcome: outcome.into(),
         error: o.failure(),
         integrity_held: o.integrity_held,
+        integrity_checked: o.integrity_checked,
         chunks_compared: dest.map(|d| d.chunks_compared).unwrap_or(0),
         chunks_differing: dest.map(|d| d.chunks_differing).unwrap_or(0),
         source_verify_ms: src.source_verify_ms,

@@ -285,3 +285,30 @@ fn sigterm_stops_both_vmms_and_tears_the_link_down() {
     }
     assert!(!out.join("manifest.json").exists(), "nothing written for an interrupted migration");
 }
+
+#[test]
+fn migrates_ram_on_both_sides_of_the_split() {
+    if !kvm_or_skip("migrates_ram_on_both_sides_of_the_split") {
+        return;
+    }
+    // The second memory slot (RAM above 4 GiB in guest-physical space) with a
+    // small guest: the split at 16 MiB puts 48 of its 64 MiB, and part of
+    // its working set, above 4 GiB.
+    let r = migrate("split", &["--ram-split", "16MiB", "--pipeline", "zero+xbzrle+lz4"]);
+    assert_completed(&r);
+}
+
+#[test]
+fn without_the_integrity_check_the_guest_still_carries_on() {
+    if !kvm_or_skip("without_the_integrity_check_the_guest_still_carries_on") {
+        return;
+    }
+    let r = migrate("nocheck", &["--no-integrity-check"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("integrity held: not checked"), "{}", r.stdout);
+    assert_eq!(r.manifest["integrity_checked"], false);
+    assert_eq!(r.manifest["chunks_compared"], 0);
+    assert!(r.manifest["source_verify_ms"].is_null(), "no hashing at the pause");
+    let at_pause = r.manifest["guest_writes_at_pause"].as_u64().unwrap();
+    assert!(r.manifest["guest_writes_after_resume"].as_u64().unwrap() > at_pause);
+}

@@ -18,8 +18,12 @@ pub const GUEST_STATUS_GPA: u64 = 0x5000;
 pub const GUEST_PML4_GPA: u64 = 0x8000;
 /// Page-directory-pointer table.
 pub const GUEST_PDPT_GPA: u64 = 0x9000;
-/// Four page directories (2 MiB pages), identity-mapping 4 GiB.
-pub const GUEST_PD_GPA: u64 = 0xA000;
+/// Page directories (2 MiB pages), one per GiB of guest-physical space.
+pub const GUEST_PD_GPA: u64 = 0x40000;
+/// At most this many page directories: 64 GiB of guest-physical space.
+pub const GUEST_PD_MAX: u64 = 64;
+/// Where RAM above the split continues (past the APIC range below 4 GiB).
+pub const GUEST_HIGH_RAM_GPA: u64 = 0x1_0000_0000;
 /// Top of the ring-0 stack.
 pub const GUEST_KSTACK_TOP: u64 = 0x10000;
 /// Where the guest image is loaded; also the ring-0 entry point.
@@ -61,14 +65,19 @@ pub const GUEST_PARAMS_MAGIC: u64 = 0x314d_5241_5047_4d46;
 /// [`GuestStatus::magic`].
 pub const GUEST_STATUS_MAGIC: u64 = 0x3154_4154_5347_4d46;
 /// ABI version the VMM speaks.
-pub const GUEST_ABI_VERSION: u64 = 1;
+pub const GUEST_ABI_VERSION: u64 = 2;
 /// Parts per million: the unit of every fraction in [`GuestParams`].
 pub const GUEST_PPM: u64 = 1_000_000;
 
-/// Highest guest-physical address RAM may reach: the local APIC page at
-/// 0xFEE00000 exits as MMIO even under a memory slot, and 0xFEC00000 (I/O
-/// APIC) is kept clear as well.
-pub const GUEST_RAM_LIMIT: u64 = 0xFEC0_0000;
+/// Default split: RAM below 3 GiB sits at the same guest-physical address,
+/// the rest from [`GUEST_HIGH_RAM_GPA`] on. The local APIC page at
+/// 0xFEE00000 exits as MMIO even under a memory slot (kvm-pvm), and the
+/// I/O APIC at 0xFEC00000 is kept clear as well, as on PCs.
+pub const DEFAULT_RAM_SPLIT: u64 = 0xC000_0000;
+
+/// Largest guest RAM: the page tables map [`GUEST_PD_MAX`] GiB of
+/// guest-physical space, less the hole above a 3 GiB split.
+pub const GUEST_RAM_LIMIT: u64 = (GUEST_PD_MAX << 30) - (GUEST_HIGH_RAM_GPA - DEFAULT_RAM_SPLIT);
 
 /// `struct guest_params`, field for field (all u64, little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,14 +106,16 @@ pub struct GuestParams {
     pub report_interval_us: u64,
     pub verify_pages_per_report: u64,
     pub idle_min_us: u64,
+    pub ram_split: u64,
 }
 
 /// The field names of [`GuestParams`] in order (checked against the header).
-pub const GUEST_PARAMS_FIELDS: [&str; 23] = [
+pub const GUEST_PARAMS_FIELDS: [&str; 24] = [
     "magic", "abi_version", "seed", "image_seed", "meta_gpa", "work_gpa", "work_pages", "tsc_hz",
     "write_rate_pages_per_s", "zero_ppm", "shared_image_ppm", "duplicate_ppm", "compressed_mean_ppm",
     "compressed_sd_ppm", "working_set_ppm", "hot_set_ppm", "hot_write_share_ppm", "redirty_change_ppm",
     "redirty_unchanged_ppm", "duplicate_templates", "report_interval_us", "verify_pages_per_report", "idle_min_us",
+    "ram_split",
 ];
 
 impl GuestParams {
@@ -116,7 +127,7 @@ impl GuestParams {
             self.shared_image_ppm, self.duplicate_ppm, self.compressed_mean_ppm, self.compressed_sd_ppm,
             self.working_set_ppm, self.hot_set_ppm, self.hot_write_share_ppm, self.redirty_change_ppm,
             self.redirty_unchanged_ppm, self.duplicate_templates, self.report_interval_us,
-            self.verify_pages_per_report, self.idle_min_us,
+            self.verify_pages_per_report, self.idle_min_us, self.ram_split,
         ];
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
@@ -164,15 +175,21 @@ impl GuestStatus {
     }
 }
 
-/// Where the version table and the workload pages go for a guest of a given
-/// memory size.
+/// Where guest RAM lies in guest-physical space, and where the version
+/// table and the workload pages go, for a guest of a given memory size.
+///
+/// RAM is addressed by *offset* (what the VMM maps, what migrations and
+/// traces call page `offset / 4096`); offsets below `ram_split` are at the
+/// same guest-physical address, the rest at [`GUEST_HIGH_RAM_GPA`] onwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// Guest RAM, bytes.
     pub memory_bytes: u64,
-    /// Version table.
+    /// RAM offsets from here on live above 4 GiB.
+    pub ram_split: u64,
+    /// Version table (a RAM offset below the split, same GPA).
     pub meta_gpa: u64,
-    /// First workload page (2 MiB aligned).
+    /// First workload page (a RAM offset below the split, 2 MiB aligned).
     pub work_gpa: u64,
     /// Workload pages.
     pub work_pages: u64,
@@ -182,25 +199,50 @@ impl Layout {
     /// Smallest guest: 16 MiB.
     pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
 
-    /// The layout for `memory_bytes` of RAM, or why it cannot be.
+    /// The layout for `memory_bytes` of RAM with the default 3 GiB split.
     pub fn new(memory_bytes: u64) -> Result<Layout, String> {
-        if memory_bytes < Self::MIN_MEMORY_BYTES || memory_bytes % (2 << 20) != 0 {
+        Layout::with_split(memory_bytes, DEFAULT_RAM_SPLIT)
+    }
+
+    /// The layout with RAM above `ram_split` moved past 4 GiB (a split lower
+    /// than 3 GiB lets tests exercise two memory slots with a small guest).
+    pub fn with_split(memory_bytes: u64, ram_split: u64) -> Result<Layout, String> {
+        let align = 2u64 << 20;
+        if memory_bytes < Self::MIN_MEMORY_BYTES || memory_bytes % align != 0 {
             return Err(format!("{memory_bytes} bytes: expected a multiple of 2 MiB, at least 16 MiB"));
         }
-        if memory_bytes > GUEST_RAM_LIMIT {
+        if ram_split < Self::MIN_MEMORY_BYTES || ram_split % align != 0 || ram_split > DEFAULT_RAM_SPLIT {
+            return Err(format!("RAM split {ram_split:#x}: expected a multiple of 2 MiB from 16 MiB to 3 GiB"));
+        }
+        let top_gpa = if memory_bytes <= ram_split { memory_bytes } else { GUEST_HIGH_RAM_GPA + (memory_bytes - ram_split) };
+        if top_gpa > GUEST_PD_MAX << 30 {
             return Err(format!(
-                "{memory_bytes} bytes: the validator maps guest RAM below the APIC hole, at most {} MiB",
+                "{memory_bytes} bytes: the validator maps at most {} GiB of guest-physical space ({} MiB of RAM with a 3 GiB split)",
+                GUEST_PD_MAX,
                 GUEST_RAM_LIMIT >> 20
             ));
         }
         let total_pages = memory_bytes / PAGE_SIZE_BYTES;
         let meta_bytes = total_pages * 4;
-        let align = 2u64 << 20;
         let work_gpa = (GUEST_META_GPA + meta_bytes).div_ceil(align) * align;
-        if work_gpa >= memory_bytes {
-            return Err(format!("{memory_bytes} bytes leave no room for workload pages"));
+        if work_gpa >= memory_bytes.min(ram_split) {
+            return Err(format!("{memory_bytes} bytes leave no room for workload pages below the RAM split"));
         }
-        Ok(Layout { memory_bytes, meta_gpa: GUEST_META_GPA, work_gpa, work_pages: (memory_bytes - work_gpa) / PAGE_SIZE_BYTES })
+        Ok(Layout { memory_bytes, ram_split, meta_gpa: GUEST_META_GPA, work_gpa, work_pages: (memory_bytes - work_gpa) / PAGE_SIZE_BYTES })
+    }
+
+    /// The guest-physical address of RAM offset `offset`.
+    pub fn gpa(&self, offset: u64) -> u64 {
+        if offset < self.ram_split {
+            offset
+        } else {
+            GUEST_HIGH_RAM_GPA + (offset - self.ram_split)
+        }
+    }
+
+    /// The highest guest-physical address of RAM, plus one.
+    pub fn top_gpa(&self) -> u64 {
+        self.gpa(self.memory_bytes - 1) + 1
     }
 }
 
@@ -234,7 +276,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_header() {
-        let pairs: [(&str, u64); 30] = [
+        let pairs: [(&str, u64); 32] = [
             ("GUEST_GDT_GPA", GUEST_GDT_GPA),
             ("GUEST_IDT_GPA", GUEST_IDT_GPA),
             ("GUEST_TSS_GPA", GUEST_TSS_GPA),
@@ -243,6 +285,8 @@ mod tests {
             ("GUEST_PML4_GPA", GUEST_PML4_GPA),
             ("GUEST_PDPT_GPA", GUEST_PDPT_GPA),
             ("GUEST_PD_GPA", GUEST_PD_GPA),
+            ("GUEST_PD_MAX", GUEST_PD_MAX),
+            ("GUEST_HIGH_RAM_GPA", GUEST_HIGH_RAM_GPA),
             ("GUEST_KSTACK_TOP", GUEST_KSTACK_TOP),
             ("GUEST_IMAGE_GPA", GUEST_IMAGE_GPA),
             ("GUEST_IMAGE_MAX", GUEST_IMAGE_MAX),
@@ -283,7 +327,22 @@ mod tests {
         assert_eq!(l.work_pages, ((1 << 30) - (6 << 20)) / 4096);
         assert!(Layout::new(15 << 20).is_err());
         assert!(Layout::new((1 << 30) + 4096).is_err());
-        assert!(Layout::new(4 << 30).is_err());
+        assert_eq!(l.top_gpa(), 1 << 30, "all below the split");
+    }
+
+    #[test]
+    fn ram_above_the_split_moves_past_4_gib() {
+        let l = Layout::new(8 << 30).unwrap();
+        assert_eq!(l.gpa((3 << 30) - 4096), (3 << 30) - 4096);
+        assert_eq!(l.gpa(3 << 30), 4 << 30);
+        assert_eq!(l.top_gpa(), 9 << 30);
+        let small = Layout::with_split(64 << 20, 48 << 20).unwrap();
+        assert_eq!(small.gpa(48 << 20), GUEST_HIGH_RAM_GPA);
+        assert_eq!(small.top_gpa(), GUEST_HIGH_RAM_GPA + (16 << 20));
+        assert!(Layout::new(GUEST_RAM_LIMIT).is_ok());
+        assert!(Layout::new(GUEST_RAM_LIMIT + (2 << 20)).is_err());
+        assert!(Layout::with_split(64 << 20, 5 << 20).is_err(), "split below 16 MiB");
+        assert!(Layout::with_split(64 << 20, (3 << 30) + (2 << 20)).is_err(), "split above 3 GiB");
     }
 
     #[test]

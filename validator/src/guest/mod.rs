@@ -27,6 +27,8 @@ pub struct GuestWorkload {
     pub report_interval_us: u64,
     /// Pages the guest re-checks against their expected content per report.
     pub verify_pages_per_report: u64,
+    /// RAM offsets from here on live above 4 GiB ([`abi::Layout`]).
+    pub ram_split: u64,
 }
 
 /// The workload cannot run in the guest.
@@ -77,13 +79,14 @@ impl GuestWorkload {
             duplicate_templates: 64,
             report_interval_us: 20_000,
             verify_pages_per_report: 8,
+            ram_split: abi::DEFAULT_RAM_SPLIT,
         })
     }
 
     /// The parameter block for a guest with `memory_bytes` of RAM, whose TSC
     /// runs at `tsc_hz`.
     pub fn params(&self, memory_bytes: u64, tsc_hz: u64) -> Result<abi::GuestParams, WorkloadError> {
-        let layout = abi::Layout::new(memory_bytes).map_err(|message| WorkloadError::Invalid { field: "memory", message })?;
+        let layout = self.layout(memory_bytes)?;
         let ppm = |f: Fraction| (f.0.clamp(0.0, 1.0) * abi::GUEST_PPM as f64).round() as u64;
         let c = &self.spec.content;
         let (hot_set, hot_share) = match self.spec.popularity {
@@ -114,6 +117,12 @@ impl GuestWorkload {
             report_interval_us: self.report_interval_us,
             verify_pages_per_report: self.verify_pages_per_report,
             idle_min_us: 1_000,
+            ram_split: layout.ram_split,
         })
+    }
+
+    /// Where RAM and the workload go for a guest of `memory_bytes`.
+    pub fn layout(&self, memory_bytes: u64) -> Result<abi::Layout, WorkloadError> {
+        abi::Layout::with_split(memory_bytes, self.ram_split).map_err(|message| WorkloadError::Invalid { field: "memory", message })
     }
 }

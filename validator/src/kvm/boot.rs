@@ -61,8 +61,15 @@ pub fn load_guest(ram: &GuestRam, image: &[u8], params: &GuestParams) -> Result<
     }
     ram.write(GUEST_TSS_GPA, &tss);
 
+    // Identity-map every GiB up to the top of RAM (the hole included: the
+    // guest never touches it), 2 MiB pages, user-accessible.
+    let layout = Layout::with_split(ram.bytes(), params.ram_split).map_err(KvmError::Config)?;
+    let gibs = layout.top_gpa().div_ceil(1 << 30);
+    if gibs > GUEST_PD_MAX {
+        return Err(KvmError::Config(format!("guest-physical space of {gibs} GiB exceeds the {GUEST_PD_MAX} GiB mapped")));
+    }
     ram.write(GUEST_PML4_GPA, &(GUEST_PDPT_GPA | PTE_PRESENT_RW_USER).to_le_bytes());
-    for i in 0..4u64 {
+    for i in 0..gibs {
         let pd = GUEST_PD_GPA + i * 0x1000;
         ram.write(GUEST_PDPT_GPA + i * 8, &(pd | PTE_PRESENT_RW_USER).to_le_bytes());
         let entries: Vec<u8> =

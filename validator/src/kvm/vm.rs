@@ -9,10 +9,9 @@ use memfabric_migration::PAGE_SIZE_BYTES;
 use vm_memory::mmap::MmapRegion;
 
 use super::{ioctl, KvmError};
-use crate::guest::abi::GUEST_RAM_LIMIT;
+use crate::guest::abi::{Layout, DEFAULT_RAM_SPLIT, GUEST_HIGH_RAM_GPA};
 
 const PAGE: usize = PAGE_SIZE_BYTES as usize;
-const SLOT: u32 = 0;
 
 /// Guest RAM as the VMM sees it: a host mapping shared with the guest.
 ///
@@ -164,47 +163,67 @@ impl DirtyBitmap {
 }
 
 /// A KVM VM with its guest RAM.
+///
+/// RAM is one host mapping. Offsets below the split are memory slot 0 at
+/// guest-physical 0; the rest, if any, is slot 1 at 4 GiB
+/// ([`Layout`](crate::guest::abi::Layout)). Pages are named by RAM offset
+/// everywhere (dirty log, migration, traces).
 pub struct Vm {
     kvm: Kvm,
     fd: VmFd,
     ram: GuestRam,
+    /// `(slot, guest-physical address, RAM offset, bytes)`.
+    slots: Vec<(u32, u64, u64, u64)>,
     dirty_logging: bool,
 }
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("ram", &self.ram).field("dirty_logging", &self.dirty_logging).finish()
+        f.debug_struct("Vm").field("ram", &self.ram).field("slots", &self.slots).field("dirty_logging", &self.dirty_logging).finish()
     }
 }
 
 impl Vm {
-    /// A VM with `memory_bytes` of RAM at guest-physical 0.
+    /// A VM with `memory_bytes` of RAM and the default 3 GiB split.
     pub fn new(memory_bytes: u64, populate: bool) -> Result<Vm, KvmError> {
-        if memory_bytes == 0 || memory_bytes % PAGE_SIZE_BYTES != 0 || memory_bytes > GUEST_RAM_LIMIT {
-            return Err(KvmError::Config(format!(
-                "guest memory {memory_bytes} bytes: expected whole pages below {GUEST_RAM_LIMIT:#x}"
-            )));
+        Vm::with_split(memory_bytes, DEFAULT_RAM_SPLIT, populate)
+    }
+
+    /// A VM with `memory_bytes` of RAM, offsets from `ram_split` on mapped at 4 GiB.
+    pub fn with_split(memory_bytes: u64, ram_split: u64, populate: bool) -> Result<Vm, KvmError> {
+        if memory_bytes == 0 || memory_bytes % PAGE_SIZE_BYTES != 0 {
+            return Err(KvmError::Config(format!("guest memory {memory_bytes} bytes: expected whole pages")));
         }
+        let layout = Layout::with_split(memory_bytes, ram_split).map_err(KvmError::Config)?;
         let kvm = Kvm::new().map_err(KvmError::Open)?;
         let fd = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
         let ram = GuestRam::new(memory_bytes, populate)?;
-        let vm = Vm { kvm, fd, ram, dirty_logging: false };
-        vm.register_slot(false)?;
+        let low = memory_bytes.min(layout.ram_split);
+        let mut slots = vec![(0, 0, 0, low)];
+        if memory_bytes > low {
+            slots.push((1, GUEST_HIGH_RAM_GPA, low, memory_bytes - low));
+        }
+        let vm = Vm { kvm, fd, ram, slots, dirty_logging: false };
+        vm.register_slots(false)?;
         Ok(vm)
     }
 
-    fn register_slot(&self, log_dirty: bool) -> Result<(), KvmError> {
-        let region = kvm_userspace_memory_region {
-            slot: SLOT,
-            flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
-            guest_phys_addr: 0,
-            memory_size: self.ram.bytes(),
-            userspace_addr: self.ram.host_addr(),
-        };
-        // SAFETY: the region is our own mapping of exactly `memory_size`
-        // bytes, which outlives the VM (both are owned by `self`, and the
-        // VM fd is dropped first by field order).
-        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { self.fd.set_user_memory_region(region) })
+    fn register_slots(&self, log_dirty: bool) -> Result<(), KvmError> {
+        for &(slot, gpa, offset, bytes) in &self.slots {
+            let region = kvm_userspace_memory_region {
+                slot,
+                flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+                guest_phys_addr: gpa,
+                memory_size: bytes,
+                userspace_addr: self.ram.host_addr() + offset,
+            };
+            // SAFETY: the region is part of our own mapping (offset + bytes
+            // never exceeds its size), which outlives the VM: both are owned
+            // by `self`, and the VM fd is dropped first by field order; vCPU
+            // threads hold a clone of the mapping.
+            ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { self.fd.set_user_memory_region(region) })?;
+        }
+        Ok(())
     }
 
     /// Guest RAM.
@@ -216,7 +235,7 @@ impl Vm {
     /// page; the first [`Vm::take_dirty_log`] reports the pages written since.
     pub fn set_dirty_logging(&mut self, on: bool) -> Result<(), KvmError> {
         if on != self.dirty_logging {
-            self.register_slot(on)?;
+            self.register_slots(on)?;
             self.dirty_logging = on;
         }
         Ok(())
@@ -228,7 +247,12 @@ impl Vm {
         if !self.dirty_logging {
             return Err(KvmError::Config("dirty logging is off".into()));
         }
-        let words = ioctl("KVM_GET_DIRTY_LOG", self.fd.get_dirty_log(SLOT, self.ram.bytes() as usize))?;
+        // Slot 0 ends on a 2 MiB boundary (a whole number of 64-page words),
+        // so the slots' bitmaps concatenate into one indexed by RAM offset.
+        let mut words = Vec::with_capacity(self.ram.pages().div_ceil(64) as usize);
+        for &(slot, _, _, bytes) in &self.slots {
+            words.extend(ioctl("KVM_GET_DIRTY_LOG", self.fd.get_dirty_log(slot, bytes as usize))?);
+        }
         Ok(DirtyBitmap { words })
     }
 

@@ -91,11 +91,11 @@ impl Receiver {
 /// report says whether the guest was resumed; errors are in the report, so
 /// the caller always gets one.
 ///
-/// `prepared` is guest RAM made before the migration (as a destination VMM
+/// `prepared` is guest RAM (and its split) made before the migration (as a destination VMM
 /// started with the guest's memory size would have it); without it the RAM
 /// is mapped and pre-faulted when the source's Hello gives the size, and that
 /// time counts in the migration.
-pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<Vm>) -> DestReport {
+pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, u64)>) -> DestReport {
     let mut report = DestReport { outcome: "failed".into(), ..Default::default() };
     let stream = match listener.accept() {
         Ok((s, _)) => s,
@@ -133,7 +133,7 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<Vm>) 
     report
 }
 
-fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepared: Option<Vm>) -> Result<(), String> {
+fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepared: Option<(Vm, u64)>) -> Result<(), String> {
     let recv = |rx: &mut Receiver, what: &str| rx.reader.recv().map_err(|e| format!("receiving {what}: {e}"));
     let f = recv(rx, "Hello")?;
     if f.kind != Kind::Hello {
@@ -155,15 +155,16 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let strategy: Strategy = hello.strategy.parse().map_err(|e| format!("strategy {:?}: {e}", hello.strategy))?;
     let t = Instant::now();
     let mut vm = match prepared {
-        Some(vm) if vm.ram().bytes() == hello.memory_bytes => vm,
-        Some(vm) => {
+        Some((vm, split)) if vm.ram().bytes() == hello.memory_bytes && split == hello.ram_split => vm,
+        Some((vm, split)) => {
             return Err(format!(
-                "the source's guest has {} bytes of RAM, this destination prepared {}",
+                "the source's guest has {} bytes of RAM split at {:#x}, this destination prepared {} split at {split:#x}",
                 hello.memory_bytes,
+                hello.ram_split,
                 vm.ram().bytes()
             ))
         }
-        None => Vm::new(hello.memory_bytes, true).map_err(|e| e.to_string())?,
+        None => Vm::with_split(hello.memory_bytes, hello.ram_split, true).map_err(|e| e.to_string())?,
     };
     rx.writer
         .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3 })
@@ -228,23 +229,25 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         hashes.set(page, &readback);
     }
     // Integrity: every chunk of RAM must hash as at the source's pause.
-    let t = Instant::now();
-    let ours = chunk_digests(&hashes.0);
-    report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
-    report.chunks_compared = ours.len() as u64;
-    if ours.len() != switchover.chunk_hashes.len() {
-        return Err(format!("integrity: {} chunk hashes from the source, {} here", switchover.chunk_hashes.len(), ours.len()));
-    }
-    let differing: Vec<usize> = ours.iter().zip(&switchover.chunk_hashes).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
-    report.chunks_differing = differing.len() as u64;
-    if let Some(&first) = differing.first() {
-        report.first_differing_page = Some(first as u64 * CHUNK_PAGES);
-        return Err(format!(
-            "integrity check failed: {} of {} chunks of {CHUNK_PAGES} pages differ from the source (first at page {}); not resuming",
-            differing.len(),
-            ours.len(),
-            first as u64 * CHUNK_PAGES
-        ));
+    if let Some(theirs) = &switchover.chunk_hashes {
+        let t = Instant::now();
+        let ours = chunk_digests(&hashes.0);
+        report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
+        report.chunks_compared = ours.len() as u64;
+        if ours.len() != theirs.len() {
+            return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
+        }
+        let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+        report.chunks_differing = differing.len() as u64;
+        if let Some(&first) = differing.first() {
+            report.first_differing_page = Some(first as u64 * CHUNK_PAGES);
+            return Err(format!(
+                "integrity check failed: {} of {} chunks of {CHUNK_PAGES} pages differ from the source (first at page {}); not resuming",
+                differing.len(),
+                ours.len(),
+                first as u64 * CHUNK_PAGES
+            ));
+        }
     }
 
     vm.set_dirty_logging(false).map_err(|e| e.to_string())?;

@@ -53,6 +53,8 @@ pub struct Hello {
     pub strategy: String,
     /// The guest's TSC rate.
     pub tsc_hz: u64,
+    /// RAM offsets from here on are mapped at 4 GiB ([`crate::guest::abi::Layout`]).
+    pub ram_split: u64,
 }
 
 /// Destination → source: ready to receive.
@@ -76,8 +78,9 @@ pub struct RoundEnd {
 pub struct Switchover {
     /// When the source vCPU stopped (CLOCK_MONOTONIC ns).
     pub pause_ns: u64,
-    /// [`chunk_digests`] of guest RAM at the pause.
-    pub chunk_hashes: Vec<u64>,
+    /// [`chunk_digests`] of guest RAM at the pause (None: the integrity
+    /// check is off, `--no-integrity-check`).
+    pub chunk_hashes: Option<Vec<u64>>,
     /// The guest's write count at the pause.
     pub guest_writes: u64,
     /// The guest's hash chain at the pause.

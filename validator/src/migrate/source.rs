@@ -42,6 +42,9 @@ pub struct SourceConfig {
     pub io_timeout: Duration,
     /// After a failed migration, how long to watch the source guest run on.
     pub watch_after_abort: Duration,
+    /// Hash all RAM at the pause so that the destination can prove every
+    /// page arrived (costs downtime: one pass over RAM on one core).
+    pub integrity_check: bool,
 }
 
 /// One round as the source saw it.
@@ -262,6 +265,7 @@ impl Migration<'_> {
             page_size: PAGE_SIZE_BYTES,
             strategy: self.cfg.strategy.to_string(),
             tsc_hz: self.m.tsc_hz,
+            ram_split: self.cfg.workload.ram_split,
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
@@ -344,15 +348,23 @@ impl Migration<'_> {
         to_send.merge(&last);
         // RAM is frozen now: hash it for the integrity check on another
         // thread while the last pages go out.
-        let ram = self.m.ram().clone();
-        let hasher = std::thread::spawn(move || {
-            let t = Instant::now();
-            (chunk_digests(&ram.page_hashes()), t.elapsed())
+        let hasher = self.cfg.integrity_check.then(|| {
+            let ram = self.m.ram().clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                (chunk_digests(&ram.page_hashes()), t.elapsed())
+            })
         });
         let sent = self.send_pages(to_send.iter());
-        let (hashes, hash_time) = hasher.join().map_err(|_| fail("the integrity hashing thread panicked"))?;
+        let hashes = match hasher {
+            Some(h) => {
+                let (hashes, hash_time) = h.join().map_err(|_| fail("the integrity hashing thread panicked"))?;
+                self.report.source_verify_ms = Some(hash_time.as_secs_f64() * 1e3);
+                Some(hashes)
+            }
+            None => None,
+        };
         let (pages, bytes) = sent?;
-        self.report.source_verify_ms = Some(hash_time.as_secs_f64() * 1e3);
         let state = paused.state.to_bytes();
         let sw = Switchover {
             pause_ns: paused.at_monotonic_ns,
