@@ -141,9 +141,12 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     );
     if let Some(d) = &o.destination {
         println!(
-            "integrity: {} of {} chunks equal; guest writes {} at pause -> {} after {:.1} s at the destination, {} verify errors",
-            d.chunks_compared - d.chunks_differing,
-            d.chunks_compared,
+            "integrity: {}; guest writes {} at pause -> {} after {:.1} s at the destination, {} verify errors",
+            if o.integrity_checked {
+                format!("{} of {} chunks equal", d.chunks_compared - d.chunks_differing, d.chunks_compared)
+            } else {
+                "RAM not compared".to_string()
+            },
             d.guest_writes_at_pause,
             d.guest_writes_after,
             d.watch_s,
