@@ -78,11 +78,11 @@ use memfabric_sim::trace::{
 };
 use memfabric_sim::workload::Popularity;
 
-use crate::guest::abi::{self, GuestStatus};
+use crate::guest::abi;
 use crate::guest::GuestWorkload;
 use crate::kvm::{monotonic_ns, DirtyBitmap, GuestRam};
 use crate::machine::Machine;
-use crate::migrate::source::thread_cpu_s;
+use crate::migrate::thread_cpu_s;
 
 const PAGE: usize = PAGE_SIZE_BYTES as usize;
 
@@ -97,7 +97,7 @@ const FILL_TIMEOUT: Duration = Duration::from_secs(600);
 /// What to capture.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureConfig {
-    /// Guest memory, bytes (see [`abi::Layout::new`] for the sizes allowed).
+    /// Guest memory, bytes (see [`abi::Layout::with_split`] for the sizes allowed).
     pub memory_bytes: u64,
     /// What the guest runs.
     pub workload: GuestWorkload,
@@ -340,13 +340,6 @@ fn copy_pages(ram: &GuestRam, dirty: &DirtyBitmap, shadow: &mut [u8]) {
     }
 }
 
-/// The guest's status block.
-fn guest_status(ram: &GuestRam) -> GuestStatus {
-    let mut b = [0u8; GuestStatus::SIZE];
-    ram.read(abi::GUEST_STATUS_GPA, &mut b);
-    GuestStatus::from_bytes(&b)
-}
-
 /// Boots the guest, captures `cfg.duration` of it and returns the trace (in
 /// memory; [`Trace::write`] stores it) with what happened.
 pub fn capture(cfg: &CaptureConfig) -> anyhow::Result<(Trace, CaptureStats)> {
@@ -360,7 +353,7 @@ pub fn capture(cfg: &CaptureConfig) -> anyhow::Result<(Trace, CaptureStats)> {
         );
     }
     let epochs = u32::try_from(duration_ns / epoch_ns).context("too many epochs")?;
-    let layout = abi::Layout::new(cfg.memory_bytes).map_err(anyhow::Error::msg)?;
+    let layout = cfg.workload.layout(cfg.memory_bytes)?;
 
     let start = Instant::now();
     // The shadow is faulted in while the guest boots and fills: faulting a
@@ -395,7 +388,7 @@ pub fn capture(cfg: &CaptureConfig) -> anyhow::Result<(Trace, CaptureStats)> {
     let paused = m.vcpu.pause().map_err(|e| anyhow::anyhow!("pausing the guest for the snapshot: {e}"))?;
     let written = m.vm.take_dirty_log().context("reading the dirty log")?;
     copy_pages(&ram, &written, &mut shadow);
-    let status0 = guest_status(&ram);
+    let status0 = crate::kvm::vcpu::read_guest_status(&ram);
     let t0 = m.vcpu.resume().map_err(|e| anyhow::anyhow!("resuming the guest after the snapshot: {e}"))?;
 
     let pages = ram.pages();
@@ -444,7 +437,7 @@ pub fn capture(cfg: &CaptureConfig) -> anyhow::Result<(Trace, CaptureStats)> {
             (d, monotonic_ns())
         };
         last_read = Instant::now();
-        let status = guest_status(&ram);
+        let status = crate::kvm::vcpu::read_guest_status(&ram);
         let dirty_pages: Vec<u64> = dirty.iter().collect();
         let mut data = vec![0u8; dirty_pages.len() * PAGE];
         for (i, &p) in dirty_pages.iter().enumerate() {

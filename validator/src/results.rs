@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::guest::GuestWorkload;
 use crate::migrate::orchestrate::{GuestArgs, MigrateOutcome};
+use crate::migrate::write_json;
 
 /// Validator version (the workspace version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -123,12 +124,12 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         max_rounds: guest.max_rounds,
         on_non_convergence: format!("{:?}", guest.on_non_convergence),
         warmup_s: guest.warmup.0 as f64 / 1e9,
-        link: o.link.clone().unwrap_or_else(|| "loopback".into()),
-        link_rate_bytes_per_s: o.link_rate_bytes_per_s.unwrap_or_else(|| {
+        link: o.link.as_ref().map_or_else(|| "loopback".into(), |l| l.to_string()),
+        link_rate_bytes_per_s: o.link.as_ref().map(|l| l.rate.0).unwrap_or_else(|| {
             src.rounds.first().map(|r| r.bytes_on_wire as f64 / ((r.end_ns - r.start_ns).max(1) as f64 * 1e-9)).unwrap_or(0.0)
         }),
-        link_delay_ns: o.link_delay_ns,
-        link_loss: o.link_loss,
+        link_delay_ns: o.link.as_ref().map_or(0, |l| l.delay.0),
+        link_loss: o.link.as_ref().map_or(0.0, |l| l.loss.0),
         tsc_hz: src.tsc_hz,
     };
     let params_json = serde_json::to_string(&parameters)?;
@@ -159,7 +160,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         dst_host: "destination-vmm".into(),
         memory_bytes: src.memory_bytes,
         streams: 1,
-        rtt_ms: 2.0 * o.link_delay_ns as f64 / 1e6,
+        rtt_ms: o.link.as_ref().map_or(0.0, |l| l.base_rtt().0 as f64 / 1e6),
         start_s: 0.0,
         end_s: total_s,
         total_time_s: total_s,
@@ -237,7 +238,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         guest_writes_at_pause: src.guest_at_pause.map(|p| p.writes),
         guest_writes_after_resume: dest.map(|d| d.guest_writes_after),
         source_guest_after_abort: src.guest_after_abort.as_ref().map(|w| (w.writes_before, w.writes_after)),
-        fault: o.fault.clone(),
+        fault: o.fault.map(|f| f.to_string()),
         fault_triggered: o.fault_triggered,
         link_stats: o.link_stats,
         files: files.iter().map(|f| f.to_string()).collect(),
@@ -253,13 +254,9 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         |dir| -> anyhow::Result<()> {
             write_parquet(&mut migrations_frame(&[("validator", std::slice::from_ref(&row))]), &dir.join("migrations.parquet"), &provenance)?;
             write_parquet(&mut rounds_frame(&[("validator", &rounds)]), &dir.join("rounds.parquet"), &provenance)?;
-            let json = |name: &str, v: &dyn erased::Json| -> anyhow::Result<()> {
-                std::fs::write(dir.join(name), v.to_json()?)?;
-                Ok(())
-            };
-            json("manifest.json", &manifest)?;
-            json("source.json", &o.source)?;
-            json("destination.json", &o.destination)?;
+            write_json(&dir.join("manifest.json"), &manifest)?;
+            write_json(&dir.join("source.json"), &o.source)?;
+            write_json(&dir.join("destination.json"), &o.destination)?;
             std::fs::write(dir.join("scenario.toml"), &scenario)?;
             Ok(())
         },
@@ -357,14 +354,3 @@ at = "0s"
     )
 }
 
-mod erased {
-    /// Pretty JSON of any serializable value (object-safe).
-    pub trait Json {
-        fn to_json(&self) -> anyhow::Result<String>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> anyhow::Result<String> {
-            Ok(serde_json::to_string_pretty(self)? + "\n")
-        }
-    }
-}

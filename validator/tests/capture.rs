@@ -13,7 +13,7 @@ use memfabric_sim::workload::DirtyModel;
 use memfabric_validator::capture::{capture, CaptureConfig};
 use memfabric_validator::guest::abi::{self, Layout};
 use memfabric_validator::guest::GuestWorkload;
-use memfabric_validator::kvm::kvm_available;
+use memfabric_validator::kvm::kvm_or_skip;
 
 const MEM: u64 = 64 << 20;
 const EPOCH: Duration = Duration::from_millis(250);
@@ -44,8 +44,7 @@ fn write_regions(workload: &GuestWorkload) -> BTreeMap<&'static str, (u64, u64)>
 
 #[test]
 fn captured_trace_matches_the_guest_and_replays() {
-    if let Err(why) = kvm_available() {
-        eprintln!("skipping the capture test: {why}");
+    if !kvm_or_skip("captured_trace_matches_the_guest_and_replays") {
         return;
     }
     let workload = GuestWorkload::from_archetype("web", Some(WRITE_RATE), 1).unwrap();

@@ -110,9 +110,7 @@ impl Progress {
     }
 
     fn update_from(&self, ram: &GuestRam) {
-        let mut b = [0u8; GuestStatus::SIZE];
-        ram.read(GUEST_STATUS_GPA, &mut b);
-        let s = GuestStatus::from_bytes(&b);
+        let s = read_guest_status(ram);
         if s.magic != GUEST_STATUS_MAGIC {
             return;
         }
@@ -125,6 +123,13 @@ impl Progress {
         st(&self.verify_errors, s.verify_errors);
         self.reports.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// The guest's status block as it is in `ram` now.
+pub fn read_guest_status(ram: &GuestRam) -> GuestStatus {
+    let mut b = [0u8; GuestStatus::SIZE];
+    ram.read(GUEST_STATUS_GPA, &mut b);
+    GuestStatus::from_bytes(&b)
 }
 
 /// Why the guest stopped running on its own.
@@ -312,23 +317,20 @@ fn pause_here(vcpu: &mut VcpuFd, progress: &Progress, commands: &Receiver<Comman
     let _ = vcpu.run(); // completes pending port I/O, then returns EINTR
     vcpu.set_kvm_immediate_exit(0);
     let (at, at_monotonic_ns) = (Instant::now(), monotonic_ns());
-    let paused = VcpuState::capture(vcpu)
-        .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
-        .map_err(|e| e.to_string());
-    let _ = events.send(Event::Paused(Box::new(paused)));
+    let report = |vcpu: &VcpuFd| {
+        let paused = VcpuState::capture(vcpu)
+            .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
+            .map_err(|e| e.to_string());
+        let _ = events.send(Event::Paused(Box::new(paused)));
+    };
+    report(vcpu);
     loop {
         match commands.recv() {
             Ok(Command::Resume) => {
-                vcpu.set_kvm_immediate_exit(0);
                 let _ = events.send(Event::Started(monotonic_ns()));
                 return true;
             }
-            Ok(Command::Pause) => {
-                let paused = VcpuState::capture(vcpu)
-                    .map(|state| Paused { at, at_monotonic_ns, state, progress: progress.snapshot() })
-                    .map_err(|e| e.to_string());
-                let _ = events.send(Event::Paused(Box::new(paused)));
-            }
+            Ok(Command::Pause) => report(vcpu),
             Ok(Command::Stop) | Err(_) => return false,
         }
     }

@@ -12,9 +12,8 @@ use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
-use super::source::thread_cpu_s;
 use super::wire::{FrameReader, FrameWriter, Kind};
-use super::{chunk_digests, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
+use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
 use crate::kvm::{VcpuState, Vm};
 use crate::machine::Machine;
 
@@ -73,6 +72,18 @@ pub struct DestReport {
     pub guest_failure: Option<String>,
     /// CPU time of the receiving thread (decode and write), seconds.
     pub cpu_s_destination: f64,
+}
+
+impl DestReport {
+    /// Whether the resumed guest carried on from where it paused: no
+    /// failure, no page failing its own check, its write count going on from
+    /// the count at the pause, and reports arriving.
+    pub fn guest_carried_on(&self) -> bool {
+        self.guest_failure.is_none()
+            && self.guest_verify_errors_after == 0
+            && self.guest_writes_after >= self.guest_writes_at_pause
+            && self.guest_reports_after > 0
+    }
 }
 
 struct Receiver {
@@ -274,10 +285,5 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     report.guest_failure = m.vcpu.failure().map(|f| f.to_string());
     let _ = m.vcpu.stop();
     Ok(())
-}
-
-/// Writes `report` to the socket-less report file (see [`super::source::write_json`]).
-pub fn write_report(path: &std::path::Path, report: &DestReport) -> std::io::Result<()> {
-    super::source::write_json(path, report)
 }
 

@@ -29,6 +29,21 @@ pub enum FaultKind {
     DestRam,
 }
 
+impl FaultKind {
+    /// Every kind with its name in `--fault`.
+    const NAMES: [(FaultKind, &'static str); 4] = [
+        (FaultKind::CutLink, "cut-link"),
+        (FaultKind::KillDest, "kill-dest"),
+        (FaultKind::Corrupt, "corrupt"),
+        (FaultKind::DestRam, "dest-ram"),
+    ];
+
+    /// The name in `--fault`.
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(k, _)| *k == self).map(|(_, n)| *n).expect("every kind is named")
+    }
+}
+
 /// `KIND@BYTES`: a fault after `BYTES` from source to destination (for
 /// [`FaultKind::DestRam`], `@PAGE`: a guest page index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +61,20 @@ impl FromStr for FaultSpec {
         let expected =
             "expected KIND@BYTES with KIND one of cut-link, kill-dest, corrupt (e.g. cut-link@64MiB), or dest-ram@PAGE";
         let (kind, at) = s.split_once('@').ok_or_else(|| format!("{s:?}: {expected}"))?;
-        let kind = match kind {
-            "cut-link" => FaultKind::CutLink,
-            "kill-dest" => FaultKind::KillDest,
-            "corrupt" => FaultKind::Corrupt,
-            "dest-ram" => FaultKind::DestRam,
-            k => return Err(format!("fault kind {k:?}: {expected}")),
-        };
+        let kind = FaultKind::NAMES
+            .iter()
+            .find(|(_, n)| *n == kind)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| format!("fault kind {kind:?}: {expected}"))?;
         let after = Bytes::parse(at).map_err(|e| format!("fault position {at:?}: {e}"))?;
         Ok(FaultSpec { kind, after_bytes: after.0 })
+    }
+}
+
+impl std::fmt::Display for FaultSpec {
+    /// The `--fault` text, with the position in bytes (or the page).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.kind.name(), self.after_bytes)
     }
 }
 
@@ -181,6 +201,9 @@ mod tests {
         let e = "melt@1MiB".parse::<FaultSpec>().unwrap_err();
         assert!(e.contains("cut-link, kill-dest, corrupt"), "{e}");
         assert!("cut-link".parse::<FaultSpec>().is_err());
+        for spec in ["cut-link@64", "kill-dest@1", "corrupt@1000", "dest-ram@5000"] {
+            assert_eq!(spec.parse::<FaultSpec>().unwrap().to_string(), spec, "Display is FromStr's inverse");
+        }
     }
 
     #[test]

@@ -144,16 +144,20 @@ impl PageHashes {
     }
 }
 
-/// Process CPU time (user + system), seconds.
-pub fn process_cpu_s() -> f64 {
-    let mut ru: libc::rusage = unsafe_zeroed_rusage();
-    // SAFETY: getrusage writes the struct we pass.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+/// CPU time of the calling thread, seconds.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-fn unsafe_zeroed_rusage() -> libc::rusage {
-    // SAFETY: rusage is plain integers, for which all-zero is valid.
-    unsafe { std::mem::zeroed() }
+/// Writes `report` as JSON to `path` (atomically: temp file, then rename).
+pub fn write_json<T: Serialize>(path: &std::path::Path, report: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&mut f, report)?;
+    std::io::Write::write_all(&mut f, b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }

@@ -13,11 +13,11 @@ use anyhow::{anyhow, bail, Context};
 use memfabric_migration::precopy::{NonConvergence, PrecopyConfig};
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::units::{Bytes, Nanos};
-use serde::Serialize;
 
 use super::dest::{run_dest, DestConfig, DestReport};
 use super::fault::{FaultKind, FaultProxy, FaultSpec};
-use super::source::{run_source, write_json, SourceConfig, SourceReport};
+use super::source::{run_source, SourceConfig, SourceReport};
+use super::write_json;
 use crate::guest::GuestWorkload;
 use crate::wan::{LinkSpec, LinkStats, Side, WanLink};
 use crate::results;
@@ -252,7 +252,7 @@ impl Drop for Reaped {
 }
 
 /// Everything `migrate` learned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct MigrateOutcome {
     /// Source report.
     pub source: SourceReport,
@@ -265,18 +265,12 @@ pub struct MigrateOutcome {
     pub integrity_checked: bool,
     /// Downtime: source pause to destination resume, ms.
     pub downtime_ms: Option<f64>,
-    /// The fault injected, as given.
-    pub fault: Option<String>,
+    /// The fault injected.
+    pub fault: Option<FaultSpec>,
     /// Whether it was triggered.
     pub fault_triggered: bool,
     /// The WAN link between the VMMs (None: loopback).
-    pub link: Option<String>,
-    /// The link's configured rate, bytes/s.
-    pub link_rate_bytes_per_s: Option<f64>,
-    /// The link's one-way delay, ns.
-    pub link_delay_ns: u64,
-    /// The link's loss probability.
-    pub link_loss: f64,
+    pub link: Option<LinkSpec>,
     /// What the emulated link forwarded and dropped.
     pub link_stats: Option<LinkStats>,
 }
@@ -292,9 +286,7 @@ impl MigrateOutcome {
             Some(d) if d.outcome != "resumed" => Some(format!("destination {}: {}", d.outcome, d.error.clone().unwrap_or_default())),
             Some(d) if d.guest_failure.is_some() => Some(format!("the resumed guest failed: {}", d.guest_failure.clone().unwrap_or_default())),
             Some(_) if self.integrity_checked && self.integrity_held != Some(true) => Some("integrity did not hold".into()),
-            Some(d) if d.guest_verify_errors_after > 0 || d.guest_writes_after < d.guest_writes_at_pause => {
-                Some("the resumed guest did not carry on correctly".into())
-            }
+            Some(d) if !d.guest_carried_on() => Some("the resumed guest did not carry on correctly".into()),
             _ => None,
         }
     }
@@ -401,13 +393,10 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     };
 
     let integrity_checked = !args.guest.no_integrity_check;
-    let integrity_held = destination.as_ref().filter(|d| d.outcome == "resumed" && integrity_checked).map(|d| {
-        d.chunks_differing == 0
-            && d.guest_failure.is_none()
-            && d.guest_verify_errors_after == 0
-            && d.guest_writes_after >= d.guest_writes_at_pause
-            && d.guest_reports_after > 0
-    });
+    let integrity_held = destination
+        .as_ref()
+        .filter(|d| d.outcome == "resumed" && integrity_checked)
+        .map(|d| d.chunks_differing == 0 && d.guest_carried_on());
     let downtime_ms = match (source.pause_ns, destination.as_ref().and_then(|d| d.resume_ns)) {
         (Some(p), Some(r)) if r >= p => Some((r - p) as f64 / 1e6),
         _ => None,
@@ -418,12 +407,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         integrity_held,
         integrity_checked,
         downtime_ms,
-        fault: args.fault.map(|f| format!("{}@{}", fault_kind_name(f.kind), f.after_bytes)),
+        fault: args.fault,
         fault_triggered,
-        link: args.link.as_ref().map(|l| l.to_string()),
-        link_rate_bytes_per_s: args.link.as_ref().map(|l| l.rate.0),
-        link_delay_ns: args.link.as_ref().map(|l| l.delay.0).unwrap_or(0),
-        link_loss: args.link.as_ref().map(|l| l.loss.0).unwrap_or(0.0),
+        link: args.link.clone(),
         link_stats,
     };
     results::write_migration(&args.out, &args.guest, &outcome)?;
@@ -448,13 +434,4 @@ fn tempdir() -> anyhow::Result<TempDir> {
     let dir = std::env::temp_dir().join(format!("memfabric-validator-{}-{}", std::process::id(), crate::kvm::monotonic_ns()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(TempDir(dir))
-}
-
-fn fault_kind_name(k: FaultKind) -> &'static str {
-    match k {
-        FaultKind::CutLink => "cut-link",
-        FaultKind::KillDest => "kill-dest",
-        FaultKind::Corrupt => "corrupt",
-        FaultKind::DestRam => "dest-ram",
-    }
 }

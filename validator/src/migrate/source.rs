@@ -4,7 +4,7 @@
 //! stop-and-copy, and the handover. On any failure before the destination
 //! confirms that it resumed, the guest keeps running here.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{FrameReader, FrameWriter, Kind};
-use super::{chunk_digests, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
+use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
 use crate::guest::{abi, GuestWorkload};
 use crate::kvm::{monotonic_ns, DirtyBitmap, ProgressSnapshot};
 use crate::machine::Machine;
@@ -175,14 +175,6 @@ pub struct SourceReport {
     pub guest_at_pause: Option<ProgressSnapshot>,
     /// The source guest after a failed migration.
     pub guest_after_abort: Option<GuestWatch>,
-}
-
-/// CPU time of the calling thread, seconds.
-pub fn thread_cpu_s() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 struct Migration<'a> {
@@ -499,9 +491,7 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     stream.set_read_timeout(Some(cfg.io_timeout))?;
     let reader = FrameReader::new(stream.try_clone()?);
     let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, stream));
-    let mut pipeline = PipelineConfig::new(cfg.strategy);
-    pipeline.domain = Default::default();
-    let encoder = Encoder::new(pipeline)?;
+    let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
     let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, report, paused: false };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
@@ -561,14 +551,4 @@ fn watch(m: &Machine, d: Duration) -> GuestWatch {
         verify_errors: after.verify_errors,
         failure: m.vcpu.failure().map(|f| f.to_string()),
     }
-}
-
-/// Writes `report` as JSON to `path` (atomically: temp file, then rename).
-pub fn write_json<T: Serialize>(path: &std::path::Path, report: &T) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    serde_json::to_writer_pretty(&mut f, report)?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
