@@ -6,13 +6,17 @@
 //! | [`source`] | the source VMM: boot, pre-copy rounds with the shared stop rule, stop-and-copy, handover |
 //! | [`dest`] | the destination VMM: receive and decode pages, verify, restore the vCPU, resume |
 //! | [`orchestrate`] | `migrate`: starts both processes (optionally across a WAN link or a fault proxy), gathers their reports, writes results |
-//! | [`fault`] | the fault-injection proxy: link cut, corruption, killing the destination |
+//! | [`fault`] | fault injection: the proxy (link cut, corruption, killing the destination) and the destination's page flip |
+//!
+//! This module itself owns what both ends share: the control messages, the
+//! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
+//! ([`write_json`]) and the CPU clock ([`thread_cpu_s`]).
 //!
 //! The exchange (docs/validator.md has the full diagram):
 //!
 //! ```text
 //! source                                   destination
-//!   | -- Hello {memory, strategy, ...} -------> |  map + pre-fault RAM
+//!   | -- Hello {memory, strategy, ...} -------> |  check RAM (prepared before listening)
 //!   | <------------------------ HelloAck ------ |
 //!   | -- Pages (round 0: every page) ---------> |  decode, write
 //!   | -- RoundEnd ----------------------------> |
@@ -20,14 +24,16 @@
 //!   |  pause vCPU                               |
 //!   | -- Pages (stop-and-copy) ---------------> |
 //!   | -- Switchover {pause time, chunk hashes}  |
-//!   | -- VcpuState ---------------------------> |  compare hashes, restore, resume
+//!   | -- VcpuState ---------------------------> |  compare digests, restore, resume
 //!   | <--------------- Resumed {resume time} -- |
 //!   |  source VM discarded                      |  guest runs on
 //! ```
 //!
 //! Either side may send `Abort {reason}` and close. Until `Resumed` arrives
-//! the source keeps its VM: on any failure before the destination resumed,
-//! the source resumes its guest (if paused) and reports the failure.
+//! the source keeps its VM: on any failure before the state went out, or an
+//! `Abort` after it, the source resumes its guest (if paused) and reports the
+//! failure; if the connection fails after the state went out it cannot know
+//! whether the destination resumed, and leaves its guest paused (`unknown`).
 
 pub mod dest;
 pub mod fault;
