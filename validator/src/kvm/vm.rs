@@ -166,7 +166,7 @@ impl DirtyBitmap {
 ///
 /// RAM is one host mapping. Offsets below the split are memory slot 0 at
 /// guest-physical 0; the rest, if any, is slot 1 at 4 GiB
-/// ([`Layout`](crate::guest::abi::Layout)). Pages are named by RAM offset
+/// ([`Layout`]). Pages are named by RAM offset
 /// everywhere (dirty log, migration, traces).
 pub struct Vm {
     kvm: Kvm,

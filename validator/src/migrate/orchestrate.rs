@@ -153,12 +153,13 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub guest: GuestArgs,
     /// Inject a fault: KIND@BYTES, KIND one of cut-link, kill-dest, corrupt
-    /// (after BYTES have gone from source to destination).
+    /// (after BYTES have gone from source to destination), or dest-ram@PAGE
+    /// (the destination flips a bit of that page before the integrity check).
     #[arg(long)]
     pub fault: Option<FaultSpec>,
     /// Run the two VMMs in two network namespaces joined by an emulated WAN
-    /// link: RATE,DELAY[,LOSS][,jitter=T][,queue=SIZE|T][,mtu=N], e.g.
-    /// 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
+    /// link: RATE,DELAY, then optionally LOSS, jitter=T, queue=SIZE-or-T and
+    /// mtu=N, e.g. 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
     #[arg(long)]
     pub link: Option<LinkSpec>,
     /// Result folder (replaced atomically).
