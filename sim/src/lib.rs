@@ -52,7 +52,9 @@
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
-//! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
+//! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics;
+//! - [`study`]: capacity-planning sweeps, plans, shards and merges;
+//! - [`report`]: the one-file HTML report of a results folder.
 
 pub mod atomic_dir;
 pub mod bench;
@@ -64,8 +66,10 @@ pub mod ops;
 pub mod reduction;
 pub mod output;
 pub mod profiling;
+pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod study;
 pub mod trace;
 pub mod workload;
 
