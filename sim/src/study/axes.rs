@@ -261,6 +261,9 @@ impl Checker<'_> {
         let text = toml::to_string(&doc).map_err(|e| format!("cannot encode the scenario: {e}"))?;
         match crate::scenario::parse_at(&text, &self.label, self.dir) {
             Ok(_) => Ok(()),
+            Err(crate::scenario::ScenarioError::Invalid { field, message, .. }) if message.contains("unknown field") => {
+                Err(format!("unknown axis path {path}: the scenario has no {field}: {message}"))
+            }
             Err(crate::scenario::ScenarioError::Invalid { field, message, .. }) => Err(format!(
                 "{} does not fit the scenario at {path}: {field}: {message}",
                 value.label
