@@ -85,8 +85,8 @@ pub fn render(dir: &Path) -> Result<String, ReportError> {
         study_sections(dir, &mut b)?;
     } else {
         run_sections(dir, &mut b)?;
+        plots(dir, &mut b)?;
     }
-    plots(dir, &mut b)?;
     let _ = writeln!(b, "<h2>Manifest</h2>\n<table>");
     if let Some(obj) = manifest.as_object() {
         for (k, v) in obj {
@@ -165,6 +165,7 @@ fn study_sections(dir: &Path, b: &mut String) -> Result<(), ReportError> {
         }
         b.push_str("</table>\n");
     }
+    plots(dir, b)?;
     let _ = writeln!(
         b,
         "<h2>Points</h2>\n<p>{} points{} ({} failed); every row is in points.parquet.</p>",

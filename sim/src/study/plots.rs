@@ -1,7 +1,7 @@
 //! Plots of a study, as self-contained SVG text (embedded as is in the HTML
 //! report): lines of a metric over the first numeric axis, one line per
 //! strategy (the first text axis, or the variant), and a heatmap of a metric
-//! over the first two numeric axes. Values are means over seeds and the
+//! over the first two numeric axes (axes with more values first). Values are means over seeds and the
 //! remaining axes, for the first operation; ticks carry the axis values as
 //! written in the study ("1Gbit/s"), so labels read as the user wrote them.
 
@@ -13,7 +13,7 @@ use std::fmt::Write;
 const LINE_METRICS: &[(&str, &str)] = &[("makespan_s", "makespan (s)"), ("downtime_ms_max", "longest downtime (ms)")];
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 440.0;
-const MARGIN_LEFT: f64 = 80.0;
+const MARGIN_LEFT: f64 = 120.0;
 const MARGIN_RIGHT: f64 = 170.0;
 const MARGIN_TOP: f64 = 40.0;
 const MARGIN_BOTTOM: f64 = 90.0;
@@ -29,14 +29,15 @@ struct Obs {
 
 /// Named SVG plots of the records.
 pub fn draw(columns: &[String], records: &[PointRecord]) -> Vec<(String, String)> {
-    let numeric: Vec<usize> = (0..columns.len())
-        .filter(|&i| {
-            let mut xs: Vec<f64> = records.iter().filter_map(|r| r.numbers.get(i).copied().flatten()).collect();
-            xs.sort_by(f64::total_cmp);
-            xs.dedup();
-            xs.len() >= 2
-        })
-        .collect();
+    let distinct = |i: usize| {
+        let mut xs: Vec<f64> = records.iter().filter_map(|r| r.numbers.get(i).copied().flatten()).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        xs.len()
+    };
+    // Numeric axes with the most values first (ties: column order).
+    let mut numeric: Vec<usize> = (0..columns.len()).filter(|&i| distinct(i) >= 2).collect();
+    numeric.sort_by_key(|&i| std::cmp::Reverse(distinct(i)));
     let text_axis = (0..columns.len()).find(|&i| records.iter().all(|r| r.numbers.get(i).copied().flatten().is_none()));
     let Some(&xi) = numeric.first() else { return Vec::new() };
     let first_op = records.iter().flat_map(|r| r.ops.first()).map(|o| o.operation.clone()).next();
@@ -167,7 +168,7 @@ fn lines(obs: &[Obs], x_title: &str, y_title: &str, title: &str) -> String {
         );
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}{}</text>"#, MARGIN_LEFT + pw / 2.0, HEIGHT - 10.0, esc(x_title), if log { " (log scale)" } else { "" });
-    let _ = writeln!(s, r#"<text transform="translate(18,{}) rotate(-90)" text-anchor="middle">{}</text>"#, MARGIN_TOP + ph / 2.0, esc(y_title));
+    let _ = writeln!(s, r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text>"#, MARGIN_TOP + ph / 2.0, esc(y_title));
     let mut names: Vec<&String> = series.keys().map(|(n, _)| n).collect();
     names.dedup();
     for (i, name) in names.iter().enumerate() {
