@@ -157,3 +157,26 @@ fn bad_studies_are_located_errors_that_write_nothing() {
     bad("[axes]\ndefaults.strategy = { from = \"none\", to = \"zero\", steps = 2 }\n", "strategy", &["not numeric"]);
     bad("[axes]\ndefaults.streams = [1]\n[study2]\nx = 1\n", "[study2]", &["unknown field `study2`"]);
 }
+
+#[test]
+fn committed_studies_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../studies");
+    let mut studies = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains("\n[study]") || text.starts_with("[study]") {
+            let s = memfabric_sim::study::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!s.axes.is_empty() || s.plan.is_some(), "{}", path.display());
+            studies += 1;
+        } else {
+            memfabric_sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    assert!(studies >= 3);
+    let bench = memfabric_sim::study::load(&dir.join("bench-1000.toml")).unwrap();
+    assert_eq!(memfabric_sim::study::points::expand(&bench).len(), 6000, "1,000 scenarios × 6 strategies");
+}

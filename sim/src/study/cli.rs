@@ -120,13 +120,15 @@ pub fn sweep(a: SweepArgs) -> anyhow::Result<()> {
     let todo: Vec<Point> = points.iter().filter(|p| !earlier.iter().any(|e| e.hash == p.hash)).cloned().collect();
     let jobs = jobs(a.jobs);
     if a.dry_run {
+        let size = format!("{} variants × {} seeds", total / study.seeds.len() as u64, study.seeds.len());
         println!(
-            "{}: {} points ({} variants × {} seeds){}; {} already done, {} to run on {jobs} threads",
+            "{}: {} points {}; {} already done, {} to run on {jobs} threads",
             a.study.display(),
             points.len(),
-            total / study.seeds.len() as u64,
-            study.seeds.len(),
-            a.shard.map_or(String::new(), |s| format!(" in shard {s} of {total}")),
+            match a.shard {
+                Some(s) => format!("in shard {s} (of {total}: {size})"),
+                None => format!("({size})"),
+            },
             earlier.len(),
             todo.len()
         );
