@@ -4,6 +4,7 @@
 //! the deadline (checked by an independent run); an integer maximum stops at
 //! adjacent values; bad plans are located errors that write nothing.
 
+mod common;
 #[path = "common/study.rs"]
 mod study_common;
 
@@ -33,27 +34,12 @@ fn plan(study: &Path, out: &Path) -> serde_json::Value {
 fn minimum_bandwidth_of_one_migration_matches_the_closed_form() {
     let dir = scratch("closed-form");
     let scenario = dir.join("one-vm.toml");
-    std::fs::write(
-        &scenario,
-        r#"[scenario]
-name = "one-vm"
-[defaults]
+    let vm = r#"[defaults]
 downtime_limit = "1ms"
 dirty_sampling = "expected"
-[[sites]]
-name = "a"
-hosts = [{ name = "a-h", cores = 64, ram = "256GiB" }]
-[[sites]]
-name = "b"
-hosts = [{ name = "b-h", cores = 64, ram = "256GiB" }]
-[[links]]
-name = "wan"
-between = ["a", "b"]
-bandwidth = "1Gbit/s"
-latency = "0ms"
 [[vms]]
 name = "vm"
-host = "a-h"
+host = "a-h-0"
 archetype = "hpc"
 memory = "16GiB"
 device_state = "1MiB"
@@ -61,16 +47,15 @@ workload = { popularity = "uniform", working_set = "100%", page_write_rate = "30
 [[migrations]]
 vm = "vm"
 to = "b"
-"#,
-    )
-    .unwrap();
+"#;
+    std::fs::write(&scenario, common::two_sites("bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"", vm)).unwrap();
     let deadline_s = 200.0;
     let study = write_study(
         &dir,
         &scenario,
         "[1]",
         &format!(
-            "[plan]\naxis = \"links.wan.bandwidth\"\nfind = \"min\"\nfrom = \"10Mbit/s\"\nto = \"100Gbit/s\"\nscale = \"log\"\ntolerance = \"0.5%\"\ntargets = [{{ metric = \"makespan_s\", max = {deadline_s} }}, {{ metric = \"failed\", max = 0 }}]\n"
+            "[plan]\naxis = \"links.ab.bandwidth\"\nfind = \"min\"\nfrom = \"10Mbit/s\"\nto = \"100Gbit/s\"\nscale = \"log\"\ntolerance = \"0.5%\"\ntargets = [{{ metric = \"makespan_s\", max = {deadline_s} }}, {{ metric = \"failed\", max = 0 }}]\n"
         ),
     );
     let p = plan(&study, &dir.join("out"));
@@ -153,36 +138,20 @@ fn integer_maximum_concurrency_stops_at_adjacent_values() {
     // times as long, so the longest migration grows with k.
     let dir = scratch("concurrency");
     let scenario = dir.join("eight.toml");
-    std::fs::write(
-        &scenario,
-        r#"[scenario]
-name = "eight"
-[defaults]
+    let vms = r#"[defaults]
 dirty_sampling = "expected"
-[[sites]]
-name = "a"
-hosts = [{ name = "a-h", cores = 64, ram = "256GiB" }]
-[[sites]]
-name = "b"
-hosts = [{ name = "b-h", cores = 64, ram = "256GiB" }]
-[[links]]
-name = "wan"
-between = ["a", "b"]
-bandwidth = "10Gbit/s"
-latency = "0ms"
 [[vms]]
 name = "vm"
 count = 8
-host = "a-h"
+host = "a-h-0"
 archetype = "idle-linux"
 [[evacuations]]
 name = "drain"
 from = "a"
 to = "b"
 max_concurrent = 1
-"#,
-    )
-    .unwrap();
+"#;
+    std::fs::write(&scenario, common::two_sites("bandwidth = \"10Gbit/s\"\nlatency = \"0ms\"", vms)).unwrap();
     let single = {
         let sc = memfabric_sim::scenario::load(&scenario).unwrap();
         op_metrics(&memfabric_sim::run::run_all(&sc, None))[0].total_s_max
@@ -203,20 +172,8 @@ max_concurrent = 1
 }
 
 #[track_caller]
-fn bad(plan: &str, line_of: &str, needles: &[&str]) {
-    let dir = scratch(&format!("bad-{:x}", xxhash_rust::xxh3::xxh3_64(plan.as_bytes())));
-    let study = write_study(&dir, &evacuation(), "[7]", plan);
-    let text = std::fs::read_to_string(&study).unwrap();
-    let line = text.lines().position(|l| l.contains(line_of)).unwrap() + 1;
-    let out = memfabric(&["plan", study.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("study.toml:{line}:")), "expected line {line}: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{n:?} not in {stderr}");
-    }
-    assert_eq!(files(&dir), ["study.toml"], "nothing written for bad input");
-    let _ = std::fs::remove_dir_all(&dir);
+fn bad(text: &str, line_of: &str, needles: &[&str]) {
+    assert_bad_study("plan", text, line_of, needles);
 }
 
 #[test]

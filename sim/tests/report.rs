@@ -15,6 +15,19 @@ fn scenario(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml")).display().to_string()
 }
 
+/// A sweep with two numeric axes and two strategies (so every plot kind), into `dir/sweep`.
+fn sweep_with_plots(dir: &Path) -> std::path::PathBuf {
+    let study = write_study(
+        dir,
+        &evacuation(),
+        "[7]",
+        "[axes]\nlinks.lyon-madrid.bandwidth = [\"500Mbit/s\", \"1Gbit/s\", \"2Gbit/s\"]\nevacuations.drain-lyon.max_concurrent = [2, 4]\ndefaults.strategy = [\"none\", \"zero+lz4\"]\n",
+    );
+    let sweep = dir.join("sweep");
+    memfabric_ok(&["sweep", study.to_str().unwrap(), "--out", sweep.to_str().unwrap()]);
+    sweep
+}
+
 /// Checks what every report holds and returns its text.
 #[track_caller]
 fn check_report(dir: &Path, title: &str, svgs_at_least: usize) -> String {
@@ -44,14 +57,7 @@ fn run_sweep_plan_and_report_write_one_file_each() {
     let html = check_report(&cmp, "memfabric comparison strategy-comparison", 0);
     assert!(html.matches("<tr><td class=\"l\">").count() >= 2, "one summary row per strategy");
     // A sweep and a plan.
-    let study = write_study(
-        &dir,
-        &evacuation(),
-        "[7]",
-        "[axes]\nlinks.lyon-madrid.bandwidth = [\"500Mbit/s\", \"1Gbit/s\", \"2Gbit/s\"]\nevacuations.drain-lyon.max_concurrent = [2, 4]\ndefaults.strategy = [\"none\", \"zero+lz4\"]\n",
-    );
-    let sweep = dir.join("sweep");
-    memfabric_ok(&["sweep", study.to_str().unwrap(), "--out", sweep.to_str().unwrap()]);
+    let sweep = sweep_with_plots(&dir);
     let html = check_report(&sweep, "memfabric sweep test", 3);
     assert!(html.contains("id=\"plot-heatmap-makespan_s\"") && html.contains("id=\"plot-lines-makespan_s\""));
     assert!(html.contains("<h2>Study (study.toml)</h2>") && html.contains("<h2>Scenario (scenario.toml)</h2>"));
@@ -102,14 +108,7 @@ fn pixels(png_path: &Path, rgb: (u8, u8, u8)) -> (usize, f64) {
 fn chromium_renders_the_sweep_report() {
     let Some(_) = browser::chromium() else { return };
     let dir = scratch("report-browser");
-    let study = write_study(
-        &dir,
-        &evacuation(),
-        "[7]",
-        "[axes]\nlinks.lyon-madrid.bandwidth = [\"500Mbit/s\", \"1Gbit/s\", \"2Gbit/s\"]\nevacuations.drain-lyon.max_concurrent = [2, 4]\ndefaults.strategy = [\"none\", \"zero+lz4\"]\n",
-    );
-    let sweep = dir.join("sweep");
-    memfabric_ok(&["sweep", study.to_str().unwrap(), "--out", sweep.to_str().unwrap()]);
+    let sweep = sweep_with_plots(&dir);
     let html = std::fs::read_to_string(sweep.join("report.html")).unwrap();
     assert!(html.contains("<title>memfabric sweep test</title>"));
     let png = dir.join("report.png");

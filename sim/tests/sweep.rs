@@ -122,23 +122,9 @@ fn dry_run_counts_points_and_writes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Expects `memfabric sweep` of a study with `axes` to fail with exit code 2
-/// at `line`, with a message containing every needle, writing nothing.
 #[track_caller]
-fn bad(axes: &str, line_of: &str, needles: &[&str]) {
-    let dir = scratch(&format!("bad-{:x}", xxhash_rust::xxh3::xxh3_64(axes.as_bytes())));
-    let study = write_study(&dir, &evacuation(), "[7]", axes);
-    let text = std::fs::read_to_string(&study).unwrap();
-    let line = text.lines().position(|l| l.contains(line_of)).unwrap() + 1;
-    let out = memfabric(&["sweep", study.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("study.toml:{line}:")), "expected line {line}: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{n:?} not in {stderr}");
-    }
-    assert_eq!(files(&dir), ["study.toml"], "nothing written for bad input");
-    let _ = std::fs::remove_dir_all(&dir);
+fn bad(text: &str, line_of: &str, needles: &[&str]) {
+    assert_bad_study("sweep", text, line_of, needles);
 }
 
 #[test]

@@ -63,3 +63,23 @@ pub fn files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Expects `memfabric <command>` of a study whose text after `[study]` is
+/// `rest` to fail with exit code 2, located at the line containing
+/// `line_of`, with a message containing every needle, and to write nothing.
+#[track_caller]
+pub fn assert_bad_study(command: &str, rest: &str, line_of: &str, needles: &[&str]) {
+    let dir = scratch(&format!("bad-{command}-{:x}", xxhash_rust::xxh3::xxh3_64(rest.as_bytes())));
+    let study = write_study(&dir, &evacuation(), "[7]", rest);
+    let text = std::fs::read_to_string(&study).unwrap();
+    let line = text.lines().position(|l| l.contains(line_of)).unwrap() + 1;
+    let out = memfabric(&[command, study.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("study.toml:{line}:")), "expected line {line}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{n:?} not in {stderr}");
+    }
+    assert_eq!(files(&dir), ["study.toml"], "nothing written for bad input");
+    let _ = std::fs::remove_dir_all(&dir);
+}
