@@ -20,9 +20,6 @@ pub struct SweepArgs {
     /// Results folder (default: results/<study name>, or results/<study name>.shard-K-of-N).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Points simulated at once (default: the machine's cores).
-    #[arg(long)]
-    pub jobs: Option<usize>,
     /// Skip points already done (in the journal of a killed run, or in the results folder).
     #[arg(long)]
     pub resume: bool,
@@ -35,9 +32,9 @@ pub struct SweepArgs {
     /// Also write each point's Parquet tables under tables/<point hash>/.
     #[arg(long)]
     pub tables: bool,
-    /// Skip the plots (and the report's plots).
-    #[arg(long)]
-    pub no_plots: bool,
+    /// Threads and plots.
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 /// Options of `memfabric plan`.
@@ -48,10 +45,18 @@ pub struct PlanArgs {
     /// Results folder (default: results/<study name>-plan).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Threads and plots.
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// Options shared by `sweep` and `plan`.
+#[derive(Debug, Args)]
+pub struct RunOptions {
     /// Points simulated at once (default: the machine's cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Skip the plots.
+    /// Skip the plots (and the report's plots).
     #[arg(long)]
     pub no_plots: bool,
 }
@@ -118,7 +123,7 @@ pub fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         }
     }
     let todo: Vec<Point> = points.iter().filter(|p| !earlier.iter().any(|e| e.hash == p.hash)).cloned().collect();
-    let jobs = jobs(a.jobs);
+    let jobs = jobs(a.run.jobs);
     if a.dry_run {
         let size = format!("{} variants × {} seeds", total / study.seeds.len() as u64, study.seeds.len());
         println!(
@@ -178,7 +183,7 @@ pub fn sweep(a: SweepArgs) -> anyhow::Result<()> {
             scenario_text: Some(&study.scenario_text),
             plan_json: None,
             tables_from: a.tables.then_some(tables_dir.as_path()),
-            plots: !a.no_plots,
+            plots: !a.run.no_plots,
         },
     )
     .with_context(|| format!("writing results to {}", out.display()))?;
@@ -249,7 +254,7 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<()> {
         return Err(StudyError::Input { message: format!("{}: has no [plan] section", a.study.display()) }.into());
     };
     let out = a.out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-plan", study.name)));
-    let (columns, records, solutions) = super::plan::run_plan(&study, jobs(a.jobs));
+    let (columns, records, solutions) = super::plan::run_plan(&study, jobs(a.run.jobs));
     let text = super::plan::format_solutions(&spec, &solutions);
     let plan_json = serde_json::json!({
         "axis": spec.axis,
@@ -273,7 +278,7 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<()> {
             scenario_text: Some(&study.scenario_text),
             plan_json: Some(format!("{}\n", serde_json::to_string_pretty(&plan_json).expect("plan serializes"))),
             tables_from: None,
-            plots: !a.no_plots,
+            plots: !a.run.no_plots,
         },
     )
     .with_context(|| format!("writing results to {}", out.display()))?;
