@@ -143,19 +143,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Archetypes => {
-            for name in memfabric_sim::workload::archetype::NAMES {
-                let a = memfabric_sim::workload::archetype::lookup(name).expect("listed");
-                let mem = memfabric_sim::workload::archetype::default_memory_gib(name).expect("listed");
-                println!(
-                    "{name:<11} memory {mem:>3}GiB  writes {:>7.0} pages/s  working set {:>3.0}%  zero {:>3.0}%  shared-image {:>3.0}%  dup {:>3.0}%  popularity {:?}",
-                    a.page_write_rate,
-                    a.working_set.0 * 100.0,
-                    a.content.zero.0 * 100.0,
-                    a.content.shared_image.0 * 100.0,
-                    a.content.duplicate.0 * 100.0,
-                    a.popularity
-                );
-            }
+            print!("{}", output::archetype_table());
             Ok(())
         }
         Command::Trace { command } => memfabric_sim::trace::cli::execute(command),
