@@ -57,6 +57,12 @@ enum Command {
     },
     /// List the workload archetypes and their defaults.
     Archetypes,
+    /// Print the JSON Schema of an input file format, for editors (docs/scenario.md).
+    Schema {
+        /// Which format.
+        #[arg(default_value = "scenario", value_parser = clap::builder::PossibleValuesParser::new(memfabric_sim::scenario::json_schema::SCHEMAS.iter().map(|s| s.0)))]
+        kind: String,
+    },
     /// Memory traces: generate synthetic ones, summarise them.
     Trace {
         #[command(subcommand)]
@@ -144,6 +150,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Archetypes => {
             print!("{}", output::archetype_table());
+            Ok(())
+        }
+        Command::Schema { kind } => {
+            print!("{}", scenario::json_schema::schema_json(&kind).context("listed by clap")?);
             Ok(())
         }
         Command::Trace { command } => memfabric_sim::trace::cli::execute(command),
