@@ -19,6 +19,8 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# sim/tests/svg_render.rs screenshots the SVG plots with headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -7,46 +7,18 @@
 //! when the file changes). The test skips, saying why, only when there is no
 //! Python 3 with `venv` (scripts/test.sh installs it on Debian).
 
+mod common;
+
+use common::process::run_with_timeout as run;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const PIP_TIMEOUT: Duration = Duration::from_secs(900);
 const NOTEBOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Runs a command to completion or kills it after `limit`; returns
-/// (success, stdout + stderr).
-fn run(cmd: &mut Command, limit: Duration) -> (bool, String) {
-    let out_path = std::env::temp_dir().join(format!("memfabric-nb-out-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_path);
-    match status {
-        Some(s) => (s.success(), text),
-        None => (false, format!("{text}\n(killed after {limit:?})")),
-    }
 }
 
 /// The venv's python with the pinned packages, or None (with the reason
