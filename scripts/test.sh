@@ -13,14 +13,19 @@ fi
 # The validator's guest is built with gcc and objcopy (binutils); its WAN
 # tests need iproute2 (`ip netns`, `ip tuntap`) and run as root (they skip
 # with a message otherwise, as the KVM tests do without /dev/kvm).
+# sim/tests/notebooks.rs executes the notebooks with Python 3 (it makes its
+# own virtual environment with pinned packages: needs python3-venv).
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# sim/tests/svg_render.rs screenshots the SVG plots with headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-# The report test screenshots report.html in headless Chromium; the cluster
+# The report test screenshots report.html in headless Chromium too; the cluster
 # test runs a sweep on a one-node Slurm cluster (slurmctld, slurmd, munged),
 # started and stopped by the test itself (scripts/slurm-cluster.sh).
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
 command -v munged >/dev/null 2>&1 || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then

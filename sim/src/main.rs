@@ -68,6 +68,12 @@ enum Command {
         /// Results folder of a run, sweep or plan.
         dir: PathBuf,
     },
+    /// Print the JSON Schema of an input file format, for editors (docs/scenario.md).
+    Schema {
+        /// Which format.
+        #[arg(default_value = "scenario", value_parser = clap::builder::PossibleValuesParser::new(memfabric_sim::scenario::json_schema::SCHEMAS.iter().map(|s| s.0)))]
+        kind: String,
+    },
     /// Memory traces: generate synthetic ones, summarise them.
     Trace {
         #[command(subcommand)]
@@ -155,19 +161,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Archetypes => {
-            for name in memfabric_sim::workload::archetype::NAMES {
-                let a = memfabric_sim::workload::archetype::lookup(name).expect("listed");
-                let mem = memfabric_sim::workload::archetype::default_memory_gib(name).expect("listed");
-                println!(
-                    "{name:<11} memory {mem:>3}GiB  writes {:>7.0} pages/s  working set {:>3.0}%  zero {:>3.0}%  shared-image {:>3.0}%  dup {:>3.0}%  popularity {:?}",
-                    a.page_write_rate,
-                    a.working_set.0 * 100.0,
-                    a.content.zero.0 * 100.0,
-                    a.content.shared_image.0 * 100.0,
-                    a.content.duplicate.0 * 100.0,
-                    a.popularity
-                );
-            }
+            print!("{}", output::archetype_table());
+            Ok(())
+        }
+        Command::Schema { kind } => {
+            print!("{}", scenario::json_schema::schema_json(&kind).context("listed by clap")?);
             Ok(())
         }
         Command::Trace { command } => memfabric_sim::trace::cli::execute(command),

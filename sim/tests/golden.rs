@@ -10,6 +10,8 @@ use memfabric_sim::{output, scenario};
 fn check(name: &str) {
     let sc = scenario::load(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
     let got = output::summary_all(&memfabric_sim::run::run_all(&sc, None));
+    let wide: Vec<&str> = got.lines().filter(|l| l.chars().count() > output::SUMMARY_WIDTH).collect();
+    assert!(wide.is_empty(), "summary of {name} has lines over {} columns: {wide:#?}", output::SUMMARY_WIDTH);
     let path = scenario_path(name).parent().unwrap().join("expected").join(format!("{name}.summary.txt"));
     if std::env::var_os("MEMFABRIC_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -7,11 +7,13 @@
 //! results folder, and an earlier complete result is replaced only by a
 //! complete one. Column meanings are documented in `docs/results.md`.
 
+mod archetypes;
 mod plots;
 mod summary;
 mod tables;
 
-pub use summary::{percentile, summary, summary_all};
+pub use archetypes::archetype_table;
+pub use summary::{percentile, summary, summary_all, WIDTH as SUMMARY_WIDTH};
 pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame, write_parquet};
 pub(crate) use plots::register_font;
 

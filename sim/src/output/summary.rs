@@ -2,16 +2,20 @@
 //!
 //! It is plain text built only from the run's results (no wall-clock figures),
 //! so the same scenario and seed always print the same summary; the golden
-//! tests compare it with `scenarios/expected/<name>.summary.txt`.
+//! tests compare it with `scenarios/expected/<name>.summary.txt`. Every line
+//! fits [`WIDTH`] columns: tables have a two-line header (quantity, then unit
+//! and statistic), and the last, free-text column is cut to what is left.
 
 use crate::run::RunOutput;
 use std::fmt::Write;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Widest line of a summary, in characters.
+pub const WIDTH: usize = 100;
 /// Migrations listed one by one when a run has at most this many.
 const MAX_LISTED: usize = 24;
 
-/// The `p`-th percentile (nearest rank) of sorted values; 0 when empty.
+/// Nearest-rank percentile `p` (0–100) of sorted values; 0 for none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -35,11 +39,20 @@ pub fn summary(out: &RunOutput) -> String {
     );
     let _ = writeln!(s, "simulated {:.3} s, {} events", out.end_time.as_secs_f64(), out.events_processed);
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "{:<22} {:>5} {:>5} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>7}",
-        "operation", "migr", "done", "failed", "makespan_s", "total_s_p50", "total_s_max", "down_ms_p50", "down_ms_max", "wire_GiB", "rounds"
-    );
+    let table = Table(&[
+        l("operation", "", 18),
+        r("migr", "", 4),
+        r("done", "", 4),
+        r("fail", "", 4),
+        r("makespan", "s", 9),
+        r("total", "p50 s", 9),
+        r("total", "max s", 9),
+        r("down", "p50 ms", 9),
+        r("down", "max ms", 9),
+        r("wire", "GiB", 8),
+        r("rounds", "mean", 7),
+    ]);
+    s.push_str(&table.header());
     let mut ops: Vec<&str> = Vec::new();
     for m in &out.migrations {
         if !ops.contains(&m.operation.as_str()) {
@@ -57,21 +70,19 @@ pub fn summary(out: &RunOutput) -> String {
         downs.sort_by(f64::total_cmp);
         let wire: f64 = rows.iter().map(|m| m.bytes_on_wire as f64).sum::<f64>() / GIB;
         let rounds = if done.is_empty() { 0.0 } else { done.iter().map(|m| m.rounds as f64).sum::<f64>() / done.len() as f64 };
-        let _ = writeln!(
-            s,
-            "{:<22} {:>5} {:>5} {:>6} {:>11.3} {:>11.3} {:>11.3} {:>11.1} {:>11.1} {:>9.3} {:>7.2}",
-            truncate(op, 22),
-            rows.len(),
-            done.len(),
-            rows.len() - done.len(),
-            end - start,
-            percentile(&totals, 50.0),
-            totals.last().copied().unwrap_or(0.0),
-            percentile(&downs, 50.0),
-            downs.last().copied().unwrap_or(0.0),
-            wire,
-            rounds
-        );
+        s.push_str(&table.row(&[
+            op.to_string(),
+            rows.len().to_string(),
+            done.len().to_string(),
+            (rows.len() - done.len()).to_string(),
+            format!("{:.3}", end - start),
+            format!("{:.3}", percentile(&totals, 50.0)),
+            format!("{:.3}", totals.last().copied().unwrap_or(0.0)),
+            format!("{:.1}", percentile(&downs, 50.0)),
+            format!("{:.1}", downs.last().copied().unwrap_or(0.0)),
+            format!("{wire:.3}"),
+            format!("{rounds:.2}"),
+        ]));
     }
     let mut outcomes: Vec<(&str, usize)> = Vec::new();
     for m in &out.migrations {
@@ -86,28 +97,112 @@ pub fn summary(out: &RunOutput) -> String {
     let _ = writeln!(s, "outcomes: {}", if list.is_empty() { "no migrations".to_string() } else { list.join(", ") });
     if !out.migrations.is_empty() && out.migrations.len() <= MAX_LISTED {
         let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "{:<16} {:<13} {:<20} {:>9} {:>10} {:>6} {:>9} {:>5} bottleneck",
-            "vm", "mechanism", "outcome", "total_s", "down_ms", "rounds", "wire_GiB", "thr%"
-        );
+        let table = Table(&[
+            l("vm", "", 14),
+            l("mechanism", "", 13),
+            l("outcome", "", 20),
+            r("total", "s", 8),
+            r("down", "ms", 8),
+            r("rounds", "", 6),
+            r("wire", "GiB", 7),
+            r("thr", "%", 3),
+            l("bottleneck", "", 0),
+        ]);
+        s.push_str(&table.header());
         for m in &out.migrations {
-            let _ = writeln!(
-                s,
-                "{:<16} {:<13} {:<20} {:>9.3} {:>10.1} {:>6} {:>9.3} {:>5} {}",
-                truncate(&m.vm, 16),
-                m.mechanism,
-                m.outcome,
-                m.total_time_s,
-                m.downtime_ms,
-                m.rounds,
-                m.bytes_on_wire as f64 / GIB,
-                m.throttle_pct_max,
-                m.bottleneck
-            );
+            s.push_str(&table.row(&[
+                m.vm.clone(),
+                m.mechanism.to_string(),
+                m.outcome.to_string(),
+                format!("{:.3}", m.total_time_s),
+                format!("{:.1}", m.downtime_ms),
+                m.rounds.to_string(),
+                format!("{:.3}", m.bytes_on_wire as f64 / GIB),
+                m.throttle_pct_max.to_string(),
+                m.bottleneck.clone(),
+            ]));
         }
     }
     s
+}
+
+/// A column of a text table: quantity, unit and statistic, width, and
+/// whether it is left-aligned (text) or right-aligned (numbers). A column of
+/// width 0 is the last, free text wrapped at spaces to what is left of
+/// [`WIDTH`], continuation lines starting under the column.
+struct Col {
+    name: &'static str,
+    unit: &'static str,
+    width: usize,
+    left: bool,
+}
+
+/// A left-aligned column.
+const fn l(name: &'static str, unit: &'static str, width: usize) -> Col {
+    Col { name, unit, width, left: true }
+}
+
+/// A right-aligned column.
+const fn r(name: &'static str, unit: &'static str, width: usize) -> Col {
+    Col { name, unit, width, left: false }
+}
+
+/// A text table of columns.
+struct Table<'a>(&'a [Col]);
+
+impl Table<'_> {
+    fn line(&self, cells: &[String]) -> String {
+        let mut line = String::new();
+        for (i, (col, cell)) in self.0.iter().zip(cells).enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            let width = col.width;
+            if width == 0 {
+                line.push_str(&wrap(cell, line.chars().count()));
+            } else if col.left {
+                let _ = write!(line, "{:<width$}", truncate(cell, width));
+            } else {
+                let _ = write!(line, "{:>width$}", truncate(cell, width));
+            }
+        }
+        let mut line = line.trim_end().to_string();
+        line.push('\n');
+        line
+    }
+
+    /// The two header lines.
+    fn header(&self) -> String {
+        let names: Vec<String> = self.0.iter().map(|c| c.name.to_string()).collect();
+        let units: Vec<String> = self.0.iter().map(|c| c.unit.to_string()).collect();
+        self.line(&names) + &self.line(&units)
+    }
+
+    /// One row.
+    fn row(&self, cells: &[String]) -> String {
+        self.line(cells)
+    }
+}
+
+/// Words of `text` in lines that fit [`WIDTH`] when the first starts at
+/// column `start` and the others are indented to it (a word longer than the
+/// room is cut).
+fn wrap(text: &str, start: usize) -> String {
+    let room = WIDTH.saturating_sub(start).max(8);
+    let mut lines: Vec<String> = vec![String::new()];
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let word = truncate(word, room);
+        let last = lines.last_mut().expect("one line at least");
+        if last.is_empty() {
+            last.push_str(&word);
+        } else if last.chars().count() + 1 + word.chars().count() <= room {
+            last.push(' ');
+            last.push_str(&word);
+        } else {
+            lines.push(word);
+        }
+    }
+    lines.join(&format!("\n{}", " ".repeat(start)))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -131,7 +226,7 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
     let o = &outs[0];
     let hash: String = o.scenario_hash.chars().take(12).collect();
     let _ = writeln!(s, "memfabric {} | scenario {} | seed {} | scenario hash {}", crate::VERSION, o.scenario, o.seed, hash);
-    let _ = writeln!(s, "strategy comparison over {} variants (wire_% = bytes on wire / bytes without reduction)", outs.len());
+    let _ = writeln!(s, "strategy comparison over {} variants (wire % = bytes on wire / bytes without reduction)", outs.len());
     let mut ops: Vec<&str> = Vec::new();
     for o in outs {
         for m in &o.migrations {
@@ -143,11 +238,20 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
     for op in ops {
         let _ = writeln!(s);
         let _ = writeln!(s, "operation {op}");
-        let _ = writeln!(
-            s,
-            "{:<26} {:>5} {:>5} {:>11} {:>9} {:>7} {:>11} {:>11} {:>10} {:>10} bottlenecks",
-            "strategy", "migr", "done", "makespan_s", "wire_GiB", "wire_%", "total_s_p50", "down_ms_max", "cpu_src_s", "cpu_dst_s"
-        );
+        let table = Table(&[
+            l("strategy", "", 20),
+            r("migr", "", 4),
+            r("done", "", 4),
+            r("makespan", "s", 8),
+            r("wire", "GiB", 7),
+            r("wire", "%", 5),
+            r("total", "p50 s", 8),
+            r("down", "max ms", 7),
+            r("cpu", "src s", 6),
+            r("cpu", "dst s", 6),
+            l("bottlenecks", "", 0),
+        ]);
+        s.push_str(&table.header());
         for o in outs {
             let rows: Vec<_> = o.migrations.iter().filter(|m| m.operation == op).collect();
             let done: Vec<_> = rows.iter().filter(|m| m.outcome == "completed").collect();
@@ -167,21 +271,19 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
             }
             bottlenecks.sort();
             let b: Vec<String> = bottlenecks.iter().map(|(b, n)| format!("{b}:{n}")).collect();
-            let _ = writeln!(
-                s,
-                "{:<26} {:>5} {:>5} {:>11.3} {:>9.3} {:>7.1} {:>11.3} {:>11.1} {:>10.2} {:>10.2} {}",
-                truncate(&o.variant, 26),
-                rows.len(),
-                done.len(),
-                (end - start).max(0.0),
-                wire / GIB,
-                if unreduced > 0.0 { 100.0 * wire / unreduced } else { 0.0 },
-                percentile(&totals, 50.0),
-                down,
-                rows.iter().map(|m| m.cpu_s_source).sum::<f64>(),
-                rows.iter().map(|m| m.cpu_s_destination).sum::<f64>(),
-                b.join(" ")
-            );
+            s.push_str(&table.row(&[
+                o.variant.clone(),
+                rows.len().to_string(),
+                done.len().to_string(),
+                format!("{:.3}", (end - start).max(0.0)),
+                format!("{:.3}", wire / GIB),
+                format!("{:.1}", if unreduced > 0.0 { 100.0 * wire / unreduced } else { 0.0 }),
+                format!("{:.3}", percentile(&totals, 50.0)),
+                format!("{down:.1}"),
+                format!("{:.2}", rows.iter().map(|m| m.cpu_s_source).sum::<f64>()),
+                format!("{:.2}", rows.iter().map(|m| m.cpu_s_destination).sum::<f64>()),
+                b.join(" "),
+            ]));
         }
     }
     s
@@ -189,7 +291,7 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{percentile, wrap, WIDTH};
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -198,5 +300,17 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 4.0);
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn free_text_wraps_under_its_column() {
+        let start = WIDTH - 12;
+        let got = wrap("dc-hub:1 tcp-window:1 cpu:3", start);
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines[0], "dc-hub:1");
+        assert_eq!(lines[1], format!("{}tcp-window:1", " ".repeat(start)));
+        assert_eq!(lines[2].trim_start(), "cpu:3");
+        assert!(lines.iter().skip(1).all(|l| start + l.trim_start().len() <= WIDTH));
+        assert_eq!(wrap("", 10), "");
     }
 }

@@ -8,6 +8,7 @@
 //! bandwidth, …). Nothing is simulated and nothing is written unless all of
 //! it passes.
 
+pub mod json_schema;
 pub mod schema;
 
 use crate::fabric::{CapacityChange, Fabric, Host, HostId, Link, LinkId, Outage, Site, SiteId, VmId};

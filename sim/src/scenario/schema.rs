@@ -7,11 +7,13 @@
 use memfabric_migration::precopy::NonConvergence;
 use memfabric_migration::record::Mechanism;
 use memfabric_migration::units::{Bytes, BytesPerSecond, Fraction, Nanos};
+use super::json_schema::{Duration, MechanismName, NonConvergenceName, Rate, Share, Size, StrategyName};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 /// A whole scenario file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
     /// Identity and run settings.
@@ -37,10 +39,11 @@ pub struct ScenarioFile {
 }
 
 /// `[scenario]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSection {
     /// Name; also the default results folder.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Free text.
     #[serde(default)]
@@ -50,27 +53,32 @@ pub struct ScenarioSection {
     pub seed: Option<u64>,
     /// Simulated time after which the run stops.
     #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
     pub horizon: Option<Spanned<Nanos>>,
     /// Rate of a migration between two hosts of the same site.
     #[serde(default)]
+    #[schemars(with = "Option<Rate>")]
     pub lan_bandwidth: Option<Spanned<BytesPerSecond>>,
     /// CPU-cost profile (TOML written by `memfabric profile`), relative to the scenario file.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub cpu_profile: Option<Spanned<String>>,
     /// Who may share content by deduplication: "tenant" (default) or "global".
     #[serde(default)]
     pub dedup_domains: Option<DedupDomains>,
     /// Run the scenario once per strategy and compare (overrides every migration's strategy).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<StrategyName>>")]
     pub compare_strategies: Option<Spanned<Vec<Spanned<memfabric_migration::strategy::Strategy>>>>,
     /// Content-hash sampling of traced VMs: keep non-zero pages whose hash
     /// falls in a 1/2^k slice and scale them by 2^k (0..=16, default 0).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub trace_sampling_bits: Option<Spanned<u32>>,
 }
 
 /// Boundaries of deduplication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum DedupDomains {
     /// Content is shared only between VMs of the same tenant (cross-tenant
@@ -82,7 +90,7 @@ pub enum DedupDomains {
 }
 
 /// How a re-dirtied page count is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DirtySampling {
     /// Binomial draws per popularity class (default).
@@ -93,47 +101,60 @@ pub enum DirtySampling {
 
 /// Migration settings; every field is optional and overrides the level above
 /// (built-in defaults ← `[defaults]` ← an operation's `settings`).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationSettingsFile {
     /// pre-copy, post-copy, hybrid or stop-and-copy.
+    #[schemars(with = "Option<MechanismName>")]
     pub mechanism: Option<Mechanism>,
     /// Pre-copy downtime limit.
+    #[schemars(with = "Option<Duration>")]
     pub downtime_limit: Option<Spanned<Nanos>>,
     /// Bound on pre-copy rounds.
+    #[schemars(with = "Option<u32>")]
     pub max_rounds: Option<Spanned<u32>>,
     /// abort, force-stop or post-copy.
+    #[schemars(with = "Option<NonConvergenceName>")]
     pub on_non_convergence: Option<NonConvergence>,
     /// Enable QEMU-style auto-converge throttling.
     pub auto_converge: Option<bool>,
     /// Parallel TCP streams (QEMU multifd channels).
+    #[schemars(with = "Option<u32>")]
     pub streams: Option<Spanned<u32>>,
     /// Per-migration bandwidth limit (QEMU `max-bandwidth`).
+    #[schemars(with = "Option<Rate>")]
     pub max_bandwidth: Option<Spanned<BytesPerSecond>>,
     /// Effective TCP window per stream.
+    #[schemars(with = "Option<Size>")]
     pub tcp_window: Option<Spanned<Bytes>>,
     /// TCP maximum segment size.
+    #[schemars(with = "Option<Size>")]
     pub mss: Option<Spanned<Bytes>>,
     /// binomial or expected.
     pub dirty_sampling: Option<DirtySampling>,
     /// Data-reduction strategy, e.g. "zero+xbzrle+zstd".
+    #[schemars(with = "Option<StrategyName>")]
     pub strategy: Option<Spanned<memfabric_migration::strategy::Strategy>>,
     /// Threads of the reduction pipeline at each end (default: one per stream).
+    #[schemars(with = "Option<u32>")]
     pub cpu_threads: Option<Spanned<u32>>,
     /// XBZRLE cache size.
+    #[schemars(with = "Option<Size>")]
     pub xbzrle_cache: Option<Spanned<Bytes>>,
     /// Content hash for dedup: "xxh3" (default) or "blake3".
     pub hash: Option<HashName>,
     /// How `dedup-site` learns what the destination holds: "exact", "query" or "summary".
     pub site_index: Option<SiteIndexName>,
     /// Bloom summary size, bits per resident page ("summary").
+    #[schemars(with = "Option<f64>")]
     pub summary_bits_per_item: Option<Spanned<f64>>,
     /// Pages per index query ("query").
+    #[schemars(with = "Option<u32>")]
     pub query_batch: Option<Spanned<u32>>,
 }
 
 /// Site index modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SiteIndexName {
     /// An exact replica kept in sync outside the migration (idealised, free).
@@ -145,7 +166,7 @@ pub enum SiteIndexName {
 }
 
 /// Content hash names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HashName {
     /// xxh3-128: fast, not collision-resistant against an adversary.
@@ -155,10 +176,11 @@ pub enum HashName {
 }
 
 /// `[[sites]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteFile {
     /// Unique site name.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Host groups.
     #[serde(default)]
@@ -166,40 +188,51 @@ pub struct SiteFile {
 }
 
 /// `[[sites.hosts]]`: one host, or `count` identical ones named `name-0`, `name-1`, ….
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostFile {
     /// Host name (or prefix when `count` > 1).
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// How many identical hosts.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub count: Option<Spanned<u32>>,
     /// Physical cores.
+    #[schemars(with = "u32")]
     pub cores: Spanned<u32>,
     /// Memory.
+    #[schemars(with = "Size")]
     pub ram: Spanned<Bytes>,
     /// Idle power draw, watts.
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub idle_watts: Option<Spanned<f64>>,
     /// Full-load power draw, watts.
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub peak_watts: Option<Spanned<f64>>,
 }
 
 /// `[[links]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkFile {
     /// Unique link name.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// The two sites it joins.
+    #[schemars(with = "[String; 2]")]
     pub between: Spanned<[String; 2]>,
     /// Capacity of each direction.
+    #[schemars(with = "Rate")]
     pub bandwidth: Spanned<BytesPerSecond>,
     /// One-way latency.
+    #[schemars(with = "Duration")]
     pub latency: Spanned<Nanos>,
     /// Packet loss probability.
     #[serde(default)]
+    #[schemars(with = "Option<Share>")]
     pub loss: Option<Spanned<Fraction>>,
     /// Scheduled capacity changes.
     #[serde(default)]
@@ -210,50 +243,62 @@ pub struct LinkFile {
 }
 
 /// `[[links.capacity_changes]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityChangeFile {
     /// When.
+    #[schemars(with = "Duration")]
     pub at: Spanned<Nanos>,
     /// New capacity of each direction.
+    #[schemars(with = "Rate")]
     pub bandwidth: Spanned<BytesPerSecond>,
 }
 
 /// `[[links.outages]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutageFile {
     /// Start.
+    #[schemars(with = "Duration")]
     pub at: Spanned<Nanos>,
     /// Length.
+    #[schemars(with = "Duration")]
     pub duration: Spanned<Nanos>,
 }
 
 /// `[[vms]]`: one VM, or `count` identical ones named `name-0`, ….
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmFile {
     /// VM name (or prefix when `count` > 1).
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// How many identical VMs.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub count: Option<Spanned<u32>>,
     /// The host it starts on.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
     /// Or the site it starts on (placed first-fit on its hosts).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub site: Option<Spanned<String>>,
     /// Workload archetype.
+    #[schemars(with = "String")]
     pub archetype: Spanned<String>,
     /// Memory (default: the archetype's).
     #[serde(default)]
+    #[schemars(with = "Option<Size>")]
     pub memory: Option<Spanned<Bytes>>,
     /// Virtual CPUs.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub vcpus: Option<Spanned<u32>>,
     /// vCPU and device state sent in the stop-and-copy.
     #[serde(default)]
+    #[schemars(with = "Option<Size>")]
     pub device_state: Option<Spanned<Bytes>>,
     /// Image it was booted from (same-image VMs share content).
     #[serde(default)]
@@ -267,12 +312,15 @@ pub struct VmFile {
     /// Memory trace directory (relative to the scenario file): the VM's
     /// memory size, content and dirtying come from it.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub trace: Option<Spanned<String>>,
     /// Multiplies the trace's times (default 1).
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub trace_time_scale: Option<Spanned<f64>>,
     /// Replay the trace from its start when it ends (default true).
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub trace_loop: Option<Spanned<bool>>,
 }
 
@@ -300,47 +348,63 @@ impl<'de> Deserialize<'de> for PageRate {
 }
 
 /// `[vms.workload]`: overrides of an archetype.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadFile {
     /// Page writes per second.
+    #[schemars(with = "Option<PageRate>")]
     pub page_write_rate: Option<Spanned<PageRate>>,
     /// Fraction of memory ever written.
+    #[schemars(with = "Option<Share>")]
     pub working_set: Option<Spanned<Fraction>>,
     /// uniform, hot-cold or zipf.
+    #[schemars(with = "Option<String>")]
     pub popularity: Option<Spanned<String>>,
     /// Hot fraction of the working set (hot-cold).
+    #[schemars(with = "Option<Share>")]
     pub hot_set: Option<Spanned<Fraction>>,
     /// Share of writes to hot pages (hot-cold).
+    #[schemars(with = "Option<Share>")]
     pub hot_write_share: Option<Spanned<Fraction>>,
     /// Zipf exponent (zipf).
+    #[schemars(with = "Option<f64>")]
     pub zipf_exponent: Option<Spanned<f64>>,
     /// Zero pages.
+    #[schemars(with = "Option<Share>")]
     pub zero: Option<Spanned<Fraction>>,
     /// Pages shared with same-image VMs.
+    #[schemars(with = "Option<Share>")]
     pub shared_image: Option<Spanned<Fraction>>,
     /// Pages duplicated within the VM.
+    #[schemars(with = "Option<Share>")]
     pub duplicate: Option<Spanned<Fraction>>,
     /// Mean compressed size of unique pages.
+    #[schemars(with = "Option<Share>")]
     pub unique_compressed_mean: Option<Spanned<Fraction>>,
     /// Standard deviation of that size fraction.
+    #[schemars(with = "Option<f64>")]
     pub unique_compressed_sd: Option<Spanned<f64>>,
     /// Mean fraction of bytes a re-write changes.
+    #[schemars(with = "Option<Share>")]
     pub redirty_change: Option<Spanned<Fraction>>,
     /// Fraction of writes that leave a page unchanged.
+    #[schemars(with = "Option<Share>")]
     pub redirty_unchanged: Option<Spanned<Fraction>>,
 }
 
 /// `[[migrations]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationFile {
     /// The VM to move.
+    #[schemars(with = "String")]
     pub vm: Spanned<String>,
     /// Destination site or host.
+    #[schemars(with = "String")]
     pub to: Spanned<String>,
     /// Start time.
     #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
     pub at: Option<Spanned<Nanos>>,
     /// Overrides of the defaults.
     #[serde(default)]
@@ -348,7 +412,7 @@ pub struct MigrationFile {
 }
 
 /// Order in which an evacuation moves VMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvacuationOrder {
     /// Scenario order.
@@ -361,21 +425,26 @@ pub enum EvacuationOrder {
 }
 
 /// `[[evacuations]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvacuationFile {
     /// Name in results (default `evacuate-<from>`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     /// Site to empty.
+    #[schemars(with = "String")]
     pub from: Spanned<String>,
     /// Site to move to.
+    #[schemars(with = "String")]
     pub to: Spanned<String>,
     /// Start time.
     #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
     pub at: Option<Spanned<Nanos>>,
     /// Migrations in flight at once (default: unbounded).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub max_concurrent: Option<Spanned<u32>>,
     /// Order of VMs.
     #[serde(default)]

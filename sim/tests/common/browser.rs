@@ -1,79 +1,71 @@
-//! Headless Chromium for tests that must see a page rendered: find the
-//! browser, take a screenshot. Tests skip (with a message naming what is
-//! missing) only when no Chromium is installed (Debian: `chromium`).
-#![allow(dead_code)]
+//! Headless Chromium for tests that look at rendered output (SVG plots, HTML
+//! reports): find the browser, take a screenshot of a local page.
+//!
+//! Debian's `chromium` package provides it; scripts/test.sh installs it when
+//! missing. Each screenshot runs a fresh browser with a throw-away profile
+//! and everything that would reach the network switched off, under a time
+//! limit.
 
+use super::process::run_with_timeout;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// Longest a screenshot may take before the browser is stopped.
-const TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest a screenshot may take.
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The Chromium binary on PATH, or `None` after printing why the caller skips.
+/// The Chromium binary (`MEMFABRIC_CHROMIUM`, else `chromium` or
+/// `chromium-browser` on PATH), or None after printing a skip message that
+/// names what is missing.
 pub fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMFABRIC_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
             }
         }
     }
-    eprintln!("skipping: Chromium is not installed (apt-get install chromium; scripts/test.sh does it)");
+    eprintln!("skipped: no chromium on PATH (Debian: apt-get install chromium; scripts/test.sh does it)");
     None
 }
 
-/// Renders `page` (a local HTML file) at `width`×`height` CSS pixels into `png`.
+/// Renders `page` (a local file) in a `width`×`height` window and writes a
+/// PNG screenshot to `png`.
 pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) -> std::io::Result<()> {
     let browser = chromium().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "chromium not found"))?;
     let page = std::fs::canonicalize(page)?;
     let profile = std::env::temp_dir().join(format!(
         "memfabric-chromium-{}-{}",
         std::process::id(),
-        xxhash_rust::xxh3::xxh3_64(png.display().to_string().as_bytes())
+        png.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     ));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile)?;
     let _ = std::fs::remove_file(png);
-    let mut child = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size={width},{height}"))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&profile);
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "chromium did not finish the screenshot"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (ok, log) = run_with_timeout(
+        Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--window-size={width},{height}"))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", page.display())),
+        SCREENSHOT_TIMEOUT,
+    );
     let _ = std::fs::remove_dir_all(&profile);
-    if !status.success() || !png.is_file() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        return Err(std::io::Error::other(format!("chromium failed ({status}): {err}")));
+    if !ok || !png.exists() {
+        return Err(std::io::Error::other(format!("{} did not write {}:\n{log}", browser.display(), png.display())));
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod process;
+
 use memfabric_sim::run::{run, RunOutput};
 use memfabric_sim::scenario::{self, Scenario};
 
