@@ -114,7 +114,7 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("outcome: {}   pipeline: {}   memory: {} MiB", src.outcome, src.strategy, src.memory_bytes >> 20);
+    println!("outcome: {}   pipeline: {}   memory: {} MiB", o.outcome_name(), src.strategy, src.memory_bytes >> 20);
     println!(
         "total time: {total_s:.3} s   downtime: {} ms (of which integrity hashing: source {} ms, destination {} ms)",
         ms(o.downtime_ms),
@@ -192,7 +192,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // Bad input exits 2 (as clap's own refusals do), anything else 1.
+            if e.downcast_ref::<orchestrate::MigrateInputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

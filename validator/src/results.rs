@@ -134,13 +134,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
     };
     let params_json = serde_json::to_string(&parameters)?;
     let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
-    let outcome: &'static str = match (src.outcome.as_str(), o.failure()) {
-        ("completed", None) => "completed",
-        ("completed", Some(_)) => "failed",
-        ("not-converged", _) => "not-converged",
-        ("unknown", _) => "unknown",
-        _ => "aborted",
-    };
+    let outcome = o.outcome_name();
     let start = src.start_ns;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();

@@ -29,7 +29,14 @@ pub struct DestConfig {
     /// Fault injection: flip a byte of this page just before the integrity
     /// check (see `--fault dest-ram@PAGE`).
     pub corrupt_page: Option<u64>,
+    /// Print [`RESUMED_LINE`] on stdout once the guest runs here, before
+    /// confirming it to the source: the orchestrator's evidence when the
+    /// confirmation is lost ([`super::source::Verdict`]).
+    pub announce_resume: bool,
 }
+
+/// What the destination prints on stdout when the guest runs here.
+pub const RESUMED_LINE: &str = "resumed";
 
 /// Everything the destination measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -72,6 +79,9 @@ pub struct DestReport {
     pub guest_failure: Option<String>,
     /// CPU time of the receiving thread (decode and write), seconds.
     pub cpu_s_destination: f64,
+    /// Whether the injected page flip (`--fault dest-ram@PAGE`) happened.
+    #[serde(default)]
+    pub fault_injected: bool,
 }
 
 impl DestReport {
@@ -233,11 +243,15 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
     let state = VcpuState::from_bytes(&f.payload).map_err(|e| e.to_string())?;
 
-    if let Some(page) = cfg.corrupt_page.filter(|&p| p < pages) {
+    if let Some(page) = cfg.corrupt_page {
+        if page >= pages {
+            return Err(format!("fault injection: page {page} is outside guest RAM ({pages} pages)"));
+        }
         vm.ram().read_page(page, &mut readback);
         readback[0] ^= 0x01;
         vm.ram().write_page(page, &readback);
         hashes.set(page, &readback);
+        report.fault_injected = true;
     }
     // Integrity: every chunk of RAM must hash as at the source's pause.
     if let Some(theirs) = &switchover.chunk_hashes {
@@ -266,6 +280,11 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let resume_ns = m.vcpu.started_at_ns();
     report.resume_ns = Some(resume_ns);
     report.outcome = "resumed".into();
+    if cfg.announce_resume {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
+    }
     rx.writer
         .send_json(Kind::Resumed, &Resumed { resume_ns, verify_ms: report.verify_ms })
         .and_then(|_| rx.writer.flush())
