@@ -71,6 +71,9 @@ pub struct Manifest {
     pub fault_triggered: bool,
     /// What the emulated WAN link forwarded and dropped (None on loopback).
     pub link_stats: Option<crate::wan::LinkStats>,
+    /// Whether the VMMs talked mutual TLS 1.3 (`--tls`); `bytes_on_wire`
+    /// counts frame bytes, not TLS records.
+    pub tls: bool,
     /// Files in the folder.
     pub files: Vec<String>,
 }
@@ -235,6 +238,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         fault: o.fault.map(|f| f.to_string()),
         fault_triggered: o.fault_triggered,
         link_stats: o.link_stats,
+        tls: o.tls,
         files: files.iter().map(|f| f.to_string()).collect(),
     };
     let provenance = vec![

@@ -76,3 +76,9 @@ fn a_fault_with_a_link_is_refused() {
     let e = refused("fault-link", &["--fault", "cut-link@1MiB", "--link", "100Mbit/s,1ms"]);
     assert!(e.contains("--fault and --link cannot be combined"), "{e}");
 }
+
+#[test]
+fn missing_tls_files_are_refused() {
+    let e = refused("tls", &["--tls", "/nonexistent/memfabric-tls"]);
+    assert!(e.contains("--tls") && e.contains("/nonexistent/memfabric-tls/ca.pem"), "{e}");
+}

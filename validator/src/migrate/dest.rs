@@ -4,7 +4,8 @@
 //! watches it run on. Nothing is resumed unless every check passed.
 
 use std::io::{BufReader, BufWriter};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::{ContentStore, Decoder, PipelineConfig};
@@ -12,6 +13,7 @@ use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
+use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
 use crate::kvm::{VcpuState, Vm};
@@ -33,6 +35,8 @@ pub struct DestConfig {
     /// confirming it to the source: the orchestrator's evidence when the
     /// confirmation is lost ([`super::source::Verdict`]).
     pub announce_resume: bool,
+    /// Mutual TLS 1.3 with the source (None: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What the destination prints on stdout when the guest runs here.
@@ -97,8 +101,8 @@ impl DestReport {
 }
 
 struct Receiver {
-    reader: FrameReader<BufReader<TcpStream>>,
-    writer: FrameWriter<BufWriter<TcpStream>>,
+    reader: FrameReader<BufReader<Conn>>,
+    writer: FrameWriter<BufWriter<Conn>>,
 }
 
 impl Receiver {
@@ -126,18 +130,26 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
         }
     };
     let cpu0 = thread_cpu_s();
-    let setup = || -> std::io::Result<Receiver> {
-        stream.set_read_timeout(Some(cfg.io_timeout))?;
-        stream.set_write_timeout(Some(cfg.io_timeout))?;
+    let setup = || -> Result<Receiver, String> {
+        let io = |e: std::io::Error| format!("connection setup: {e}");
+        stream.set_read_timeout(Some(cfg.io_timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(cfg.io_timeout)).map_err(io)?;
+        // The TLS handshake verifies the source's certificate before the
+        // first frame is read: nothing is written to guest RAM before it.
+        let conn = match &cfg.tls {
+            Some(tls) => Conn::server(tls, stream.try_clone().map_err(io)?).map_err(|e| format!("TLS handshake with the source: {e}"))?,
+            None => Conn::Plain(stream.try_clone().map_err(io)?),
+        };
         Ok(Receiver {
-            reader: FrameReader::new(BufReader::with_capacity(1 << 20, stream.try_clone()?)),
-            writer: FrameWriter::new(BufWriter::new(stream.try_clone()?)),
+            reader: FrameReader::new(BufReader::with_capacity(1 << 20, conn.handle().map_err(io)?)),
+            writer: FrameWriter::new(BufWriter::new(conn)),
         })
     };
     let mut rx = match setup() {
         Ok(r) => r,
         Err(e) => {
-            report.error = Some(format!("connection setup: {e}"));
+            report.error = Some(e);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
             return report;
         }
     };

@@ -20,6 +20,7 @@ use super::dest::{run_dest, DestConfig, DestReport};
 use super::arbiter::Arbiter;
 use super::fault::{FaultAt, FaultKind, FaultProxy, FaultSpec};
 use super::source::{run_source, SourceConfig, SourceReport};
+use super::tls::{self, TlsArgs, TlsFiles};
 use super::write_json;
 use crate::guest::GuestWorkload;
 use crate::wan::{LinkSpec, LinkStats, Side, WanLink};
@@ -134,6 +135,7 @@ impl GuestArgs {
             watch_after_abort: Duration::from_nanos(self.watch.0),
             integrity_check: !self.no_integrity_check,
             arbiter: false,
+            tls: None,
         })
     }
 
@@ -188,6 +190,11 @@ pub struct MigrateArgs {
     /// mtu=N, e.g. 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
     #[arg(long)]
     pub link: Option<LinkSpec>,
+    /// Mutual TLS 1.3 between the VMMs with the certificates in DIR:
+    /// ca.pem, source.pem, source.key, destination.pem, destination.key
+    /// (`scripts/tls-keygen.sh DIR` makes them).
+    #[arg(long, value_name = "DIR")]
+    pub tls: Option<PathBuf>,
     /// Result folder (replaced atomically).
     #[arg(long, default_value = "results/validator-migrate")]
     pub out: PathBuf,
@@ -209,6 +216,9 @@ pub struct SourceArgs {
     /// (`resume` or `discard`) from stdin.
     #[arg(long)]
     pub arbiter: bool,
+    /// Mutual TLS to the destination.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Hidden `dest` command: listen, receive one migration, write `--report`.
@@ -237,11 +247,15 @@ pub struct DestArgs {
     /// With `--mem`: where RAM continues at 4 GiB.
     #[arg(long = "ram-split", default_value = "3GiB", value_parser = Bytes::parse, hide = true)]
     pub ram_split: Bytes,
+    /// Mutual TLS with the source.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Runs the hidden `source` command.
 pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
-    let cfg = SourceConfig { arbiter: args.arbiter, ..args.guest.source_config()? };
+    let tls = args.tls.files().map(|f| tls::client_config(&f)).transpose()?;
+    let cfg = SourceConfig { arbiter: args.arbiter, tls, ..args.guest.source_config()? };
     let timeout = cfg.io_timeout;
     let report = run_source(&cfg, || TcpStream::connect_timeout(&args.connect, timeout))?;
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -250,6 +264,7 @@ pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
 
 /// Runs the hidden `dest` command.
 pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
+    let tls = args.tls.files().map(|f| tls::server_config(&f)).transpose()?;
     let prepared = match args.mem {
         Some(mem) => Some((
             crate::kvm::Vm::with_split(mem.0, args.ram_split.0, true).context("preparing guest RAM")?,
@@ -265,6 +280,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         max_memory_bytes: crate::guest::abi::GUEST_RAM_LIMIT,
         corrupt_page: args.corrupt_page,
         announce_resume: true,
+        tls,
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -305,6 +321,8 @@ pub struct MigrateOutcome {
     pub link: Option<LinkSpec>,
     /// What the emulated link forwarded and dropped.
     pub link_stats: Option<LinkStats>,
+    /// Whether the VMMs talked mutual TLS 1.3.
+    pub tls: bool,
 }
 
 impl MigrateOutcome {
@@ -383,6 +401,9 @@ pub enum MigrateInputError {
         /// The guest's RAM, MiB.
         mem_mib: u64,
     },
+    /// The TLS files are missing or unusable.
+    #[error("--tls: {0}")]
+    Tls(#[from] tls::TlsError),
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
@@ -405,6 +426,10 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
     let mem = args.guest.mem.0;
     if args.link.is_some() && args.fault.is_some() {
         return Err(MigrateInputError::FaultWithLink);
+    }
+    if let Some(dir) = &args.tls {
+        tls::client_config(&TlsFiles::in_dir(dir, "source"))?;
+        tls::server_config(&TlsFiles::in_dir(dir, "destination"))?;
     }
     if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
         let pages = mem / memfabric_migration::PAGE_SIZE_BYTES;
@@ -460,6 +485,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if let Some(dir) = &args.tls {
+        dest.args(TlsFiles::in_dir(dir, "destination").to_cli());
+    }
     if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
         dest.args(["--corrupt-page", &page.to_string()]);
     }
@@ -508,6 +536,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         .args(["--arbiter", "--connect", &connect.to_string(), "--report"])
         .arg(&source_report)
         .stdin(Stdio::piped());
+    if let Some(dir) = &args.tls {
+        source.args(TlsFiles::in_dir(dir, "source").to_cli());
+    }
     let mut source = Reaped(Some(source.spawn().context("starting the source VMM")?));
     source_pid.store(source.0.as_ref().map(|c| c.id()).unwrap_or(0), Ordering::SeqCst);
     let source_stdin = source.0.as_mut().and_then(|c| c.stdin.take()).ok_or_else(|| anyhow!("no source stdin"))?;
@@ -587,6 +618,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         fault_triggered,
         link: args.link.clone(),
         link_stats,
+        tls: args.tls.is_some(),
     };
     results::write_migration(&args.out, &args.guest, &outcome)?;
     Ok(outcome)

@@ -6,6 +6,7 @@
 
 use std::io::BufWriter;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
@@ -16,6 +17,7 @@ use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
+use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
 use crate::guest::{abi, GuestWorkload};
@@ -49,6 +51,8 @@ pub struct SourceConfig {
     /// vCPU state went out), ask the orchestrator on stdin whether the
     /// destination resumed ([`Verdict`]) instead of leaving the guest paused.
     pub arbiter: bool,
+    /// Mutual TLS 1.3 to the destination (None: plain TCP).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -257,8 +261,10 @@ struct Migration<'a> {
     m: &'a mut Machine,
     encoder: Encoder,
     index: DedupIndex,
-    writer: FrameWriter<BufWriter<TcpStream>>,
-    reader: FrameReader<TcpStream>,
+    writer: FrameWriter<BufWriter<Conn>>,
+    reader: FrameReader<Conn>,
+    /// The TCP connection under the frames (timeouts, send queue, shutdown).
+    tcp: TcpStream,
     report: SourceReport,
     paused: bool,
 }
@@ -488,7 +494,7 @@ impl Migration<'_> {
     }
 
     fn reader_stream(&self) -> &TcpStream {
-        self.writer.get_ref().get_ref()
+        &self.tcp
     }
 }
 
@@ -566,10 +572,27 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     };
     stream.set_write_timeout(Some(cfg.io_timeout))?;
     stream.set_read_timeout(Some(cfg.io_timeout))?;
-    let reader = FrameReader::new(stream.try_clone()?);
-    let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, stream));
+    // The TLS handshake (if any) completes before the first frame, and no
+    // guest page is read before the destination's HelloAck.
+    let conn = match &cfg.tls {
+        Some(tls) => Conn::client(tls, stream.try_clone()?),
+        None => stream.try_clone().map(Conn::Plain),
+    };
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            report.outcome = "aborted".into();
+            report.error = Some(format!("TLS handshake with the destination: {e}"));
+            report.end_ns = monotonic_ns();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            report.guest_after_abort = Some(watch(&m, cfg.watch_after_abort));
+            return Ok(report);
+        }
+    };
+    let reader = FrameReader::new(conn.handle()?);
+    let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
     let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
-    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, report, paused: false };
+    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, tcp: stream, report, paused: false };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;
