@@ -31,6 +31,9 @@ enum Command {
     /// Packet-level WAN emulator between two network namespaces: bring a
     /// link up for manual use, or measure it.
     Wan(memfabric_validator::wan::cli::WanArgs),
+    /// Measures the CPU cost of the migration channel's TLS encryption and
+    /// decryption in memory, against memcpy.
+    TlsBench(memfabric_validator::migrate::tls_bench::TlsBenchArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
         Command::Source(a) => orchestrate::source_main(a),
         Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
+        Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

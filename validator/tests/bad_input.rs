@@ -82,3 +82,9 @@ fn missing_tls_files_are_refused() {
     let e = refused("tls", &["--tls", "/nonexistent/memfabric-tls"]);
     assert!(e.contains("--tls") && e.contains("/nonexistent/memfabric-tls/ca.pem"), "{e}");
 }
+
+#[test]
+fn the_encrypt_stage_needs_the_tls_channel() {
+    let e = refused("encrypt", &["--pipeline", "zero+lz4+encrypt"]);
+    assert!(e.contains("--pipeline zero+lz4+encrypt") && e.contains("--tls DIR"), "{e}");
+}

@@ -76,6 +76,11 @@ fn migrates_over_mutual_tls_and_refuses_a_peer_of_another_ca() {
     let ok = migrate("tls-ok", &["--tls", good.to_str().unwrap(), "--pipeline", "zero+lz4"]);
     assert!(ok.ok, "{}\n{}", ok.stdout, ok.stderr);
     assert_eq!(ok.manifest["tls"], true);
+    // The strategy says the stream was encrypted, so the simulator's replay
+    // (scenario.toml) charges the encrypt stage.
+    assert_eq!(ok.manifest["parameters"]["strategy"], "zero+lz4+encrypt");
+    let scenario = std::fs::read_to_string(ok.out.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("strategy = \"zero+lz4+encrypt\""), "{scenario}");
     assert_eq!(ok.manifest["integrity_held"], true);
 
     // A source whose certificate the destination's CA did not sign.

@@ -8,6 +8,7 @@
 //! | [`orchestrate`] | `migrate`: starts both processes (optionally across a WAN link or a fault proxy), gathers their reports, writes results |
 //! | [`fault`] | fault injection at a byte count or a named phase: the proxy (link cut, corruption, killing either VMM) and the destination's page flip |
 //! | [`tls`] | the authenticated, encrypted channel (mutual TLS 1.3) and the connection type frames go through |
+//! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
 //!
 //! This module itself owns what both ends share: the control messages, the
@@ -44,6 +45,7 @@ pub mod fault;
 pub mod orchestrate;
 pub mod source;
 pub mod tls;
+pub mod tls_bench;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};

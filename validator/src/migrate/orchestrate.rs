@@ -404,6 +404,9 @@ pub enum MigrateInputError {
     /// The TLS files are missing or unusable.
     #[error("--tls: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The `encrypt` stage is the TLS channel in the validator.
+    #[error("--pipeline {0}: the validator encrypts with its TLS channel; add --tls DIR (scripts/tls-keygen.sh DIR makes the certificates)")]
+    EncryptWithoutTls(Strategy),
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
@@ -426,6 +429,9 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
     let mem = args.guest.mem.0;
     if args.link.is_some() && args.fault.is_some() {
         return Err(MigrateInputError::FaultWithLink);
+    }
+    if args.guest.pipeline.encrypt && args.tls.is_none() {
+        return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
     }
     if let Some(dir) = &args.tls {
         tls::client_config(&TlsFiles::in_dir(dir, "source"))?;
@@ -457,6 +463,11 @@ fn interrupted(link: bool) -> anyhow::Error {
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     check_migrate_args(args)?; // before starting anything
+    // With --tls the stream is encrypted: the strategy (in the reports, the
+    // result tables and the scenario the simulator replays) says so.
+    let mut guest = args.guest.clone();
+    guest.pipeline.encrypt |= args.tls.is_some();
+    let guest = &guest;
     crate::interrupt::install()?;
     crate::kvm::kvm_available().map_err(|e| anyhow!("{e}: the validator needs /dev/kvm"))?;
     let work = tempdir()?;
@@ -532,7 +543,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let mut source = command_on(Side::A)?;
     source
         .arg("source")
-        .args(args.guest.to_cli())
+        .args(guest.to_cli())
         .args(["--arbiter", "--connect", &connect.to_string(), "--report"])
         .arg(&source_report)
         .stdin(Stdio::piped());
@@ -566,7 +577,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     } else if source_killed {
         SourceReport::lost(
             args.guest.mem.0,
-            args.guest.pipeline.to_string(),
+            guest.pipeline.to_string(),
             format!("the source VMM was killed by the injected fault ({status}): its guest is gone unless the destination resumed it"),
         )
     } else {
@@ -620,7 +631,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         link_stats,
         tls: args.tls.is_some(),
     };
-    results::write_migration(&args.out, &args.guest, &outcome)?;
+    results::write_migration(&args.out, guest, &outcome)?;
     Ok(outcome)
 }
 
