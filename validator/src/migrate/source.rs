@@ -228,9 +228,14 @@ impl SourceReport {
     /// The report of a source process that died without writing one (its
     /// host failed, `--fault kill-source@...`): outcome `source-lost`.
     pub fn lost(memory_bytes: u64, strategy: String, error: String) -> SourceReport {
+        SourceReport { error: Some(error), ..SourceReport::empty("source-lost", memory_bytes, strategy) }
+    }
+
+    /// A report with nothing measured yet.
+    fn empty(outcome: &str, memory_bytes: u64, strategy: String) -> SourceReport {
         SourceReport {
-            outcome: "source-lost".into(),
-            error: Some(error),
+            outcome: outcome.into(),
+            error: None,
             memory_bytes,
             strategy,
             tsc_hz: 0,
@@ -536,29 +541,10 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     let start_ns = monotonic_ns();
     let cpu0 = thread_cpu_s();
     let mut report = SourceReport {
-        outcome: "completed".into(),
-        error: None,
-        memory_bytes: cfg.memory_bytes,
-        strategy: cfg.strategy.to_string(),
         tsc_hz: m.tsc_hz,
         fill_s,
         start_ns,
-        end_ns: 0,
-        pause_ns: None,
-        resume_ns: None,
-        dest_prefault_ms: None,
-        source_verify_ms: None,
-        dest_verify_ms: None,
-        rounds: Vec::new(),
-        converged: None,
-        bytes_on_wire: 0,
-        bytes_control: 0,
-        bytes_from_destination: 0,
-        stages: StageTotals::default(),
-        cpu_s_source: 0.0,
-        guest_at_pause: None,
-        guest_after_abort: None,
-        arbiter_verdict: None,
+        ..SourceReport::empty("completed", cfg.memory_bytes, cfg.strategy.to_string())
     };
     let stream = match connect() {
         Ok(s) => s,
