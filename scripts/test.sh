@@ -16,10 +16,10 @@ fi
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The validator's TLS tests make their certificates with openssl
 # (scripts/tls-keygen.sh).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -q && apt-get install -y -q "${missing[@]}"
