@@ -22,6 +22,9 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # sim/tests/svg_render.rs screenshots the SVG plots with headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
+# The validator's TLS tests make their certificates with openssl
+# (scripts/tls-keygen.sh).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The report test screenshots report.html in headless Chromium too; the cluster
 # test runs a sweep on a one-node Slurm cluster (slurmctld, slurmd, munged),

@@ -63,6 +63,38 @@ impl Default for PrecopyConfig {
     }
 }
 
+/// A stop-rule parameter out of range (the rule every front end applies:
+/// scenario files, `memfabric` flags and `memfabric-validator migrate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PrecopyRangeError {
+    /// `downtime_limit` of zero: nothing could ever be sent in it.
+    #[error("must be positive, e.g. \"300ms\"")]
+    DowntimeLimitZero,
+    /// `max_rounds` of zero: round 0 (the full copy) is always sent.
+    #[error("must be at least 1 (round 0 is the full copy)")]
+    MaxRoundsZero,
+}
+
+impl PrecopyConfig {
+    /// Checks a downtime limit: it must be positive.
+    pub fn check_downtime_limit(limit: Nanos) -> Result<Nanos, PrecopyRangeError> {
+        if limit.0 == 0 {
+            Err(PrecopyRangeError::DowntimeLimitZero)
+        } else {
+            Ok(limit)
+        }
+    }
+
+    /// Checks a round bound: at least 1 (round 0 counts).
+    pub fn check_max_rounds(rounds: u32) -> Result<u32, PrecopyRangeError> {
+        if rounds == 0 {
+            Err(PrecopyRangeError::MaxRoundsZero)
+        } else {
+            Ok(rounds)
+        }
+    }
+}
+
 /// What is known at the end of a pre-copy round.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrecopyContext {
@@ -175,6 +207,15 @@ mod tests {
 
     fn ctx(rounds: u32, remaining: u64, rate: f64) -> PrecopyContext {
         PrecopyContext { rounds_completed: rounds, remaining_bytes: remaining, measured_rate: BytesPerSecond(rate) }
+    }
+
+    #[test]
+    fn range_checks_refuse_zero_and_keep_the_rest() {
+        assert_eq!(PrecopyConfig::check_downtime_limit(Nanos(0)), Err(PrecopyRangeError::DowntimeLimitZero));
+        assert_eq!(PrecopyConfig::check_downtime_limit(Nanos(1)), Ok(Nanos(1)));
+        assert_eq!(PrecopyConfig::check_max_rounds(0), Err(PrecopyRangeError::MaxRoundsZero));
+        assert_eq!(PrecopyConfig::check_max_rounds(1), Ok(1));
+        assert!(PrecopyRangeError::MaxRoundsZero.to_string().contains("at least 1"));
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! | `dedup-vm`, `dedup-gang`, `dedup-site` | deduplication by content hash, within one VM, across VMs migrating together, or against the pages already at the destination site |
 //! | `xbzrle` | delta encoding of re-sent pages against a cache of what was sent (QEMU's XBZRLE idea) |
 //! | `lz4`, `zstd`, `zstd:N` | compression (zstd level N, default 1) |
+//! | `encrypt` | authenticated encryption of the stream (TLS 1.3, AES-GCM), last |
 //!
-//! The order is always zero → dedup → delta → compression, whatever order the
-//! name lists them in; at most one dedup scope and one codec. Examples:
-//! `zero+lz4`, `zero+xbzrle+zstd`, `zero+dedup-gang+lz4`, `zero+dedup-site+zstd:3`.
+//! The order is always zero → dedup → delta → compression → encryption,
+//! whatever order the name lists them in; at most one dedup scope and one
+//! codec. Examples: `zero+lz4`, `zero+xbzrle+zstd`, `zero+dedup-gang+lz4`,
+//! `zero+dedup-site+zstd:3`, `zero+lz4+encrypt`.
 
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -57,11 +59,13 @@ pub struct Strategy {
     pub delta: bool,
     /// Compression codec, if any.
     pub codec: Option<Codec>,
+    /// Encryption of what goes on the wire (after every other stage).
+    pub encrypt: bool,
 }
 
 /// A strategy name could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid strategy {input:?}: {reason}; expected stages joined by '+' from none, zero, dedup-vm, dedup-gang, dedup-site, xbzrle, lz4, zstd, zstd:N (e.g. \"zero+xbzrle+zstd\")")]
+#[error("invalid strategy {input:?}: {reason}; expected stages joined by '+' from none, zero, dedup-vm, dedup-gang, dedup-site, xbzrle, lz4, zstd, zstd:N, encrypt (e.g. \"zero+xbzrle+zstd\")")]
 pub struct StrategyError {
     /// The text.
     pub input: String,
@@ -71,7 +75,7 @@ pub struct StrategyError {
 
 impl Strategy {
     /// No reduction at all.
-    pub const NONE: Strategy = Strategy { zero: false, dedup: None, delta: false, codec: None };
+    pub const NONE: Strategy = Strategy { zero: false, dedup: None, delta: false, codec: None, encrypt: false };
 }
 
 impl FromStr for Strategy {
@@ -94,6 +98,7 @@ impl FromStr for Strategy {
             match part {
                 "zero" => out.zero = true,
                 "xbzrle" => out.delta = true,
+                "encrypt" => out.encrypt = true,
                 "dedup-vm" => out.dedup = Some(DedupScope::Vm),
                 "dedup-gang" => out.dedup = Some(DedupScope::Gang),
                 "dedup-site" => out.dedup = Some(DedupScope::Site),
@@ -154,6 +159,9 @@ impl fmt::Display for Strategy {
         if let Some(c) = self.codec {
             parts.push(c.to_string());
         }
+        if self.encrypt {
+            parts.push("encrypt".into());
+        }
         if parts.is_empty() {
             f.write_str("none")
         } else {
@@ -183,6 +191,8 @@ mod tests {
             ("zero+dedup-gang+lz4", "zero+dedup-gang+lz4"),
             ("zero+dedup-site+zstd:3", "zero+dedup-site+zstd:3"),
             ("zstd:1", "zstd"),
+            ("encrypt+lz4+zero", "zero+lz4+encrypt"),
+            ("encrypt", "encrypt"),
         ] {
             let s: Strategy = name.parse().unwrap();
             assert_eq!(s.to_string(), canonical);
@@ -198,6 +208,7 @@ mod tests {
             ("zero+gzip", "unknown stage \"gzip\""),
             ("zstd:30", "outside 1..=22"),
             ("none+zero", "cannot be combined"),
+            ("zero+encrypt+encrypt", "more than one encrypt"),
             ("zero++lz4", "empty stage"),
         ] {
             let e = name.parse::<Strategy>().unwrap_err().to_string();

@@ -273,6 +273,9 @@ pub fn profile_from(ms: &[Measurement], machine: &str, command: &str) -> CpuProf
             zstd1_compress_zero_page: find(ms, "zstd1_compress", "zero").unwrap_or(f64::NAN),
             zstd1_decompress: typical(ms, "zstd1_decompress"),
             zstd3_compress: typical(ms, "zstd3_compress"),
+            // Not measured here (no TLS stack in the simulator): the validator's figure.
+            tls_encrypt: crate::reduction::profile::DEFAULT_TLS_ENCRYPT_NS,
+            tls_decrypt: crate::reduction::profile::DEFAULT_TLS_DECRYPT_NS,
         },
         size_factor: SizeFactors {
             lz4: mean_ratio("lz4_compress") / zstd1,

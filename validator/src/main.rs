@@ -31,6 +31,9 @@ enum Command {
     /// Packet-level WAN emulator between two network namespaces: bring a
     /// link up for manual use, or measure it.
     Wan(memfabric_validator::wan::cli::WanArgs),
+    /// Measures the CPU cost of the migration channel's TLS encryption and
+    /// decryption in memory, against memcpy.
+    TlsBench(memfabric_validator::migrate::tls_bench::TlsBenchArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -114,7 +117,7 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("outcome: {}   pipeline: {}   memory: {} MiB", src.outcome, src.strategy, src.memory_bytes >> 20);
+    println!("outcome: {}   pipeline: {}   memory: {} MiB", o.outcome_name(), src.strategy, src.memory_bytes >> 20);
     println!(
         "total time: {total_s:.3} s   downtime: {} ms (of which integrity hashing: source {} ms, destination {} ms)",
         ms(o.downtime_ms),
@@ -187,12 +190,18 @@ fn main() -> ExitCode {
         Command::Source(a) => orchestrate::source_main(a),
         Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
+        Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // Bad input exits 2 (as clap's own refusals do), anything else 1.
+            if e.downcast_ref::<orchestrate::MigrateInputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

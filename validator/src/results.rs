@@ -71,6 +71,9 @@ pub struct Manifest {
     pub fault_triggered: bool,
     /// What the emulated WAN link forwarded and dropped (None on loopback).
     pub link_stats: Option<crate::wan::LinkStats>,
+    /// Whether the VMMs talked mutual TLS 1.3 (`--tls`); `bytes_on_wire`
+    /// counts frame bytes, not TLS records.
+    pub tls: bool,
     /// Files in the folder.
     pub files: Vec<String>,
 }
@@ -134,13 +137,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
     };
     let params_json = serde_json::to_string(&parameters)?;
     let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
-    let outcome: &'static str = match (src.outcome.as_str(), o.failure()) {
-        ("completed", None) => "completed",
-        ("completed", Some(_)) => "failed",
-        ("not-converged", _) => "not-converged",
-        ("unknown", _) => "unknown",
-        _ => "aborted",
-    };
+    let outcome = o.outcome_name();
     let start = src.start_ns;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
@@ -241,6 +238,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         fault: o.fault.map(|f| f.to_string()),
         fault_triggered: o.fault_triggered,
         link_stats: o.link_stats,
+        tls: o.tls,
         files: files.iter().map(|f| f.to_string()).collect(),
     };
     let provenance = vec![

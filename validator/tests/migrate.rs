@@ -3,66 +3,13 @@
 //! destination killed, corrupted frame) leaving the source guest running.
 //! Needs /dev/kvm; skips with a message where it is missing.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{column_str, column_u64, migrate, migrate_at, serial, Run};
 use memfabric_sim::output::read_parquet;
-
 use memfabric_validator::kvm::kvm_or_skip;
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    manifest: serde_json::Value,
-    out: PathBuf,
-}
-
-fn migrate(name: &str, extra: &[&str]) -> Run {
-    migrate_at(name, 3000, extra)
-}
-
-/// One migration at a time: each runs two VMMs (and maybe a WAN emulator)
-/// on a 2-core machine, and the WAN test checks rates.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
-    let _serial = serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
-    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
-        .args(["migrate", "--mem", "64MiB", "--workload", "web", "--warmup", "300ms", "--watch", "500ms"])
-        .args(["--dirty-rate", &dirty_rate.to_string()])
-        .args(extra)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run memfabric-validator");
-    let manifest = std::fs::read_to_string(out.join("manifest.json"))
-        .map(|t| serde_json::from_str(&t).expect("manifest is JSON"))
-        .unwrap_or(serde_json::Value::Null);
-    Run {
-        ok: o.status.success(),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-        manifest,
-        out,
-    }
-}
-
-fn column_u64(dir: &Path, table: &str, col: &str) -> Vec<u64> {
-    let df = read_parquet(&dir.join(table)).unwrap();
-    df.column(col).unwrap().u64().unwrap().into_no_null_iter().collect()
-}
-
-fn column_str(dir: &Path, table: &str, col: &str) -> Vec<String> {
-    let df = read_parquet(&dir.join(table)).unwrap();
-    let c = df.column(col).unwrap().str().unwrap().clone();
-    (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
-}
 
 fn assert_completed(r: &Run) -> u64 {
     assert!(r.ok, "migration failed:\n{}\n{}", r.stdout, r.stderr);
@@ -164,7 +111,7 @@ fn bad_arguments_fail_before_anything_starts() {
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).args(["migrate", "--workload", "oltp-db"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("Zipf"));
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).args(["migrate", "--fault", "melt@1MiB"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cut-link, kill-dest, corrupt"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cut-link, kill-dest, kill-source, corrupt"));
 }
 
 #[test]
@@ -311,4 +258,47 @@ fn without_the_integrity_check_the_guest_still_carries_on() {
     assert!(r.manifest["source_verify_ms"].is_null(), "no hashing at the pause");
     let at_pause = r.manifest["guest_writes_at_pause"].as_u64().unwrap();
     assert!(r.manifest["guest_writes_after_resume"].as_u64().unwrap() > at_pause);
+}
+
+#[test]
+fn ctrl_c_after_the_source_finished_writes_nothing_and_says_interrupted() {
+    if !kvm_or_skip("ctrl_c_after_the_source_finished_writes_nothing_and_says_interrupted") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let _serial = serial();
+    let out = std::env::temp_dir().join(format!("memfabric-validator-test-late-int-{}", std::process::id()));
+    // Its own process group, as a shell gives a foreground job: Ctrl-C is
+    // SIGINT to the whole group, the two VMMs included.
+    let child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
+        .args(["migrate", "--mem", "64MiB", "--warmup", "300ms", "--watch", "5s", "--out"])
+        .arg(&out)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    // The source VMM writes its report when the migration is over; the
+    // destination then watches the guest for 5 s: interrupt in between.
+    let work_prefix = format!("memfabric-validator-{pgid}-");
+    let source_done = || {
+        std::fs::read_dir(std::env::temp_dir()).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(&work_prefix) && e.path().join("source.json").exists()
+        })
+    };
+    let t = std::time::Instant::now();
+    while !source_done() && t.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(source_done(), "the source finished its migration");
+    Command::new("kill").args(["-INT", "--", &format!("-{pgid}")]).status().unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success(), "{stdout}");
+    assert!(stderr.contains("interrupted") && stderr.contains("nothing written"), "{stderr}");
+    assert!(!stdout.contains("outcome:"), "stdout must not report an outcome: {stdout}");
+    assert!(!out.exists(), "nothing written for an interrupted migration");
+    let left = Command::new("pgrep").args(["-g", &pgid.to_string()]).output().unwrap();
+    assert!(left.stdout.is_empty(), "VMMs left: {}", String::from_utf8_lossy(&left.stdout));
 }

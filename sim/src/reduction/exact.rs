@@ -16,6 +16,9 @@
 //!   `zstd_bytes` for zstd level 1, times the profile's size factor for other
 //!   levels), sent compressed when smaller than a page, else raw.
 //!
+//! - **encrypt**: with `encrypt`, the record's bytes are encrypted and
+//!   decrypted (`tls_encrypt`, `tls_decrypt` per 4 KiB of wire bytes).
+//!
 //! Each page has a weight (1, or `2^k` for a kept page under content-hash
 //! sampling) that multiplies everything it adds to the tally.
 
@@ -54,6 +57,16 @@ impl<'a> ExactReduction<'a> {
     /// destination (only consulted with a dedup scope). `delta_base`: for a
     /// re-sent page whose index is in the delta cache, its delta size.
     pub fn page(&self, t: &mut Tally, w: f64, c: &PageContent, known: bool, delta_base: Option<u32>) -> Sent {
+        let wire0 = t.wire_bytes;
+        let sent = self.reduce_page(t, w, c, known, delta_base);
+        if self.strategy.encrypt {
+            super::encrypt(t, t.wire_bytes - wire0, self.profile);
+        }
+        sent
+    }
+
+    /// The stages before encryption.
+    fn reduce_page(&self, t: &mut Tally, w: f64, c: &PageContent, known: bool, delta_base: Option<u32>) -> Sent {
         let (s, p) = (self.strategy, self.profile);
         t.pages += w;
         read_and_zero_check(t, w, if c.zero { w } else { 0.0 }, s, p);

@@ -75,6 +75,30 @@ pub struct StageCosts {
     pub zstd1_decompress: f64,
     /// zstd level 3 compress (levels in between are interpolated, above are scaled).
     pub zstd3_compress: f64,
+    /// Encrypting 4 KiB of stream bytes with TLS 1.3 (AES-256-GCM, rustls
+    /// with ring). `memfabric profile` does not measure it (the simulator
+    /// has no TLS stack); the default is the validator's measurement
+    /// ([`DEFAULT_TLS_ENCRYPT_NS`]).
+    #[serde(default = "default_tls_encrypt")]
+    pub tls_encrypt: f64,
+    /// Decrypting 4 KiB of stream bytes (as `tls_encrypt`).
+    #[serde(default = "default_tls_decrypt")]
+    pub tls_decrypt: f64,
+}
+
+/// `tls_encrypt` measured by the validator: `memfabric-validator tls-bench`
+/// (AES-256-GCM records of 16 KiB, one thread, mean of 3 runs of 512 MiB;
+/// docs/validator.md, "The encrypted channel").
+pub const DEFAULT_TLS_ENCRYPT_NS: f64 = 1077.0;
+/// `tls_decrypt` measured the same way at the destination.
+pub const DEFAULT_TLS_DECRYPT_NS: f64 = 1263.0;
+
+fn default_tls_encrypt() -> f64 {
+    DEFAULT_TLS_ENCRYPT_NS
+}
+
+fn default_tls_decrypt() -> f64 {
+    DEFAULT_TLS_DECRYPT_NS
 }
 
 /// Compressed-size factors relative to zstd level 1.
@@ -117,6 +141,8 @@ impl CpuProfile {
             ("ns_per_page.zstd1_compress", c.zstd1_compress),
             ("ns_per_page.zstd1_decompress", c.zstd1_decompress),
             ("ns_per_page.zstd3_compress", c.zstd3_compress),
+            ("ns_per_page.tls_encrypt", c.tls_encrypt),
+            ("ns_per_page.tls_decrypt", c.tls_decrypt),
             ("size_factor.lz4", f.lz4),
             ("size_factor.zstd3", f.zstd3),
             ("size_factor.xbzrle_per_changed_byte", f.xbzrle_per_changed_byte),

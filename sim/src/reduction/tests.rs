@@ -180,3 +180,34 @@ fn site_index_overheads() {
     let gang = VmReduction::new(&"zero+dedup-gang".parse().unwrap(), inputs, &CpuProfile::builtin());
     assert_eq!(gang.full_copy, reduce("zero+dedup-gang", &w, 0).full_copy);
 }
+
+#[test]
+fn encryption_costs_cpu_per_wire_byte_and_changes_nothing_else() {
+    let p = CpuProfile::builtin();
+    for (base, encrypted) in [("none", "encrypt"), ("zero+lz4", "zero+lz4+encrypt"), ("zero+dedup-vm+xbzrle+zstd", "zero+dedup-vm+xbzrle+zstd+encrypt")] {
+        let plain = reduce(base, &web(), 500);
+        let enc = reduce(encrypted, &web(), 500);
+        for (a, b) in [(plain.full_copy, enc.full_copy), (plain.resend, enc.resend)] {
+            // Same records, same bytes.
+            assert_eq!(a.wire_bytes, b.wire_bytes, "{base}");
+            assert_eq!(outcomes_sum(&a), outcomes_sum(&b));
+            // Encrypting and decrypting every wire byte, nothing more.
+            let pages_of_bytes = a.wire_bytes / 4096.0;
+            assert!((b.cpu_ns_encrypt - pages_of_bytes * p.ns_per_page.tls_encrypt).abs() < 1e-6, "{base}");
+            assert!((b.source_ns() - a.source_ns() - b.cpu_ns_encrypt).abs() < 1e-6);
+            assert!((b.cpu_ns_destination - a.cpu_ns_destination - pages_of_bytes * p.ns_per_page.tls_decrypt).abs() < 1e-6);
+            assert!(b.cpu_cap_bytes_per_s(1, 1) < a.cpu_cap_bytes_per_s(1, 1), "{base}: encryption lowers the CPU cap");
+        }
+    }
+    // Encryption alone costs the raw stream's bytes.
+    let enc = reduce("encrypt", &web(), 0);
+    assert!((enc.full_copy.cpu_ns_encrypt - 4104.0 / 4096.0 * p.ns_per_page.tls_encrypt).abs() < 1e-6);
+}
+
+#[test]
+fn a_profile_without_tls_costs_takes_the_measured_defaults() {
+    let text = profile::DEFAULT_PROFILE_TOML.replace("tls_encrypt", "# tls_encrypt").replace("tls_decrypt", "# tls_decrypt");
+    let p: CpuProfile = toml::from_str(&text).unwrap();
+    assert_eq!(p.ns_per_page.tls_encrypt, profile::DEFAULT_TLS_ENCRYPT_NS);
+    assert_eq!(p.ns_per_page.tls_decrypt, profile::DEFAULT_TLS_DECRYPT_NS);
+}

@@ -489,16 +489,12 @@ impl Builder<'_> {
             out.mechanism = m;
         }
         if let Some(d) = &s.downtime_limit {
-            if d.get_ref().0 == 0 {
-                return Err(self.err(sp(d), format!("{at}.downtime_limit"), "must be positive, e.g. \"300ms\""));
-            }
-            out.precopy.downtime_limit = *d.get_ref();
+            out.precopy.downtime_limit = PrecopyConfig::check_downtime_limit(*d.get_ref())
+                .map_err(|e| self.err(sp(d), format!("{at}.downtime_limit"), e.to_string()))?;
         }
         if let Some(r) = &s.max_rounds {
-            if *r.get_ref() == 0 {
-                return Err(self.err(sp(r), format!("{at}.max_rounds"), "must be at least 1 (round 0 is the full copy)"));
-            }
-            out.precopy.max_rounds = *r.get_ref();
+            out.precopy.max_rounds = PrecopyConfig::check_max_rounds(*r.get_ref())
+                .map_err(|e| self.err(sp(r), format!("{at}.max_rounds"), e.to_string()))?;
         }
         if let Some(n) = s.on_non_convergence {
             out.precopy.on_non_convergence = n;

@@ -4,7 +4,8 @@
 //! watches it run on. Nothing is resumed unless every check passed.
 
 use std::io::{BufReader, BufWriter};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::{ContentStore, Decoder, PipelineConfig};
@@ -12,6 +13,7 @@ use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
+use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
 use crate::kvm::{VcpuState, Vm};
@@ -29,7 +31,16 @@ pub struct DestConfig {
     /// Fault injection: flip a byte of this page just before the integrity
     /// check (see `--fault dest-ram@PAGE`).
     pub corrupt_page: Option<u64>,
+    /// Print [`RESUMED_LINE`] on stdout once the guest runs here, before
+    /// confirming it to the source: the orchestrator's evidence when the
+    /// confirmation is lost ([`super::source::Verdict`]).
+    pub announce_resume: bool,
+    /// Mutual TLS 1.3 with the source (None: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// What the destination prints on stdout when the guest runs here.
+pub const RESUMED_LINE: &str = "resumed";
 
 /// Everything the destination measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -72,6 +83,9 @@ pub struct DestReport {
     pub guest_failure: Option<String>,
     /// CPU time of the receiving thread (decode and write), seconds.
     pub cpu_s_destination: f64,
+    /// Whether the injected page flip (`--fault dest-ram@PAGE`) happened.
+    #[serde(default)]
+    pub fault_injected: bool,
 }
 
 impl DestReport {
@@ -87,8 +101,8 @@ impl DestReport {
 }
 
 struct Receiver {
-    reader: FrameReader<BufReader<TcpStream>>,
-    writer: FrameWriter<BufWriter<TcpStream>>,
+    reader: FrameReader<BufReader<Conn>>,
+    writer: FrameWriter<BufWriter<Conn>>,
 }
 
 impl Receiver {
@@ -116,18 +130,26 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
         }
     };
     let cpu0 = thread_cpu_s();
-    let setup = || -> std::io::Result<Receiver> {
-        stream.set_read_timeout(Some(cfg.io_timeout))?;
-        stream.set_write_timeout(Some(cfg.io_timeout))?;
+    let setup = || -> Result<Receiver, String> {
+        let io = |e: std::io::Error| format!("connection setup: {e}");
+        stream.set_read_timeout(Some(cfg.io_timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(cfg.io_timeout)).map_err(io)?;
+        // The TLS handshake verifies the source's certificate before the
+        // first frame is read: nothing is written to guest RAM before it.
+        let conn = match &cfg.tls {
+            Some(tls) => Conn::server(tls, stream.try_clone().map_err(io)?).map_err(|e| format!("TLS handshake with the source: {e}"))?,
+            None => Conn::Plain(stream.try_clone().map_err(io)?),
+        };
         Ok(Receiver {
-            reader: FrameReader::new(BufReader::with_capacity(1 << 20, stream.try_clone()?)),
-            writer: FrameWriter::new(BufWriter::new(stream.try_clone()?)),
+            reader: FrameReader::new(BufReader::with_capacity(1 << 20, conn.handle().map_err(io)?)),
+            writer: FrameWriter::new(BufWriter::new(conn)),
         })
     };
     let mut rx = match setup() {
         Ok(r) => r,
         Err(e) => {
-            report.error = Some(format!("connection setup: {e}"));
+            report.error = Some(e);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
             return report;
         }
     };
@@ -233,11 +255,15 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
     let state = VcpuState::from_bytes(&f.payload).map_err(|e| e.to_string())?;
 
-    if let Some(page) = cfg.corrupt_page.filter(|&p| p < pages) {
+    if let Some(page) = cfg.corrupt_page {
+        if page >= pages {
+            return Err(format!("fault injection: page {page} is outside guest RAM ({pages} pages)"));
+        }
         vm.ram().read_page(page, &mut readback);
         readback[0] ^= 0x01;
         vm.ram().write_page(page, &readback);
         hashes.set(page, &readback);
+        report.fault_injected = true;
     }
     // Integrity: every chunk of RAM must hash as at the source's pause.
     if let Some(theirs) = &switchover.chunk_hashes {
@@ -266,6 +292,11 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let resume_ns = m.vcpu.started_at_ns();
     report.resume_ns = Some(resume_ns);
     report.outcome = "resumed".into();
+    if cfg.announce_resume {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
+    }
     rx.writer
         .send_json(Kind::Resumed, &Resumed { resume_ns, verify_ms: report.verify_ms })
         .and_then(|_| rx.writer.flush())

@@ -6,7 +6,10 @@
 //! | [`source`] | the source VMM: boot, pre-copy rounds with the shared stop rule, stop-and-copy, handover |
 //! | [`dest`] | the destination VMM: receive and decode pages, verify, restore the vCPU, resume |
 //! | [`orchestrate`] | `migrate`: starts both processes (optionally across a WAN link or a fault proxy), gathers their reports, writes results |
-//! | [`fault`] | fault injection: the proxy (link cut, corruption, killing the destination) and the destination's page flip |
+//! | [`fault`] | fault injection at a byte count or a named phase: the proxy (link cut, corruption, killing either VMM) and the destination's page flip |
+//! | [`tls`] | the authenticated, encrypted channel (mutual TLS 1.3) and the connection type frames go through |
+//! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
+//! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -33,12 +36,16 @@
 //! the source keeps its VM: on any failure before the state went out, or an
 //! `Abort` after it, the source resumes its guest (if paused) and reports the
 //! failure; if the connection fails after the state went out it cannot know
-//! whether the destination resumed, and leaves its guest paused (`unknown`).
+//! whether the destination resumed: it asks the orchestrator ([`arbiter`]),
+//! and without an answer leaves its guest paused (`unknown`).
 
+pub mod arbiter;
 pub mod dest;
 pub mod fault;
 pub mod orchestrate;
 pub mod source;
+pub mod tls;
+pub mod tls_bench;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -15,8 +17,10 @@ use memfabric_migration::strategy::Strategy;
 use memfabric_migration::units::{Bytes, Nanos};
 
 use super::dest::{run_dest, DestConfig, DestReport};
-use super::fault::{FaultKind, FaultProxy, FaultSpec};
+use super::arbiter::Arbiter;
+use super::fault::{FaultAt, FaultKind, FaultProxy, FaultSpec};
 use super::source::{run_source, SourceConfig, SourceReport};
+use super::tls::{self, TlsArgs, TlsFiles};
 use super::write_json;
 use crate::guest::GuestWorkload;
 use crate::wan::{LinkSpec, LinkStats, Side, WanLink};
@@ -44,10 +48,10 @@ pub struct GuestArgs {
     #[arg(long, default_value = "zero")]
     pub pipeline: Strategy,
     /// Longest acceptable pause for the final stop-and-copy.
-    #[arg(long = "downtime-limit", default_value = "300ms", value_parser = Nanos::parse)]
+    #[arg(long = "downtime-limit", default_value = "300ms", value_parser = parse_downtime_limit)]
     pub downtime_limit: Nanos,
     /// Bound on pre-copy rounds, round 0 included.
-    #[arg(long = "max-rounds", default_value_t = 30)]
+    #[arg(long = "max-rounds", default_value_t = 30, value_parser = parse_max_rounds)]
     pub max_rounds: u32,
     /// What to do when the bound is reached: abort or force-stop.
     #[arg(long = "on-non-convergence", default_value = "force-stop", value_parser = parse_non_convergence)]
@@ -55,8 +59,9 @@ pub struct GuestArgs {
     /// How long the guest runs after filling its memory before migrating.
     #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
     pub warmup: Nanos,
-    /// A send or receive that makes no progress for this long fails the migration.
-    #[arg(long = "io-timeout", default_value = "10s", value_parser = Nanos::parse)]
+    /// A send or receive that makes no progress for this long fails the
+    /// migration (at least 1ms).
+    #[arg(long = "io-timeout", default_value = "10s", value_parser = parse_io_timeout)]
     pub io_timeout: Nanos,
     /// How long to watch the guest after resume (destination) or after a
     /// failed migration (source).
@@ -71,6 +76,27 @@ pub struct GuestArgs {
     /// to exercise the second memory slot with a small guest).
     #[arg(long = "ram-split", default_value = "3GiB", value_parser = Bytes::parse, hide = true)]
     pub ram_split: Bytes,
+}
+
+/// The shortest `--io-timeout`: a socket timeout of zero means "never" to
+/// the kernel, and below a millisecond no send can make progress.
+pub const MIN_IO_TIMEOUT: Nanos = Nanos::from_millis(1);
+
+fn parse_downtime_limit(s: &str) -> Result<Nanos, String> {
+    PrecopyConfig::check_downtime_limit(Nanos::parse(s).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn parse_max_rounds(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e} (expected a whole number)"))?;
+    PrecopyConfig::check_max_rounds(n).map_err(|e| e.to_string())
+}
+
+fn parse_io_timeout(s: &str) -> Result<Nanos, String> {
+    let t = Nanos::parse(s).map_err(|e| e.to_string())?;
+    if t < MIN_IO_TIMEOUT {
+        return Err(format!("must be at least 1ms (a send or receive needs time to make progress), got {s}"));
+    }
+    Ok(t)
 }
 
 fn parse_non_convergence(s: &str) -> Result<NonConvergence, String> {
@@ -108,6 +134,8 @@ impl GuestArgs {
             io_timeout: Duration::from_nanos(self.io_timeout.0),
             watch_after_abort: Duration::from_nanos(self.watch.0),
             integrity_check: !self.no_integrity_check,
+            arbiter: false,
+            tls: None,
         })
     }
 
@@ -162,6 +190,11 @@ pub struct MigrateArgs {
     /// mtu=N, e.g. 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
     #[arg(long)]
     pub link: Option<LinkSpec>,
+    /// Mutual TLS 1.3 between the VMMs with the certificates in DIR:
+    /// ca.pem, source.pem, source.key, destination.pem, destination.key
+    /// (`scripts/tls-keygen.sh DIR` makes them).
+    #[arg(long, value_name = "DIR")]
+    pub tls: Option<PathBuf>,
     /// Result folder (replaced atomically).
     #[arg(long, default_value = "results/validator-migrate")]
     pub out: PathBuf,
@@ -179,6 +212,13 @@ pub struct SourceArgs {
     /// Report file (JSON).
     #[arg(long)]
     pub report: PathBuf,
+    /// When the handover's end is unknown, read the orchestrator's verdict
+    /// (`resume` or `discard`) from stdin.
+    #[arg(long)]
+    pub arbiter: bool,
+    /// Mutual TLS to the destination.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Hidden `dest` command: listen, receive one migration, write `--report`.
@@ -191,7 +231,7 @@ pub struct DestArgs {
     #[arg(long)]
     pub report: PathBuf,
     /// A receive that makes no progress for this long fails the migration.
-    #[arg(long = "io-timeout", default_value = "10s", value_parser = Nanos::parse)]
+    #[arg(long = "io-timeout", default_value = "10s", value_parser = parse_io_timeout)]
     pub io_timeout: Nanos,
     /// How long to watch the guest after resume.
     #[arg(long, default_value = "1s", value_parser = Nanos::parse)]
@@ -207,11 +247,15 @@ pub struct DestArgs {
     /// With `--mem`: where RAM continues at 4 GiB.
     #[arg(long = "ram-split", default_value = "3GiB", value_parser = Bytes::parse, hide = true)]
     pub ram_split: Bytes,
+    /// Mutual TLS with the source.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Runs the hidden `source` command.
 pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
-    let cfg = args.guest.source_config()?;
+    let tls = args.tls.files().map(|f| tls::client_config(&f)).transpose()?;
+    let cfg = SourceConfig { arbiter: args.arbiter, tls, ..args.guest.source_config()? };
     let timeout = cfg.io_timeout;
     let report = run_source(&cfg, || TcpStream::connect_timeout(&args.connect, timeout))?;
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -220,6 +264,7 @@ pub fn source_main(args: &SourceArgs) -> anyhow::Result<()> {
 
 /// Runs the hidden `dest` command.
 pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
+    let tls = args.tls.files().map(|f| tls::server_config(&f)).transpose()?;
     let prepared = match args.mem {
         Some(mem) => Some((
             crate::kvm::Vm::with_split(mem.0, args.ram_split.0, true).context("preparing guest RAM")?,
@@ -234,6 +279,8 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         watch_after_resume: Duration::from_nanos(args.watch.0),
         max_memory_bytes: crate::guest::abi::GUEST_RAM_LIMIT,
         corrupt_page: args.corrupt_page,
+        announce_resume: true,
+        tls,
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -274,11 +321,38 @@ pub struct MigrateOutcome {
     pub link: Option<LinkSpec>,
     /// What the emulated link forwarded and dropped.
     pub link_stats: Option<LinkStats>,
+    /// Whether the VMMs talked mutual TLS 1.3.
+    pub tls: bool,
 }
 
 impl MigrateOutcome {
+    /// The outcome as result tables, the manifest and stdout name it:
+    /// `completed`, `failed` (the source finished but something after it did
+    /// not hold, or a requested fault never fired), `not-converged`,
+    /// `unknown`, `source-lost` (the source VMM was killed), `aborted`.
+    pub fn outcome_name(&self) -> &'static str {
+        match (self.source.outcome.as_str(), self.failure()) {
+            ("completed", None) => "completed",
+            ("completed", Some(_)) => "failed",
+            ("not-converged", _) => "not-converged",
+            ("unknown", _) => "unknown",
+            ("source-lost", _) => "source-lost",
+            _ => "aborted",
+        }
+    }
+
     /// Why the migration failed, if it did.
     pub fn failure(&self) -> Option<String> {
+        if let (Some(f), false) = (self.fault, self.fault_triggered) {
+            // A fault test whose fault never fired has tested nothing.
+            let run = self.run_failure().map_or_else(|| "the migration completed".to_string(), |e| format!("the run: {e}"));
+            return Some(format!("the fault {f} was never injected, so the test did not happen ({run})"));
+        }
+        self.run_failure()
+    }
+
+    /// Why the migration itself failed, if it did (faults aside).
+    fn run_failure(&self) -> Option<String> {
         if self.source.outcome != "completed" {
             return Some(format!("{}: {}", self.source.outcome, self.source.error.clone().unwrap_or_default()));
         }
@@ -297,18 +371,108 @@ fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating this executable")
 }
 
+/// `migrate`'s arguments do not fit together or do not fit this machine:
+/// refused before anything starts (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateInputError {
+    /// The workload or the memory size is invalid for the guest.
+    #[error(transparent)]
+    Workload(#[from] crate::guest::WorkloadError),
+    /// Source and destination together need more RAM than is available.
+    #[error(
+        "--mem {mem_mib} MiB: the source and the destination VMM each map the guest's RAM, {need_mib} MiB in all, \
+         but this machine has {available_mib} MiB available (MemAvailable in /proc/meminfo)"
+    )]
+    MemoryExceedsMachine {
+        /// The guest's RAM, MiB.
+        mem_mib: u64,
+        /// Both VMMs' RAM, MiB.
+        need_mib: u64,
+        /// What the machine has available, MiB.
+        available_mib: u64,
+    },
+    /// `--fault dest-ram@PAGE` names a page the guest does not have.
+    #[error("--fault dest-ram@{page}: the guest has pages 0 to {last} ({mem_mib} MiB); the fault would never fire")]
+    FaultPageBeyondGuest {
+        /// The page asked for.
+        page: u64,
+        /// The guest's last page.
+        last: u64,
+        /// The guest's RAM, MiB.
+        mem_mib: u64,
+    },
+    /// The TLS files are missing or unusable.
+    #[error("--tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The `encrypt` stage is the TLS channel in the validator.
+    #[error("--pipeline {0}: the validator encrypts with its TLS channel; add --tls DIR (scripts/tls-keygen.sh DIR makes the certificates)")]
+    EncryptWithoutTls(Strategy),
+    /// A proxy fault cannot run across the emulated WAN.
+    #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
+    FaultWithLink,
+}
+
+/// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
+/// None where it cannot be read).
+fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Checks `migrate`'s arguments against each other and the machine.
+pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
+    let mut workload = GuestWorkload::from_archetype(&args.guest.workload, args.guest.dirty_rate, args.guest.seed)?;
+    workload.ram_split = args.guest.ram_split.0;
+    workload.layout(args.guest.mem.0)?;
+    let mem = args.guest.mem.0;
+    if args.link.is_some() && args.fault.is_some() {
+        return Err(MigrateInputError::FaultWithLink);
+    }
+    if args.guest.pipeline.encrypt && args.tls.is_none() {
+        return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
+    }
+    if let Some(dir) = &args.tls {
+        tls::client_config(&TlsFiles::in_dir(dir, "source"))?;
+        tls::server_config(&TlsFiles::in_dir(dir, "destination"))?;
+    }
+    if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
+        let pages = mem / memfabric_migration::PAGE_SIZE_BYTES;
+        if page >= pages {
+            return Err(MigrateInputError::FaultPageBeyondGuest { page, last: pages - 1, mem_mib: mem >> 20 });
+        }
+    }
+    if let Some(available) = available_memory_bytes() {
+        if 2 * mem > available {
+            return Err(MigrateInputError::MemoryExceedsMachine {
+                mem_mib: mem >> 20,
+                need_mib: (2 * mem) >> 20,
+                available_mib: available >> 20,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The migration was interrupted (SIGINT/SIGTERM): nothing was written.
+fn interrupted(link: bool) -> anyhow::Error {
+    anyhow!("interrupted: both VMMs stopped{}; nothing written", if link { ", WAN link torn down" } else { "" })
+}
+
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
-    args.guest.source_config()?; // validate before starting anything
+    check_migrate_args(args)?; // before starting anything
+    // With --tls the stream is encrypted: the strategy (in the reports, the
+    // result tables and the scenario the simulator replays) says so.
+    let mut guest = args.guest.clone();
+    guest.pipeline.encrypt |= args.tls.is_some();
+    let guest = &guest;
     crate::interrupt::install()?;
     crate::kvm::kvm_available().map_err(|e| anyhow!("{e}: the validator needs /dev/kvm"))?;
     let work = tempdir()?;
     let dest_report = work.0.join("destination.json");
     let source_report = work.0.join("source.json");
-
-    if args.link.is_some() && args.fault.is_some() {
-        bail!("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)");
-    }
     // The link (if any) outlives both VMM processes: `Reaped` children are
     // declared after it and so are killed before it is torn down.
     let link = match &args.link {
@@ -332,60 +496,113 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         .args(["--io-timeout", &format!("{}ns", args.guest.io_timeout.0), "--watch", &format!("{}ns", args.guest.watch.0)])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if let Some(FaultSpec { kind: FaultKind::DestRam, after_bytes: page }) = args.fault {
+    if let Some(dir) = &args.tls {
+        dest.args(TlsFiles::in_dir(dir, "destination").to_cli());
+    }
+    if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
         dest.args(["--corrupt-page", &page.to_string()]);
     }
     let mut dest = Reaped(Some(dest.spawn().context("starting the destination VMM")?));
     let dest_stdout = dest.0.as_mut().and_then(|c| c.stdout.take()).ok_or_else(|| anyhow!("no destination stdout"))?;
     let mut line = String::new();
-    BufReader::new(dest_stdout).read_line(&mut line).context("reading the destination's address")?;
-    let dest_addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| anyhow!("the destination did not start: {line:?}"))?;
+    let mut dest_stdout = BufReader::new(dest_stdout);
+    dest_stdout.read_line(&mut line).context("reading the destination's address")?;
+    let dest_addr: SocketAddr = match line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()) {
+        Some(a) => a,
+        None => {
+            let status = dest.0.as_mut().and_then(|c| c.wait().ok()).map(|s| s.to_string()).unwrap_or_default();
+            if crate::interrupt::interrupted() {
+                return Err(interrupted(link.is_some()));
+            }
+            bail!("the destination VMM did not start ({status}); see its messages above");
+        }
+    };
 
     let dest_pid = dest.0.as_ref().map(|c| c.id()).unwrap_or(0);
+    // Known once the source runs (before it connects to the proxy).
+    let source_pid = Arc::new(AtomicU32::new(0));
     let proxy = match args.fault {
-        Some(spec) if spec.kind != FaultKind::DestRam => Some(FaultProxy::start(
-            dest_addr,
-            spec,
-            Box::new(move || {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(dest_pid as libc::pid_t, libc::SIGKILL) };
-            }),
-        )?),
+        Some(spec) if spec.kind != FaultKind::DestRam => {
+            let source_pid = source_pid.clone();
+            Some(FaultProxy::start(
+                dest_addr,
+                spec,
+                Box::new(move |kind| {
+                    let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
+                    if pid != 0 {
+                        // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
+                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    }
+                }),
+            )?)
+        }
         _ => None,
     };
     let connect = proxy.as_ref().map(|p| p.addr).unwrap_or(dest_addr);
 
     let mut source = command_on(Side::A)?;
-    source.arg("source").args(args.guest.to_cli()).args(["--connect", &connect.to_string(), "--report"]).arg(&source_report);
+    source
+        .arg("source")
+        .args(guest.to_cli())
+        .args(["--arbiter", "--connect", &connect.to_string(), "--report"])
+        .arg(&source_report)
+        .stdin(Stdio::piped());
+    if let Some(dir) = &args.tls {
+        source.args(TlsFiles::in_dir(dir, "source").to_cli());
+    }
     let mut source = Reaped(Some(source.spawn().context("starting the source VMM")?));
+    source_pid.store(source.0.as_ref().map(|c| c.id()).unwrap_or(0), Ordering::SeqCst);
+    let source_stdin = source.0.as_mut().and_then(|c| c.stdin.take()).ok_or_else(|| anyhow!("no source stdin"))?;
+    let mut arbiter = Arbiter::new(dest_stdout, source_stdin);
     // Ctrl-C reaches the VMMs too (same process group) and they stop; on
     // SIGTERM to this process alone, stop them. Either way `Reaped` and the
     // link's Drop clean up on the way out.
     let status = loop {
         if crate::interrupt::interrupted() {
-            bail!("interrupted: both VMMs stopped{}", if link.is_some() { ", WAN link torn down" } else { "" });
+            return Err(interrupted(link.is_some()));
         }
+        arbiter.poll(dest.0.as_mut().expect("child")).context("waiting for the destination VMM")?;
         if let Some(status) = source.0.as_mut().expect("child").try_wait().context("waiting for the source VMM")? {
             break status;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     source.0 = None;
-    if !status.success() {
-        bail!("the source VMM failed ({status}); see its messages above");
+    if crate::interrupt::interrupted() {
+        return Err(interrupted(link.is_some()));
     }
-    let source: SourceReport = read_json(&source_report)?;
+    let source_killed = args.fault.is_some_and(|f| f.kind == FaultKind::KillSource) && proxy.as_ref().is_some_and(|p| p.triggered());
+    let source: SourceReport = if status.success() {
+        read_json(&source_report)?
+    } else if source_killed {
+        SourceReport::lost(
+            args.guest.mem.0,
+            guest.pipeline.to_string(),
+            format!("the source VMM was killed by the injected fault ({status}): its guest is gone unless the destination resumed it"),
+        )
+    } else {
+        bail!("the source VMM failed ({status}); see its messages above");
+    };
     // The destination watches the resumed guest, then reports and exits.
+    // Ctrl-C meanwhile (it reaches the destination too) means the run is
+    // incomplete: nothing is written, as for an earlier interrupt.
     let dest_child = dest.0.as_mut().expect("child");
-    let _ = dest_child.wait();
+    loop {
+        if crate::interrupt::interrupted() {
+            return Err(interrupted(link.is_some()));
+        }
+        if dest_child.try_wait().context("waiting for the destination VMM")?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if crate::interrupt::interrupted() {
+        return Err(interrupted(link.is_some()));
+    }
     let destination: Option<DestReport> = read_json(&dest_report).ok();
     let fault_triggered = proxy.as_ref().is_some_and(|p| p.triggered())
         || (matches!(args.fault, Some(FaultSpec { kind: FaultKind::DestRam, .. }))
-            && destination.as_ref().is_some_and(|d| d.chunks_compared > 0));
+            && destination.as_ref().is_some_and(|d| d.fault_injected));
     drop(proxy);
     drop(dest);
     let link_stats = match link {
@@ -412,8 +629,9 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         fault_triggered,
         link: args.link.clone(),
         link_stats,
+        tls: args.tls.is_some(),
     };
-    results::write_migration(&args.out, &args.guest, &outcome)?;
+    results::write_migration(&args.out, guest, &outcome)?;
     Ok(outcome)
 }
 

@@ -6,6 +6,7 @@
 
 use std::io::BufWriter;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
@@ -16,7 +17,8 @@ use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{FrameReader, FrameWriter, Kind};
+use super::tls::Conn;
+use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
 use crate::guest::{abi, GuestWorkload};
 use crate::kvm::{monotonic_ns, DirtyBitmap, ProgressSnapshot};
@@ -45,6 +47,47 @@ pub struct SourceConfig {
     /// Hash all RAM at the pause so that the destination can prove every
     /// page arrived (costs downtime: one pass over RAM on one core).
     pub integrity_check: bool,
+    /// When the handover's end is unknown (the connection failed after the
+    /// vCPU state went out), ask the orchestrator on stdin whether the
+    /// destination resumed ([`Verdict`]) instead of leaving the guest paused.
+    pub arbiter: bool,
+    /// Mutual TLS 1.3 to the destination (None: plain TCP).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The orchestrator's answer when the source cannot tell whether the
+/// destination resumed the guest: it watches the destination process, which
+/// announces its resume before it confirms it to the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The destination did not resume the guest (it failed or died first):
+    /// resume it here.
+    Resume,
+    /// The destination resumed the guest: discard it here.
+    Discard,
+}
+
+impl Verdict {
+    /// The line the orchestrator writes to the source's stdin.
+    pub fn line(self) -> &'static str {
+        match self {
+            Verdict::Resume => "resume",
+            Verdict::Discard => "discard",
+        }
+    }
+}
+
+/// Reads the orchestrator's verdict from stdin (None: stdin closed or
+/// unreadable, as when the orchestrator died: then nothing is resumed).
+fn ask_arbiter() -> Option<Verdict> {
+    eprintln!("source: the handover's end is unknown; waiting for the orchestrator's verdict");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    match line.trim() {
+        "resume" => Some(Verdict::Resume),
+        "discard" => Some(Verdict::Discard),
+        _ => None,
+    }
 }
 
 /// One round as the source saw it.
@@ -175,6 +218,47 @@ pub struct SourceReport {
     pub guest_at_pause: Option<ProgressSnapshot>,
     /// The source guest after a failed migration.
     pub guest_after_abort: Option<GuestWatch>,
+    /// The orchestrator's verdict when the handover's end was unknown
+    /// (`resume` or `discard`; None when it was not asked or did not answer).
+    #[serde(default)]
+    pub arbiter_verdict: Option<String>,
+}
+
+impl SourceReport {
+    /// The report of a source process that died without writing one (its
+    /// host failed, `--fault kill-source@...`): outcome `source-lost`.
+    pub fn lost(memory_bytes: u64, strategy: String, error: String) -> SourceReport {
+        SourceReport { error: Some(error), ..SourceReport::empty("source-lost", memory_bytes, strategy) }
+    }
+
+    /// A report with nothing measured yet.
+    fn empty(outcome: &str, memory_bytes: u64, strategy: String) -> SourceReport {
+        SourceReport {
+            outcome: outcome.into(),
+            error: None,
+            memory_bytes,
+            strategy,
+            tsc_hz: 0,
+            fill_s: 0.0,
+            start_ns: 0,
+            end_ns: 0,
+            pause_ns: None,
+            resume_ns: None,
+            dest_prefault_ms: None,
+            source_verify_ms: None,
+            dest_verify_ms: None,
+            rounds: Vec::new(),
+            converged: None,
+            bytes_on_wire: 0,
+            bytes_control: 0,
+            bytes_from_destination: 0,
+            stages: StageTotals::default(),
+            cpu_s_source: 0.0,
+            guest_at_pause: None,
+            guest_after_abort: None,
+            arbiter_verdict: None,
+        }
+    }
 }
 
 struct Migration<'a> {
@@ -182,8 +266,10 @@ struct Migration<'a> {
     m: &'a mut Machine,
     encoder: Encoder,
     index: DedupIndex,
-    writer: FrameWriter<BufWriter<TcpStream>>,
-    reader: FrameReader<TcpStream>,
+    writer: FrameWriter<BufWriter<Conn>>,
+    reader: FrameReader<Conn>,
+    /// The TCP connection under the frames (timeouts, send queue, shutdown).
+    tcp: TcpStream,
     report: SourceReport,
     paused: bool,
 }
@@ -333,6 +419,7 @@ impl Migration<'_> {
         // Stop-and-copy.
         let paused = self.m.vcpu.pause().map_err(|e| fail(format!("pausing the guest: {e}")))?;
         self.paused = true;
+        self.writer.set_flags(FLAG_GUEST_PAUSED);
         self.report.pause_ns = Some(paused.at_monotonic_ns);
         self.report.guest_at_pause = Some(paused.progress);
         let start_ns = paused.at_monotonic_ns;
@@ -412,7 +499,7 @@ impl Migration<'_> {
     }
 
     fn reader_stream(&self) -> &TcpStream {
-        self.writer.get_ref().get_ref()
+        &self.tcp
     }
 }
 
@@ -454,28 +541,10 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     let start_ns = monotonic_ns();
     let cpu0 = thread_cpu_s();
     let mut report = SourceReport {
-        outcome: "completed".into(),
-        error: None,
-        memory_bytes: cfg.memory_bytes,
-        strategy: cfg.strategy.to_string(),
         tsc_hz: m.tsc_hz,
         fill_s,
         start_ns,
-        end_ns: 0,
-        pause_ns: None,
-        resume_ns: None,
-        dest_prefault_ms: None,
-        source_verify_ms: None,
-        dest_verify_ms: None,
-        rounds: Vec::new(),
-        converged: None,
-        bytes_on_wire: 0,
-        bytes_control: 0,
-        bytes_from_destination: 0,
-        stages: StageTotals::default(),
-        cpu_s_source: 0.0,
-        guest_at_pause: None,
-        guest_after_abort: None,
+        ..SourceReport::empty("completed", cfg.memory_bytes, cfg.strategy.to_string())
     };
     let stream = match connect() {
         Ok(s) => s,
@@ -489,16 +558,41 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     };
     stream.set_write_timeout(Some(cfg.io_timeout))?;
     stream.set_read_timeout(Some(cfg.io_timeout))?;
-    let reader = FrameReader::new(stream.try_clone()?);
-    let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, stream));
+    // The TLS handshake (if any) completes before the first frame, and no
+    // guest page is read before the destination's HelloAck.
+    let conn = match &cfg.tls {
+        Some(tls) => Conn::client(tls, stream.try_clone()?),
+        None => stream.try_clone().map(Conn::Plain),
+    };
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            report.outcome = "aborted".into();
+            report.error = Some(format!("TLS handshake with the destination: {e}"));
+            report.end_ns = monotonic_ns();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            report.guest_after_abort = Some(watch(&m, cfg.watch_after_abort));
+            return Ok(report);
+        }
+    };
+    let reader = FrameReader::new(conn.handle()?);
+    let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
     let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
-    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, report, paused: false };
+    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, tcp: stream, report, paused: false };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;
     mig.report.bytes_from_destination = mig.reader.bytes;
     mig.report.cpu_s_source = thread_cpu_s() - cpu0;
     if let Err(f) = result {
+        // A guest paused for a handover that did not happen runs again at
+        // once, before the destination's reason is read and it is told.
+        let mut resume_error = None;
+        if !f.handed_over && mig.paused {
+            let _ = mig.m.vm.set_dirty_logging(false);
+            resume_error = mig.m.vcpu.resume().err();
+            mig.paused = false;
+        }
         let mut reason = f.reason;
         if let Some(r) = mig.destination_reason() {
             reason = format!("{reason}; the destination said: {r}");
@@ -509,25 +603,44 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
             }
         }
         mig.report.error = Some(reason);
-        if f.handed_over {
+        let mut handed_over = f.handed_over;
+        let verdict = if handed_over && cfg.arbiter { ask_arbiter() } else { None };
+        mig.report.arbiter_verdict = verdict.map(|v| v.line().to_string());
+        match verdict {
+            Some(Verdict::Resume) => {
+                handed_over = false;
+                let e = mig.report.error.take().unwrap_or_default();
+                mig.report.error = Some(format!("{e}; the orchestrator saw that the destination did not resume the guest"));
+            }
+            Some(Verdict::Discard) => {
+                // The destination runs the guest: only its confirmation was lost.
+                mig.report.error = None;
+            }
+            None => {}
+        }
+        let discarded = verdict == Some(Verdict::Discard);
+        if handed_over && !discarded {
             // The state went out: the destination may be running the guest.
             // Resuming here could run it twice; leave it paused.
             mig.report.outcome = "unknown".into();
-        } else {
+        } else if !discarded {
             if mig.report.outcome == "completed" {
                 mig.report.outcome = "aborted".into();
             }
             let paused = mig.paused;
-            // Tell the destination (if it still listens) so that it stops waiting.
+            // Tell the destination (if it still listens) so that it stops
+            // waiting; a dead link must not hold the guest up for long.
+            let _ = mig.reader_stream().set_write_timeout(Some(Duration::from_millis(200)));
             let _ = mig.writer.send_json(Kind::Abort, &Abort { reason: mig.report.error.clone().unwrap_or_default() });
             let _ = mig.writer.flush();
             let _ = mig.reader_stream().shutdown(std::net::Shutdown::Both);
             let mut report = mig.report;
             let _ = m.vm.set_dirty_logging(false);
             if paused {
-                if let Err(e) = m.vcpu.resume() {
-                    report.error = Some(format!("{}; resuming the source guest failed: {e}", report.error.unwrap_or_default()));
-                }
+                resume_error = m.vcpu.resume().err();
+            }
+            if let Some(e) = resume_error {
+                report.error = Some(format!("{}; resuming the source guest failed: {e}", report.error.unwrap_or_default()));
             }
             report.guest_after_abort = Some(watch(&m, cfg.watch_after_abort));
             return Ok(report);

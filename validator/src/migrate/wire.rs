@@ -28,6 +28,12 @@ pub const HEADER_BYTES: usize = 16;
 pub const TRAILER_BYTES: usize = 8;
 /// Largest payload accepted.
 pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
+/// Frame flag: sent while the source's guest is paused (the stop-and-copy
+/// and what follows it). Informational: a receiver needs no flag to decode
+/// a frame; fault injection uses it to find the stop-and-copy.
+pub const FLAG_GUEST_PAUSED: u16 = 1;
+/// Every flag this version knows; a frame with another is refused.
+pub const KNOWN_FLAGS: u16 = FLAG_GUEST_PAUSED;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +90,14 @@ pub enum FrameError {
         /// Version seen.
         version: u8,
     },
+    /// Flags this version does not know.
+    #[error("frame {seq}: unknown flags {flags:#06x} (this version knows {KNOWN_FLAGS:#06x})")]
+    Flags {
+        /// Sequence number.
+        seq: u32,
+        /// Flags seen.
+        flags: u16,
+    },
     /// Unknown kind.
     #[error("frame {seq}: unknown kind {kind}")]
     Kind {
@@ -129,6 +143,8 @@ pub enum FrameError {
 pub struct Frame {
     /// Kind.
     pub kind: Kind,
+    /// Flags ([`FLAG_GUEST_PAUSED`]).
+    pub flags: u16,
     /// Payload.
     pub payload: Vec<u8>,
 }
@@ -145,6 +161,7 @@ impl Frame {
 pub struct FrameWriter<W: Write> {
     inner: W,
     seq: u32,
+    flags: u16,
     /// Bytes written so far.
     pub bytes: u64,
     buf: Vec<u8>,
@@ -153,7 +170,17 @@ pub struct FrameWriter<W: Write> {
 impl<W: Write> FrameWriter<W> {
     /// Wraps a stream.
     pub fn new(inner: W) -> FrameWriter<W> {
-        FrameWriter { inner, seq: 0, bytes: 0, buf: Vec::new() }
+        FrameWriter { inner, seq: 0, flags: 0, bytes: 0, buf: Vec::new() }
+    }
+
+    /// Flags of the frames written from now on.
+    pub fn set_flags(&mut self, flags: u16) {
+        self.flags = flags;
+    }
+
+    /// The stream, unwrapped.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     /// Writes one frame; returns its bytes on the wire.
@@ -163,7 +190,7 @@ impl<W: Write> FrameWriter<W> {
         self.buf.extend_from_slice(MAGIC);
         self.buf.push(VERSION);
         self.buf.push(kind as u8);
-        self.buf.extend_from_slice(&0u16.to_le_bytes());
+        self.buf.extend_from_slice(&self.flags.to_le_bytes());
         self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(&self.seq.to_le_bytes());
         let mut h = Xxh3::new();
@@ -220,6 +247,10 @@ impl<R: Read> FrameReader<R> {
             return Err(FrameError::Header { seq: self.seq, magic, version: header[4] });
         }
         let kind = Kind::from_u8(header[5]).ok_or(FrameError::Kind { seq: self.seq, kind: header[5] })?;
+        let flags = u16::from_le_bytes([header[6], header[7]]);
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(FrameError::Flags { seq: self.seq, flags });
+        }
         let len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
         let seq = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
         if len > MAX_PAYLOAD_BYTES {
@@ -242,7 +273,7 @@ impl<R: Read> FrameReader<R> {
         }
         self.seq = self.seq.wrapping_add(1);
         self.bytes += Frame::wire_bytes(len);
-        Ok(Frame { kind, payload })
+        Ok(Frame { kind, flags, payload })
     }
 }
 
@@ -263,7 +294,7 @@ mod tests {
     fn round_trip() {
         let bytes = frames();
         let mut r = FrameReader::new(&bytes[..]);
-        assert_eq!(r.recv().unwrap(), Frame { kind: Kind::Hello, payload: b"{\"a\":1}".to_vec() });
+        assert_eq!(r.recv().unwrap(), Frame { kind: Kind::Hello, flags: 0, payload: b"{\"a\":1}".to_vec() });
         assert_eq!(r.recv().unwrap().payload, vec![7u8; 1000]);
         assert_eq!(r.recv().unwrap().kind, Kind::Abort);
         assert!(matches!(r.recv(), Err(FrameError::Io(_))), "end of stream");
