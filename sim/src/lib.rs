@@ -51,11 +51,13 @@
 //! - [`atomic_dir`]: writing a result or trace directory all or nothing;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
+//! - [`calibrate`]: calibration datasets, fitting the model to measured runs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
 //! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
 
 pub mod atomic_dir;
 pub mod bench;
+pub mod calibrate;
 pub mod engine;
 pub mod fabric;
 pub mod mechanism;

@@ -31,6 +31,9 @@ enum Command {
     /// Packet-level WAN emulator between two network namespaces: bring a
     /// link up for manual use, or measure it.
     Wan(memfabric_validator::wan::cli::WanArgs),
+    /// Runs a matrix of live migrations (TOML) into a calibration dataset
+    /// for `memfabric calibrate`; resumable.
+    CalibrateRuns(memfabric_validator::calibrate_runs::CalibrateRunsArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
         Command::Source(a) => orchestrate::source_main(a),
         Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
+        Command::CalibrateRuns(a) => memfabric_validator::calibrate_runs::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
