@@ -16,7 +16,9 @@ use crate::workload::{pages_of, DirtyModel, Pending};
 use crate::reduction::{Tally, VmInputs, VmReduction};
 use crate::scenario::{DedupDomains, SiteIndex};
 use std::collections::BTreeSet;
-use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
+use memfabric_migration::precopy::{
+    precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyContext, PrecopyDecision, RoundWire,
+};
 use memfabric_migration::record::{Mechanism, Outcome};
 use memfabric_migration::state::MigrationPhase;
 use memfabric_migration::units::{BytesPerSecond, Nanos};
@@ -970,10 +972,10 @@ impl Sim<'_> {
             return;
         }
         // What the dirty pages will cost on the wire after reduction.
-        let remaining = match self.traced[m.0 as usize].as_ref().and_then(|t| t.prepared.as_ref()) {
-            Some(t) => t.wire_bytes.round() as u64,
-            None => (dirty as f64 * mig.reduction.resend.wire_bytes).round() as u64,
-        };
+        // The shared estimator, on what this round sent (as the validator does).
+        let t = &mig.stage_tally;
+        let wire = RoundWire { pages: t.pages, wire_bytes: t.wire_bytes, zero_pages: t.pages_zero, zero_wire_bytes: t.wire_zero };
+        let remaining = remaining_bytes_estimate(dirty, &wire, RAW_PAGE_WIRE_BYTES as f64);
         let ctx = PrecopyContext {
             rounds_completed: mig.rounds,
             remaining_bytes: remaining,
