@@ -892,7 +892,10 @@ impl Sim<'_> {
                 self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.0 as usize].throttle.throttle_pct());
                 let mig = &mut self.migs[m.0 as usize];
                 mig.stage = Stage::Arriving;
-                self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
+                // Calibrated switchover costs (pause, state, resume, integrity hashing).
+                let memory = self.sc.vms[mig.vm.index()].memory.0;
+                let extra = self.sc.calibration.as_ref().map_or(0, |c| c.downtime_extra_ns(memory));
+                self.q.schedule_in(Nanos(mig.route.one_way_latency.0 + extra), Event::Arrived(m, Arrival::Finish));
             }
             Stage::PostCopySwitch => {
                 let r = self.migs[m.0 as usize].rounds;

@@ -165,7 +165,9 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         end_s: total_s,
         total_time_s: total_s,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
-        rounds: src.rounds.len() as u32,
+        // Pre-copy rounds completed, round 0 included; the stop-and-copy is
+        // not a round (docs/results.md, as the simulator counts them).
+        rounds: src.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32,
         bytes_on_wire: src.bytes_on_wire,
         bytes_precopy,
         bytes_stopcopy,

@@ -43,7 +43,9 @@ pub struct RunHeadline {
     pub downtime_ms: f64,
     /// Bytes of the migration stream.
     pub bytes_on_wire: u64,
-    /// Rounds, stop-and-copy included.
+    /// Pre-copy rounds completed, round 0 included (as `migrations.rounds`;
+    /// datasets made before 2026-12-07 05:00 counted the stop-and-copy too:
+    /// `memfabric calibrate` counts from source.json).
     pub rounds: u32,
     /// Source migration thread CPU, s.
     pub cpu_s_source: f64,

@@ -1,0 +1,228 @@
+//! `memfabric calibrate`: the fit recovers known parameters from synthetic
+//! runs made by the simulator; bad datasets, selectors and splits are
+//! located errors that write nothing; the committed dataset reproduces the
+//! committed profile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memfabric_sim::calibrate::profile::{self, Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, SizeFactorOverrides};
+use memfabric_sim::calibrate::record::{RunHeadline, RunParams, RunRecord};
+use memfabric_sim::calibrate::{dataset, fit, selector::Selector, split};
+
+/// The simulator's description of a validator run (as `results.rs` writes it).
+fn scenario_text(mem_mib: u64, rate_bytes_per_s: f64, delay_ms: f64, pipeline: &str, writes: f64, seed: u64) -> String {
+    format!(
+        r#"[scenario]
+name = "synthetic"
+seed = {seed}
+[defaults]
+downtime_limit = "300ms"
+max_rounds = 30
+on_non_convergence = "force-stop"
+strategy = "{pipeline}"
+cpu_threads = 1
+streams = 1
+[[sites]]
+name = "source"
+hosts = [{{ name = "source-h", cores = 2, ram = "24GiB" }}]
+[[sites]]
+name = "destination"
+hosts = [{{ name = "destination-h", cores = 2, ram = "24GiB" }}]
+[[links]]
+name = "validator-link"
+between = ["source", "destination"]
+bandwidth = "{rate_bytes_per_s}B/s"
+latency = "{delay_ns}ns"
+loss = "0%"
+[[vms]]
+name = "guest"
+host = "source-h"
+archetype = "web"
+memory = "{mem}B"
+vcpus = 1
+[vms.workload]
+page_write_rate = "{writes}pages/s"
+[[migrations]]
+vm = "guest"
+to = "destination"
+at = "0s"
+"#,
+        delay_ns = (delay_ms * 1e6) as u64,
+        mem = mem_mib << 20,
+    )
+}
+
+fn truth() -> Calibration {
+    Calibration {
+        about: CalibrationAbout { command: "truth".into(), dataset: "-".into(), train: "-".into(), train_runs: 0, version: "-".into(), loss: 0.0 },
+        size_factor: SizeFactorOverrides { lz4: Some(0.9), xbzrle_per_changed_byte: Some(1.1) },
+        ns_per_page: CostOverrides { lz4_compress: Some(5000.0) },
+        link: LinkCalibration { wan_goodput_fraction: 0.9, wan_rate_cap_bytes_per_s: None },
+        downtime: DowntimeComponents { fixed_ms: 20.0, integrity_ms_per_gib: 90.0 },
+    }
+}
+
+/// Writes one run folder whose "measurements" are the simulator's
+/// prediction with `truth` applied.
+fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms: f64, truth: &Calibration) {
+    let text = scenario_text(p.memory_bytes >> 20, rate, delay_ms, &p.pipeline, p.dirty_rate_pages_per_s, p.seed);
+    let mut sc = memfabric_sim::scenario::parse(&text, "synthetic.toml").unwrap();
+    profile::apply(&mut sc, truth, "truth");
+    let out = memfabric_sim::run::run(&sc, None);
+    let dir = runs.join(id);
+    memfabric_sim::output::write_results(std::slice::from_ref(&out), &dir, false).unwrap();
+    let m = &out.migrations[0];
+    let rounds: Vec<serde_json::Value> = out
+        .rounds
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "phase": r.phase, "pages": r.pages, "bytes_on_wire": r.bytes_on_wire,
+                "start_ns": (r.start_s * 1e9) as u64, "end_ns": (r.end_s * 1e9) as u64, "complete": r.complete
+            })
+        })
+        .collect();
+    let source = serde_json::json!({
+        "stages": {
+            "pages_zero": m.pages_zero, "pages_dedup": m.pages_dedup, "pages_delta": m.pages_delta,
+            "pages_compressed": m.pages_compressed, "pages_raw": m.pages_raw,
+            "bytes_zero": m.bytes_zero, "bytes_dedup": m.bytes_dedup, "bytes_delta": m.bytes_delta,
+            "bytes_compressed": m.bytes_compressed, "bytes_raw": m.bytes_raw
+        },
+        "cpu_s_source": m.cpu_s_source,
+        "rounds": rounds,
+    });
+    std::fs::write(dir.join("source.json"), serde_json::to_string(&source).unwrap()).unwrap();
+    std::fs::write(dir.join("scenario.toml"), &text).unwrap();
+    let rec = RunRecord {
+        run_id: id.into(),
+        params: p,
+        load_avg_1m_at_start: 0.0,
+        headline: RunHeadline {
+            outcome: m.outcome.to_string(),
+            total_time_s: m.total_time_s,
+            downtime_ms: m.downtime_ms,
+            bytes_on_wire: m.bytes_on_wire,
+            rounds: m.rounds,
+            cpu_s_source: m.cpu_s_source,
+            cpu_s_destination: m.cpu_s_destination,
+            source_verify_ms: None,
+        },
+    };
+    std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&rec).unwrap()).unwrap();
+}
+
+fn params(mem_mib: u64, link: &str, pipeline: &str, writes: f64, seed: u64) -> RunParams {
+    RunParams {
+        workload: "web".into(),
+        dirty_rate_pages_per_s: writes,
+        memory_bytes: mem_mib << 20,
+        link: link.into(),
+        pipeline: pipeline.into(),
+        seed,
+        repeat: 0,
+        integrity_check: true,
+    }
+}
+
+/// A synthetic dataset: 2 sizes × 2 links × 3 pipelines × 2 seeds.
+fn synthetic_dataset(dir: &Path) {
+    let runs = dir.join("runs");
+    for mem in [64, 128] {
+        for (link, rate, delay) in [("100Mbit/s,25ms", 12.5e6, 25.0), ("50Mbit/s,40ms", 6.25e6, 40.0)] {
+            for pipeline in ["none", "zero+lz4", "zero+xbzrle+lz4"] {
+                for seed in [1, 2] {
+                    let id = format!("m{mem}-{}-{}-s{seed}", link.replace(['/', ','], "_"), pipeline.replace('+', "_"));
+                    write_synthetic_run(&runs, &id, params(mem, link, pipeline, 2000.0, seed), rate, delay, &truth());
+                }
+            }
+        }
+    }
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("memfabric-calibrate-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn the_fit_recovers_known_parameters_from_synthetic_runs() {
+    let dir = tempdir("recover");
+    synthetic_dataset(&dir);
+    let runs = dataset::load(&dir).unwrap();
+    assert_eq!(runs.len(), 24);
+    let (train, test) = split(&runs, &Selector::parse("seed=1").unwrap(), &Selector::parse("seed=2").unwrap()).unwrap();
+    let about = CalibrationAbout { command: "test".into(), dataset: "-".into(), train: "seed=1".into(), train_runs: train.len(), version: "-".into(), loss: 0.0 };
+    let c = fit::fit(&train, about);
+    let close = |name: &str, got: f64, want: f64, tol: f64| {
+        assert!((got - want).abs() <= tol * want.abs(), "{name}: fitted {got}, true {want} (tolerance {tol})\n{c:#?}");
+    };
+    close("wan_goodput_fraction", c.link.wan_goodput_fraction, 0.9, 0.01);
+    assert_eq!(c.link.wan_rate_cap_bytes_per_s, None, "no link was capped");
+    close("size_factor.lz4", c.size_factor.lz4.unwrap(), 0.9, 0.02);
+    close("size_factor.xbzrle_per_changed_byte", c.size_factor.xbzrle_per_changed_byte.unwrap(), 1.1, 0.05);
+    close("ns_per_page.lz4_compress", c.ns_per_page.lz4_compress.unwrap(), 5000.0, 0.05);
+    close("downtime.integrity_ms_per_gib", c.downtime.integrity_ms_per_gib, 90.0, 0.05);
+    assert!((c.downtime.fixed_ms - 20.0).abs() < 2.0, "fixed_ms {}", c.downtime.fixed_ms);
+    // And the held-out runs are predicted as made.
+    let loss = fit::loss(&test, Some(&c));
+    assert!(loss < 1e-3, "held-out loss {loss}");
+    assert!(fit::loss(&test, None) > 10.0 * loss, "the built-in model should do worse");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn calibrate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_memfabric")).arg("calibrate").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn bad_input_is_a_located_error_and_writes_nothing() {
+    let dir = tempdir("bad");
+    synthetic_dataset(&dir);
+    let ds = dir.to_str().unwrap().to_string();
+    let out = dir.join("out.toml");
+    let report = dir.join("report");
+    let o = out.to_str().unwrap();
+    let r = report.to_str().unwrap();
+    let check = |args: &[&str], needles: &[&str]| {
+        let (code, err) = calibrate(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
+        }
+        assert!(!out.exists() && !report.exists(), "{args:?} wrote something");
+    };
+    // Selectors: nothing selected, malformed, overlapping cases.
+    check(&[&ds, "--train", "seed=1", "--test", "seed=9", "--out", o, "--report", r], &["seed=9", "selects no completed run"]);
+    check(&[&ds, "--train", "colour=red", "--test", "seed=2", "--out", o], &["unknown key"]);
+    check(
+        &[&ds, "--train", "seed=1", "--test", "seed=1|2 & pipeline=none", "--out", o, "--report", r],
+        &["train run", "test run", "seed=1", "`seed`"],
+    );
+    // A run missing a file.
+    let victim = dir.join("runs").join("m64-100Mbit_s_25ms-none-s1");
+    std::fs::rename(victim.join("source.json"), dir.join("source.json.bak")).unwrap();
+    check(&[&ds, "--train", "seed=1", "--test", "seed=2", "--out", o, "--report", r], &["m64-100Mbit_s_25ms-none-s1", "source.json"]);
+    std::fs::rename(dir.join("source.json.bak"), victim.join("source.json")).unwrap();
+    // A corrupt record.
+    let rec = std::fs::read_to_string(victim.join("run.json")).unwrap();
+    std::fs::write(victim.join("run.json"), &rec[..rec.len() / 2]).unwrap();
+    check(&[&ds, "--train", "seed=1", "--test", "seed=2", "--out", o], &["m64-100Mbit_s_25ms-none-s1", "run.json"]);
+    std::fs::write(victim.join("run.json"), &rec).unwrap();
+    // Parameters the simulator cannot express.
+    let sc = std::fs::read_to_string(victim.join("scenario.toml")).unwrap();
+    std::fs::write(victim.join("scenario.toml"), sc.replace("strategy = \"none\"", "strategy = \"gzip\"")).unwrap();
+    check(&[&ds, "--train", "seed=1", "--test", "seed=2", "--out", o], &["m64-100Mbit_s_25ms-none-s1", "scenario.toml", "cannot express", "gzip"]);
+    std::fs::write(victim.join("scenario.toml"), &sc).unwrap();
+    // Repaired, the same command works and writes both.
+    let (code, err) = calibrate(&[&ds, "--train", "seed=1", "--test", "seed=2", "--out", o, "--report", r]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_file() && report.join("evaluation.md").is_file() && report.join("predicted_vs_measured-time.svg").is_file());
+    let c = Calibration::load(&out).unwrap();
+    assert!((c.link.wan_goodput_fraction - 0.9).abs() < 0.01);
+    let _ = std::fs::remove_dir_all(&dir);
+}
