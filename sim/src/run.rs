@@ -106,6 +106,9 @@ enum Arrival {
     Resume,
     /// The last bytes arrived: the migration is complete.
     Finish,
+    /// A pre-copy round's calibrated fixed cost (acknowledgement wait,
+    /// dirty-log sync) has passed: the stop rule decides.
+    RoundSettled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -886,7 +889,13 @@ impl Sim<'_> {
                 self.push_round(m, r, "index-sync", sent, 0, 0);
                 self.begin_transfer(m);
             }
-            Stage::PreCopyRound => self.precopy_round_done(m, sent),
+            Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns()) {
+                0 => self.precopy_round_done(m, sent),
+                fixed => {
+                    self.migs[m.0 as usize].stage = Stage::Arriving;
+                    self.q.schedule_in(Nanos(fixed), Event::Arrived(m, Arrival::RoundSettled));
+                }
+            },
             Stage::StopCopy => {
                 let r = self.migs[m.0 as usize].rounds;
                 self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.0 as usize].throttle.throttle_pct());
@@ -1026,6 +1035,10 @@ impl Sim<'_> {
         }
         let now = self.now();
         match kind {
+            Arrival::RoundSettled => {
+                let sent = self.migs[m.0 as usize].stage_bytes;
+                self.precopy_round_done(m, sent);
+            }
             Arrival::Resume => {
                 self.transition(m, MigrationPhase::PostCopy);
                 let mig = &mut self.migs[m.0 as usize];

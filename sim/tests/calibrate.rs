@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use memfabric_sim::calibrate::profile::{self, Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, SizeFactorOverrides};
+use memfabric_sim::calibrate::profile::{
+    self, Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, RoundCosts, SizeFactorOverrides,
+};
 use memfabric_sim::calibrate::record::{RunHeadline, RunParams, RunRecord};
 use memfabric_sim::calibrate::{dataset, fit, selector::Selector, split};
 
@@ -59,6 +61,7 @@ fn truth() -> Calibration {
         size_factor: SizeFactorOverrides { lz4: Some(0.9), xbzrle_per_changed_byte: Some(1.1) },
         ns_per_page: CostOverrides { lz4_compress: Some(5000.0) },
         link: LinkCalibration { wan_goodput_fraction: 0.9, wan_rate_cap_bytes_per_s: None },
+        round: RoundCosts { fixed_ms: 40.0 },
         downtime: DowntimeComponents { fixed_ms: 20.0, integrity_ms_per_gib: 90.0 },
     }
 }
@@ -162,6 +165,7 @@ fn the_fit_recovers_known_parameters_from_synthetic_runs() {
     };
     close("wan_goodput_fraction", c.link.wan_goodput_fraction, 0.9, 0.01);
     assert_eq!(c.link.wan_rate_cap_bytes_per_s, None, "no link was capped");
+    close("round.fixed_ms", c.round.fixed_ms, 40.0, 0.05);
     close("size_factor.lz4", c.size_factor.lz4.unwrap(), 0.9, 0.02);
     close("size_factor.xbzrle_per_changed_byte", c.size_factor.xbzrle_per_changed_byte.unwrap(), 1.1, 0.05);
     close("ns_per_page.lz4_compress", c.ns_per_page.lz4_compress.unwrap(), 5000.0, 0.05);
@@ -226,3 +230,4 @@ fn bad_input_is_a_located_error_and_writes_nothing() {
     assert!((c.link.wan_goodput_fraction - 0.9).abs() < 0.01);
     let _ = std::fs::remove_dir_all(&dir);
 }
+

@@ -2,10 +2,11 @@
 //!
 //! The fit goes in four steps, each on the training runs only:
 //!
-//! 0. **WAN goodput** (`link.wan_goodput_fraction`, `link.wan_rate_cap_bytes_per_s`):
-//!    each long pre-copy round's delivered rate is modelled as
-//!    `min(fraction × link rate, cap)`; bounded Nelder–Mead on the squared
-//!    log error weighted by round time.
+//! 0. **WAN goodput and round cost** (`link.wan_goodput_fraction`,
+//!    `link.wan_rate_cap_bytes_per_s`, `round.fixed_ms`): each complete
+//!    pre-copy round over a WAN link is modelled as taking
+//!    `bytes / min(fraction × link rate, cap) + fixed`; bounded Nelder–Mead
+//!    on the squared log error of the round times.
 //! 1. **Size factors** (`size_factor.lz4`, `size_factor.xbzrle_per_changed_byte`):
 //!    the simulator is nonlinear in them (a page's compressed size is
 //!    `min(1, f·X)`, `X` Beta-distributed), so a bounded Nelder–Mead search
@@ -30,14 +31,13 @@
 
 use super::dataset::MeasuredRun;
 use super::profile::{
-    Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, SizeFactorOverrides, WAN_LATENCY_MIN_NS,
+    Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, RoundCosts, SizeFactorOverrides,
+    WAN_LATENCY_MIN_NS,
 };
 
-/// Bounds of the goodput search: (fraction, log10 of the cap in bytes/s).
-pub const GOODPUT_BOUNDS: [(f64, f64); 2] = [(0.05, 1.5), (5.0, 11.0)];
-
-/// Rounds shorter than this (pages) do not enter the goodput fit.
-pub const GOODPUT_ROUND_PAGES_MIN: u64 = 1000;
+/// Bounds of the round-time search: (goodput fraction, log10 of the cap in
+/// bytes/s, per-round fixed cost in s).
+pub const GOODPUT_BOUNDS: [(f64, f64); 3] = [(0.05, 1.5), (5.0, 11.0), (0.0, 1.0)];
 
 /// Bounds of the size-factor search: (lz4, xbzrle bytes per changed byte).
 pub const SIZE_FACTOR_BOUNDS: [(f64, f64); 2] = [(0.05, 4.0), (0.05, 8.0)];
@@ -243,30 +243,47 @@ pub fn fit(train: &[&MeasuredRun], about: CalibrationAbout) -> Calibration {
         size_factor: SizeFactorOverrides::default(),
         ns_per_page: CostOverrides::default(),
         link: LinkCalibration::default(),
+        round: RoundCosts::default(),
         downtime: DowntimeComponents::default(),
     };
-    // 0. WAN goodput: each long pre-copy round's delivered rate against
-    // min(fraction × link rate, cap), in log space weighted by round time
-    // (bounded Nelder–Mead over fraction and log10 cap).
+    // 0. WAN goodput and the per-round fixed cost: each complete pre-copy
+    // round over a WAN link takes bytes / min(fraction × link rate, cap) +
+    // fixed; bounded Nelder–Mead on the squared log error of round times
+    // over fraction, log10 cap and fixed.
     let obs: Vec<(f64, f64, f64)> = train
         .iter()
         .filter_map(|r| r.scenario.fabric.links.first().filter(|l| l.latency.0 >= WAN_LATENCY_MIN_NS).map(|l| (r, l.bandwidth.0)))
         .flat_map(|(r, rate)| {
             r.rounds
                 .iter()
-                .filter(|x| x.phase == "precopy" && x.complete && x.pages >= GOODPUT_ROUND_PAGES_MIN && x.secs() > 0.0)
-                .map(move |x| (rate, x.bytes_on_wire as f64 / x.secs(), x.secs()))
+                .filter(|x| x.phase == "precopy" && x.complete && x.pages > 0 && x.secs() > 0.0)
+                .map(move |x| (rate, x.bytes_on_wire as f64, x.secs()))
         })
         .collect();
     if !obs.is_empty() {
-        let mut f = |x: &[f64]| {
-            obs.iter().map(|(rate, got, w)| w * (got.ln() - (x[0] * rate).min(10f64.powf(x[1])).ln()).powi(2)).sum::<f64>()
-        };
-        let (x, _) = nelder_mead(&mut f, &[0.95, 10.0], &GOODPUT_BOUNDS, 400, 1e-12);
+        let round_secs = |x: &[f64], rate: f64, bytes: f64| bytes / (x[0] * rate).min(10f64.powf(x[1])) + x[2];
+        let mut f = |x: &[f64]| obs.iter().map(|(rate, bytes, secs)| (secs.ln() - round_secs(x, *rate, *bytes).ln()).powi(2)).sum::<f64>();
+        // Deterministic starts (the cap at the fastest round seen or at no
+        // cap; fixed costs of 1, 30 and 300 ms), each search restarted once
+        // from its end; the best end wins.
+        let fastest_seen = obs.iter().map(|(_, b, s)| b / s).fold(0.0, f64::max).log10();
+        let mut best = (vec![1.0, GOODPUT_BOUNDS[1].1, 0.0], f64::INFINITY);
+        for cap in [fastest_seen, GOODPUT_BOUNDS[1].1] {
+            for fixed in [0.001, 0.03, 0.3] {
+                let x0 = [0.95, cap.clamp(GOODPUT_BOUNDS[1].0, GOODPUT_BOUNDS[1].1), fixed];
+                let (x, _) = nelder_mead(&mut f, &x0, &GOODPUT_BOUNDS, 1500, 1e-16);
+                let (x, fx) = nelder_mead(&mut f, &x, &GOODPUT_BOUNDS, 1500, 1e-16);
+                if fx < best.1 {
+                    best = (x, fx);
+                }
+            }
+        }
+        let x = best.0;
         // A cap above every link seen is no cap the data supports.
-        let fastest = obs.iter().map(|o| o.0 * x[0]).fold(0.0, f64::max);
+        let fastest_link = obs.iter().map(|o| o.0 * x[0]).fold(0.0, f64::max);
         let cap = 10f64.powf(x[1]);
-        c.link = LinkCalibration { wan_goodput_fraction: x[0], wan_rate_cap_bytes_per_s: (cap < fastest).then_some(cap) };
+        c.link = LinkCalibration { wan_goodput_fraction: x[0], wan_rate_cap_bytes_per_s: (cap < fastest_link).then_some(cap) };
+        c.round = RoundCosts { fixed_ms: x[2] * 1e3 };
     }
     // 1. Size factors, on the runs that reduce.
     let reduced: Vec<&MeasuredRun> =

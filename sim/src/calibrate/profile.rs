@@ -23,6 +23,9 @@
 //! wan_goodput_fraction = 0.9   # migration-stream bytes per byte of WAN link rate
 //! wan_rate_cap_bytes_per_s = 2.4e7   # the most one stream got (optional)
 //!
+//! [round]
+//! fixed_ms = 40.0        # every pre-copy round: acknowledgement wait, dirty log
+//!
 //! [downtime]             # added to every pre-copy stop-and-copy
 //! fixed_ms = 8.0         # pause, vCPU state, resume
 //! integrity_ms_per_gib = 95.0   # hashing guest RAM at the pause
@@ -100,6 +103,15 @@ impl Default for LinkCalibration {
     }
 }
 
+/// Fixed costs of every pre-copy round.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundCosts {
+    /// Time from a round's last byte on the link to the next round's start
+    /// (acknowledgement wait, dirty-log sync, TCP's restart after idle), ms.
+    pub fixed_ms: f64,
+}
+
 /// Downtime components the model adds to a pre-copy switchover.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +138,9 @@ pub struct Calibration {
     /// Link goodput.
     #[serde(default)]
     pub link: LinkCalibration,
+    /// Per-round fixed cost.
+    #[serde(default)]
+    pub round: RoundCosts,
     /// Downtime components.
     #[serde(default)]
     pub downtime: DowntimeComponents,
@@ -187,7 +202,7 @@ impl Calibration {
                 return Err(format!("link.wan_rate_cap_bytes_per_s = {cap}: expected a positive number"));
             }
         }
-        for (name, v) in [("downtime.fixed_ms", self.downtime.fixed_ms), ("downtime.integrity_ms_per_gib", self.downtime.integrity_ms_per_gib)] {
+        for (name, v) in [("round.fixed_ms", self.round.fixed_ms), ("downtime.fixed_ms", self.downtime.fixed_ms), ("downtime.integrity_ms_per_gib", self.downtime.integrity_ms_per_gib)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name} = {v}: expected a number >= 0"));
             }
@@ -208,6 +223,11 @@ impl Calibration {
             p.ns_per_page.lz4_compress = v;
         }
         p
+    }
+
+    /// The fixed cost of a pre-copy round, ns.
+    pub fn round_fixed_ns(&self) -> u64 {
+        (self.round.fixed_ms * 1e6).round().max(0.0) as u64
     }
 
     /// Downtime the switchover adds for a VM of `memory_bytes`, ns.
