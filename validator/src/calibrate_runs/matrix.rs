@@ -361,14 +361,14 @@ repeats = 3
     #[test]
     fn bad_values_name_line_and_key() {
         let (line, key, _) = value_error(&OK.replace("\"100Mbit/s,25ms\"", "\"100Mbit/s\""));
-        assert_eq!((line, key), (7, "links"));
+        assert_eq!((line, key), (8, "links"));
         let (line, key, _) = value_error(&OK.replace("\"none\", \"zero", "\"gzip\", \"zero"));
-        assert_eq!((line, key), (8, "pipelines"));
+        assert_eq!((line, key), (9, "pipelines"));
         let (line, key, msg) = value_error(&OK.replacen("\"256MiB\"", "\"255MiB\"", 1));
-        assert_eq!((line, key), (6, "guest_sizes"));
+        assert_eq!((line, key), (7, "guest_sizes"));
         assert!(msg.contains("2 MiB"), "{msg}");
         let (line, key, _) = value_error(&OK.replacen("[\"web\"]", "[\"nosuch\"]", 1));
-        assert_eq!((line, key), (4, "workloads"));
+        assert_eq!((line, key), (5, "workloads"));
         let (line, key, _) = value_error(&OK.replace("\"300ms\"", "\"300\""));
         assert_eq!((line, key), (3, "downtime_limit"));
     }
