@@ -17,6 +17,10 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The SimGrid peer of the calibration tests (calibration/simgrid/build.sh);
+# they skip with a message where it cannot be installed.
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[ -e /usr/include/simgrid/plugins/live_migration.h ] || missing+=(libsimgrid-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -q && apt-get install -y -q "${missing[@]}"

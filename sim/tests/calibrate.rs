@@ -231,3 +231,29 @@ fn bad_input_is_a_located_error_and_writes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+
+#[test]
+fn the_simgrid_peer_predicts_an_idle_vm_at_the_link_rate() {
+    let out = std::env::temp_dir().join(format!("memfabric-simgrid-driver-{}", std::process::id()));
+    let build = Command::new("sh").arg("../calibration/simgrid/build.sh").arg(&out).output().unwrap();
+    if build.status.code() == Some(3) {
+        eprintln!("skipping: {}", String::from_utf8_lossy(&build.stderr).trim());
+        return;
+    }
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    // 256 MiB, nothing dirtied, 100 Mbit/s: SimGrid sends the RAM once at
+    // its TCP model's goodput (measured: 24.2 s, 0.89 of the link).
+    let run = Command::new(&out).args(["268435456", "12500000", "0.025", "0", "0"]).output().unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    let t: f64 = text.trim().strip_prefix("total_time_s=").unwrap_or_else(|| panic!("{text:?}")).parse().unwrap();
+    let floor = 268435456.0 / 12.5e6;
+    assert!(t > floor && t < floor * 1.2, "SimGrid {t} s, link floor {floor} s");
+    // Dirtying adds rounds: it takes longer (here it never meets SimGrid's
+    // fixed 30 ms target: the driver's guard reports inf).
+    let busy = Command::new(&out).args(["268435456", "12500000", "0.025", "2048000", "67108864"]).output().unwrap();
+    let tb: f64 = String::from_utf8_lossy(&busy.stdout).trim().trim_start_matches("total_time_s=").parse().unwrap();
+    assert!(tb > t, "{tb} <= {t}");
+    let bad = Command::new(&out).args(["-1", "12500000", "0.025", "0", "0"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_file(&out);
+}

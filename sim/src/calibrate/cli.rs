@@ -31,6 +31,9 @@ pub struct CalibrateArgs {
     /// Folder for the evaluation (evaluation.md, evaluation.csv, plots); replaced.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// SimGrid peer driver (built by calibration/simgrid/build.sh): predicts the `none` test runs.
+    #[arg(long)]
+    pub simgrid: Option<PathBuf>,
 }
 
 /// Loads a scenario and applies a calibration profile when one is given.
@@ -73,7 +76,7 @@ pub fn execute(args: &CalibrateArgs) -> anyhow::Result<()> {
         loss: 0.0,
     };
     let c = fit::fit(&train, about);
-    let rows = evaluate::evaluate(&test, &c);
+    let rows = evaluate::evaluate(&test, &c, args.simgrid.as_deref()).map_err(anyhow::Error::msg).context("SimGrid peer")?;
     let spread = evaluate::spread(&runs);
     let md = evaluate::report_markdown(&rows, spread);
     let text = profile_text(&c)?;

@@ -1,7 +1,9 @@
 //! Held-out evaluation: every test run predicted by the built-in model
-//! (uncalibrated), the calibrated model, and CloudSim's formula
-//! (`RAM / (bandwidth × 0.5)`, time only), with relative errors, medians,
-//! the run-to-run spread of repeated runs, and predicted-vs-measured plots.
+//! (uncalibrated), the calibrated model, CloudSim's formula
+//! (`RAM / (bandwidth × 0.5)`, time only) and, on `none` runs, SimGrid
+//! 3.32's live-migration model (time only, through the driver built by
+//! `calibration/simgrid/build.sh`), with relative errors, medians, the
+//! run-to-run spread of repeated runs, and predicted-vs-measured plots.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,6 +36,8 @@ pub struct EvalRow {
     pub calibrated: Prediction,
     /// CloudSim's formula, s.
     pub cloudsim_time_s: f64,
+    /// SimGrid's model, s (`none` runs, when the driver was given).
+    pub simgrid_time_s: Option<f64>,
 }
 
 /// Medians of one model over the test runs.
@@ -87,10 +91,37 @@ pub fn cloudsim_time_s(r: &MeasuredRun) -> f64 {
     r.record.params.memory_bytes as f64 / (bw * 0.5)
 }
 
-/// Predicts every test run.
-pub fn evaluate(test: &[&MeasuredRun], c: &Calibration) -> Vec<EvalRow> {
+/// SimGrid's prediction of a `none` run through `driver`
+/// (`calibration/simgrid/driver.cpp`): RAM, link rate and latency as
+/// replayed, dirty bytes/s = page writes/s × 4096, working set as in the
+/// scenario.
+pub fn simgrid_time_s(driver: &Path, r: &MeasuredRun) -> Result<f64, String> {
+    let link = r.scenario.fabric.links.first().ok_or("no link")?;
+    let w = &r.scenario.vms[0].workload;
+    let ram = r.record.params.memory_bytes as f64;
+    let out = std::process::Command::new(driver)
+        .arg(format!("{ram}"))
+        .arg(format!("{}", link.bandwidth.0))
+        .arg(format!("{}", link.latency.as_secs_f64()))
+        .arg(format!("{}", w.page_write_rate * memfabric_migration::PAGE_SIZE_BYTES as f64))
+        .arg(format!("{}", w.working_set.0 * ram))
+        .output()
+        .map_err(|e| format!("{}: {e}", driver.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("total_time_s=").and_then(|v| v.trim().parse().ok()))
+        .ok_or_else(|| format!("{}: no total_time_s in its output ({}): {}", driver.display(), out.status, String::from_utf8_lossy(&out.stderr).trim()))
+}
+
+/// Predicts every test run (SimGrid on `none` runs when `simgrid` names its driver).
+pub fn evaluate(test: &[&MeasuredRun], c: &Calibration, simgrid: Option<&Path>) -> Result<Vec<EvalRow>, String> {
     test.iter()
-        .map(|r| EvalRow {
+        .map(|r| {
+            let simgrid_time_s = match simgrid {
+                Some(d) if r.record.params.pipeline == "none" => Some(simgrid_time_s(d, r)?),
+                _ => None,
+            };
+            Ok(EvalRow {
             run_id: r.id().to_string(),
             link: r.record.params.link.clone(),
             pipeline: r.record.params.pipeline.clone(),
@@ -98,6 +129,8 @@ pub fn evaluate(test: &[&MeasuredRun], c: &Calibration) -> Vec<EvalRow> {
             uncalibrated: predict(r, None),
             calibrated: predict(r, Some(c)),
             cloudsim_time_s: cloudsim_time_s(r),
+            simgrid_time_s,
+        })
         })
         .collect()
 }
@@ -151,8 +184,8 @@ fn pct(v: f64) -> String {
 /// The per-run table and the medians, as Markdown.
 pub fn report_markdown(rows: &[EvalRow], spread: Option<(f64, f64, f64, usize)>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "| run | measured s / ms / MB / rounds | built-in model | error t / B / dt | calibrated | error t / B / dt | CloudSim s (error) |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| run | measured s / ms / MB / rounds | built-in model | error t / B / dt | calibrated | error t / B / dt | CloudSim s (error) | SimGrid s (error) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     let cell = |p: &Prediction| format!("{:.2} / {:.0} / {:.1} / {}", p.total_time_s, p.downtime_ms, p.bytes_on_wire / 1e6, p.rounds);
     let errs = |p: &Prediction, m: &Prediction| {
         format!(
@@ -165,7 +198,7 @@ pub fn report_markdown(rows: &[EvalRow], spread: Option<(f64, f64, f64, usize)>)
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} ({}) |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} ({}) | {} |",
             r.run_id,
             cell(&r.measured),
             cell(&r.uncalibrated),
@@ -173,7 +206,8 @@ pub fn report_markdown(rows: &[EvalRow], spread: Option<(f64, f64, f64, usize)>)
             cell(&r.calibrated),
             errs(&r.calibrated, &r.measured),
             r.cloudsim_time_s,
-            pct(rel(r.cloudsim_time_s, r.measured.total_time_s))
+            pct(rel(r.cloudsim_time_s, r.measured.total_time_s)),
+            r.simgrid_time_s.map_or("".to_string(), |t| format!("{t:.1} ({})", pct(rel(t, r.measured.total_time_s))))
         );
     }
     let u = medians(rows, |r| r.uncalibrated);
@@ -202,6 +236,23 @@ pub fn report_markdown(rows: &[EvalRow], spread: Option<(f64, f64, f64, usize)>)
         }
     }
     let _ = writeln!(s, "| CloudSim formula | {:.1} % | | | | |", cs * 100.0);
+    // The peers on the runs SimGrid can model (no reduction).
+    let none: Vec<&EvalRow> = rows.iter().filter(|r| r.pipeline == "none").collect();
+    if !none.is_empty() {
+        let med = |f: &dyn Fn(&EvalRow) -> Option<f64>| {
+            median(none.iter().filter_map(|r| f(r).map(|p| rel(p, r.measured.total_time_s).abs())).collect())
+        };
+        let sg = med(&|r| r.simgrid_time_s);
+        let _ = writeln!(
+            s,
+            "\nOn the {} `none` runs, median |time error|: built-in {:.1} %, calibrated {:.1} %, CloudSim {:.1} %, SimGrid 3.32 {}.",
+            none.len(),
+            med(&|r| Some(r.uncalibrated.total_time_s)) * 100.0,
+            med(&|r| Some(r.calibrated.total_time_s)) * 100.0,
+            med(&|r| Some(r.cloudsim_time_s)) * 100.0,
+            if sg.is_nan() { "not run (no --simgrid driver)".to_string() } else { format!("{:.1} %", sg * 100.0) }
+        );
+    }
     match spread {
         Some((t, b, d, n)) => {
             let _ = writeln!(
@@ -244,6 +295,9 @@ pub fn report_csv(rows: &[EvalRow]) -> String {
             r.cloudsim_time_s,
             rel(r.cloudsim_time_s, r.measured.total_time_s)
         );
+        if let Some(t) = r.simgrid_time_s {
+            let _ = writeln!(s, "{},simgrid,{t:.6},,,,{:.6},,", r.run_id, rel(t, r.measured.total_time_s));
+        }
     }
     s
 }
