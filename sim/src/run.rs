@@ -502,6 +502,7 @@ impl Sim<'_> {
         let done = if mig.stage_bytes > 0.0 { (totals.sent / mig.stage_bytes).min(1.0) } else { 1.0 };
         let part = mig.stage_tally.scaled(done);
         mig.tally.add(&part);
+        mig.last_stage_tally = part;
         mig.extra_bytes += mig.stage_extra_bytes * done;
         mig.stage_tally = Tally::default();
         mig.stage_extra_bytes = 0.0;
@@ -622,6 +623,7 @@ impl Sim<'_> {
             cap,
             reduction,
             stage_tally: Tally::default(),
+            last_stage_tally: Tally::default(),
             stage_bytes: 0.0,
             stage_extra_bytes: 0.0,
             extra_bytes: 0.0,
@@ -985,7 +987,7 @@ impl Sim<'_> {
         }
         // What the dirty pages will cost on the wire after reduction.
         // The shared estimator, on what this round sent (as the validator does).
-        let t = &mig.stage_tally;
+        let t = &mig.last_stage_tally;
         let wire = RoundWire { pages: t.pages, wire_bytes: t.wire_bytes, zero_pages: t.pages_zero, zero_wire_bytes: t.wire_zero };
         let remaining = remaining_bytes_estimate(dirty, &wire, RAW_PAGE_WIRE_BYTES as f64);
         let ctx = PrecopyContext {
