@@ -257,3 +257,31 @@ fn the_simgrid_peer_predicts_an_idle_vm_at_the_link_rate() {
     assert_eq!(bad.status.code(), Some(2));
     let _ = std::fs::remove_file(&out);
 }
+
+/// The committed dataset and the profile fitted on it.
+const COMMITTED_DATASET: &str = "../calibration/datasets/small-2026-12-07";
+const COMMITTED_PROFILE: &str = "../calibration/profiles/small-2026-12-07.toml";
+
+#[test]
+fn the_fit_on_the_committed_dataset_reproduces_the_committed_profile() {
+    let committed = Calibration::load(Path::new(COMMITTED_PROFILE)).unwrap();
+    let runs = dataset::load(Path::new(COMMITTED_DATASET)).unwrap();
+    let train_sel = Selector::parse(&committed.about.train).unwrap();
+    let train: Vec<&dataset::MeasuredRun> =
+        runs.iter().filter(|r| train_sel.matches(&r.record.params) && r.record.headline.outcome == "completed").collect();
+    assert_eq!(train.len(), committed.about.train_runs);
+    let c = fit::fit(&train, committed.about.clone());
+    let same = |name: &str, a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-9), "{name}: refitted {a}, committed {b}"),
+        (a, b) => assert_eq!(a, b, "{name}"),
+    };
+    same("link.wan_goodput_fraction", Some(c.link.wan_goodput_fraction), Some(committed.link.wan_goodput_fraction));
+    same("link.wan_rate_cap_bytes_per_s", c.link.wan_rate_cap_bytes_per_s, committed.link.wan_rate_cap_bytes_per_s);
+    same("size_factor.lz4", c.size_factor.lz4, committed.size_factor.lz4);
+    same("size_factor.xbzrle_per_changed_byte", c.size_factor.xbzrle_per_changed_byte, committed.size_factor.xbzrle_per_changed_byte);
+    same("ns_per_page.lz4_compress", c.ns_per_page.lz4_compress, committed.ns_per_page.lz4_compress);
+    same("round.fixed_ms", Some(c.round.fixed_ms), Some(committed.round.fixed_ms));
+    same("downtime.fixed_ms", Some(c.downtime.fixed_ms), Some(committed.downtime.fixed_ms));
+    same("downtime.integrity_ms_per_gib", Some(c.downtime.integrity_ms_per_gib), Some(committed.downtime.integrity_ms_per_gib));
+    same("about.loss", Some(c.about.loss), Some(committed.about.loss));
+}
