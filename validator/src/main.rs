@@ -129,7 +129,7 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         src.bytes_on_wire,
         100.0 * src.bytes_on_wire as f64 / (src.stages.pages() * 4104).max(1) as f64,
         src.stages.pages() * 4104,
-        src.rounds.len(),
+        src.precopy_rounds(),
         src.converged.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
     );
     println!(

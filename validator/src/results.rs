@@ -165,9 +165,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         end_s: total_s,
         total_time_s: total_s,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
-        // Pre-copy rounds completed, round 0 included; the stop-and-copy is
-        // not a round (docs/results.md, as the simulator counts them).
-        rounds: src.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32,
+        rounds: src.precopy_rounds(),
         bytes_on_wire: src.bytes_on_wire,
         bytes_precopy,
         bytes_stopcopy,

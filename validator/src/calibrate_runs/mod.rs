@@ -118,7 +118,7 @@ fn headline(o: &MigrateOutcome) -> RunHeadline {
         total_time_s: (src.end_ns.saturating_sub(src.start_ns)) as f64 / 1e9,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
         bytes_on_wire: src.bytes_on_wire,
-        rounds: src.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32,
+        rounds: src.precopy_rounds(),
         cpu_s_source: src.cpu_s_source,
         cpu_s_destination: o.destination.as_ref().map_or(0.0, |d| d.cpu_s_destination),
         source_verify_ms: src.source_verify_ms,

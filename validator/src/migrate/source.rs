@@ -179,6 +179,14 @@ pub struct SourceReport {
     pub guest_after_abort: Option<GuestWatch>,
 }
 
+impl SourceReport {
+    /// Pre-copy rounds completed, round 0 included; the stop-and-copy is
+    /// not a round (the `rounds` column of docs/results.md).
+    pub fn precopy_rounds(&self) -> u32 {
+        self.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32
+    }
+}
+
 struct Migration<'a> {
     cfg: &'a SourceConfig,
     m: &'a mut Machine,
