@@ -891,7 +891,7 @@ impl Sim<'_> {
                 self.push_round(m, r, "index-sync", sent, 0, 0);
                 self.begin_transfer(m);
             }
-            Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns()) {
+            Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns(self.migs[m.0 as usize].route.one_way_latency)) {
                 0 => self.precopy_round_done(m, sent),
                 fixed => {
                     self.migs[m.0 as usize].stage = Stage::Arriving;

@@ -108,7 +108,8 @@ impl Default for LinkCalibration {
 #[serde(deny_unknown_fields)]
 pub struct RoundCosts {
     /// Time from a round's last byte on the link to the next round's start
-    /// (acknowledgement wait, dirty-log sync, TCP's restart after idle), ms.
+    /// (acknowledgement wait, dirty-log sync, TCP's restart after idle), ms;
+    /// on WAN paths only (it is fitted on WAN rounds).
     pub fixed_ms: f64,
 }
 
@@ -225,8 +226,13 @@ impl Calibration {
         p
     }
 
-    /// The fixed cost of a pre-copy round, ns.
-    pub fn round_fixed_ns(&self) -> u64 {
+    /// The fixed cost of a pre-copy round on a path of this one-way
+    /// latency, ns: `round.fixed_ms` on WAN paths (latency at least
+    /// [`WAN_LATENCY_MIN_NS`], where it was fitted), 0 on loopback.
+    pub fn round_fixed_ns(&self, one_way_latency: memfabric_migration::units::Nanos) -> u64 {
+        if one_way_latency.0 < WAN_LATENCY_MIN_NS {
+            return 0;
+        }
         (self.round.fixed_ms * 1e6).round().max(0.0) as u64
     }
 
