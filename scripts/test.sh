@@ -31,6 +31,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # started and stopped by the test itself (scripts/slurm-cluster.sh).
 command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
 command -v munged >/dev/null 2>&1 || missing+=(munge)
+# The SimGrid peer of the calibration tests (calibration/simgrid/build.sh);
+# they skip with a message where it cannot be installed.
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[ -e /usr/include/simgrid/plugins/live_migration.h ] || missing+=(libsimgrid-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

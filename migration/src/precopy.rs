@@ -151,6 +151,41 @@ pub fn precopy_decision(ctx: &PrecopyContext, cfg: &PrecopyConfig) -> PrecopyDec
     }
 }
 
+/// What the round just sent put on the wire: the evidence the stop rule's
+/// remaining-bytes estimate ([`remaining_bytes_estimate`]) works from.
+/// Counts may be expected values (the simulator) or real ones (the validator).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RoundWire {
+    /// Pages the round sent.
+    pub pages: f64,
+    /// Bytes it put on the wire.
+    pub wire_bytes: f64,
+    /// Of those pages, the ones sent as zero pages.
+    pub zero_pages: f64,
+    /// Wire bytes of those zero-page records.
+    pub zero_wire_bytes: f64,
+}
+
+/// The stop rule's estimate of the bytes needed to send `dirty_pages` pages:
+/// each at the wire cost of a non-zero page of the round just sent
+/// (`(wire_bytes − zero_wire_bytes) / (pages − zero_pages)`), or at
+/// `raw_page_wire_bytes` when that round sent no non-zero page.
+///
+/// Dirtied pages were written, so they are rarely zero: counting round 0's
+/// many zero pages would make the estimate low. This is the one estimator the
+/// simulator and the validator share, so that both stop after the same round
+/// given the same evidence; it uses only what a real VMM can know (what it
+/// just sent), not the expected cost of pages not yet encoded.
+pub fn remaining_bytes_estimate(dirty_pages: u64, round: &RoundWire, raw_page_wire_bytes: f64) -> u64 {
+    let nonzero_pages = round.pages - round.zero_pages;
+    let per_page = if nonzero_pages >= 0.5 {
+        (round.wire_bytes - round.zero_wire_bytes).max(0.0) / nonzero_pages
+    } else {
+        raw_page_wire_bytes
+    };
+    (dirty_pages as f64 * per_page).round() as u64
+}
+
 /// QEMU's auto-converge: throttle the guest's vCPUs when it dirties memory faster
 /// than the migration can send it.
 ///
@@ -235,6 +270,18 @@ mod tests {
             precopy_decision(&ctx(3, 1 << 40, 1e8), &cfg),
             PrecopyDecision::NotConverged(NonConvergence::PostCopy)
         );
+    }
+
+    #[test]
+    fn remaining_bytes_count_non_zero_pages_of_the_last_round() {
+        // 100 pages: 40 zero (10 B each), 60 at 1000 B each.
+        let r = RoundWire { pages: 100.0, wire_bytes: 400.0 + 60_000.0, zero_pages: 40.0, zero_wire_bytes: 400.0 };
+        assert_eq!(remaining_bytes_estimate(7, &r, 4104.0), 7_000);
+        // Only zero pages (or nothing) sent: the raw cost per page.
+        let z = RoundWire { pages: 5.0, wire_bytes: 50.0, zero_pages: 5.0, zero_wire_bytes: 50.0 };
+        assert_eq!(remaining_bytes_estimate(3, &z, 4104.0), 12_312);
+        assert_eq!(remaining_bytes_estimate(3, &RoundWire::default(), 4104.0), 12_312);
+        assert_eq!(remaining_bytes_estimate(0, &r, 4104.0), 0);
     }
 
     #[test]

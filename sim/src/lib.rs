@@ -51,6 +51,7 @@
 //! - [`atomic_dir`]: writing a result or trace directory all or nothing;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
+//! - [`calibrate`]: calibration datasets, fitting the model to measured runs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
 //! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics;
 //! - [`study`]: capacity-planning sweeps, plans, shards and merges;
@@ -58,6 +59,7 @@
 
 pub mod atomic_dir;
 pub mod bench;
+pub mod calibrate;
 pub mod engine;
 pub mod fabric;
 pub mod mechanism;

@@ -28,6 +28,9 @@ enum Command {
         /// Skip the plots.
         #[arg(long)]
         no_plots: bool,
+        /// Calibration profile to apply (written by `memfabric calibrate`).
+        #[arg(long)]
+        calibration: Option<PathBuf>,
     },
     /// Check a scenario without running it.
     Check {
@@ -55,6 +58,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         min_ms: u64,
     },
+    /// Fit the model to measured validator runs and evaluate it on held-out runs.
+    Calibrate(memfabric_sim::calibrate::cli::CalibrateArgs),
     /// List the workload archetypes and their defaults.
     Archetypes,
     /// Run a study's points (a sweep over scenario values), in parallel or as one shard.
@@ -94,6 +99,8 @@ fn main() -> ExitCode {
             if e.downcast_ref::<scenario::ScenarioError>().is_some()
                 || e.chain().any(|c| c.downcast_ref::<memfabric_sim::trace::TraceError>().is_some())
                 || e.chain().any(|c| c.downcast_ref::<memfabric_sim::study::StudyError>().is_some())
+                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::calibrate::CalibrateError>().is_some())
+                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::calibrate::profile::CalibrationError>().is_some())
             {
                 ExitCode::from(2)
             } else {
@@ -105,8 +112,8 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { scenario: path, out, seed, no_plots } => {
-            let sc = scenario::load(&path)?;
+        Command::Run { scenario: path, out, seed, no_plots, calibration } => {
+            let sc = memfabric_sim::calibrate::cli::load_scenario(&path, calibration.as_deref())?;
             let results = run::run_all(&sc, seed);
             let dir = out.unwrap_or_else(|| PathBuf::from("results").join(&sc.name));
             output::write_results(&results, &dir, !no_plots)
@@ -173,5 +180,6 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Plan(args) => memfabric_sim::study::cli::plan(args),
         Command::Merge(args) => memfabric_sim::study::cli::merge(args),
         Command::Report { dir } => memfabric_sim::study::cli::report(&dir),
+        Command::Calibrate(args) => memfabric_sim::calibrate::cli::execute(&args),
     }
 }

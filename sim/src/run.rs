@@ -16,7 +16,9 @@ use crate::workload::{pages_of, DirtyModel, Pending};
 use crate::reduction::{Tally, VmInputs, VmReduction};
 use crate::scenario::{DedupDomains, SiteIndex};
 use std::collections::BTreeSet;
-use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
+use memfabric_migration::precopy::{
+    precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyContext, PrecopyDecision, RoundWire,
+};
 use memfabric_migration::record::{Mechanism, Outcome};
 use memfabric_migration::state::MigrationPhase;
 use memfabric_migration::units::{BytesPerSecond, Nanos};
@@ -104,6 +106,9 @@ enum Arrival {
     Resume,
     /// The last bytes arrived: the migration is complete.
     Finish,
+    /// A pre-copy round's calibrated fixed cost (acknowledgement wait,
+    /// dirty-log sync) has passed: the stop rule decides.
+    RoundSettled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -497,6 +502,7 @@ impl Sim<'_> {
         let done = if mig.stage_bytes > 0.0 { (totals.sent / mig.stage_bytes).min(1.0) } else { 1.0 };
         let part = mig.stage_tally.scaled(done);
         mig.tally.add(&part);
+        mig.last_stage_tally = part;
         mig.extra_bytes += mig.stage_extra_bytes * done;
         mig.stage_tally = Tally::default();
         mig.stage_extra_bytes = 0.0;
@@ -617,6 +623,7 @@ impl Sim<'_> {
             cap,
             reduction,
             stage_tally: Tally::default(),
+            last_stage_tally: Tally::default(),
             stage_bytes: 0.0,
             stage_extra_bytes: 0.0,
             extra_bytes: 0.0,
@@ -884,13 +891,22 @@ impl Sim<'_> {
                 self.push_round(m, r, "index-sync", sent, 0, 0);
                 self.begin_transfer(m);
             }
-            Stage::PreCopyRound => self.precopy_round_done(m, sent),
+            Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns(self.migs[m.0 as usize].route.one_way_latency)) {
+                0 => self.precopy_round_done(m, sent),
+                fixed => {
+                    self.migs[m.0 as usize].stage = Stage::Arriving;
+                    self.q.schedule_in(Nanos(fixed), Event::Arrived(m, Arrival::RoundSettled));
+                }
+            },
             Stage::StopCopy => {
                 let r = self.migs[m.0 as usize].rounds;
                 self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.0 as usize].throttle.throttle_pct());
                 let mig = &mut self.migs[m.0 as usize];
                 mig.stage = Stage::Arriving;
-                self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
+                // Calibrated switchover costs (pause, state, resume, integrity hashing).
+                let memory = self.sc.vms[mig.vm.index()].memory.0;
+                let extra = self.sc.calibration.as_ref().map_or(0, |c| c.downtime_extra_ns(memory));
+                self.q.schedule_in(Nanos(mig.route.one_way_latency.0 + extra), Event::Arrived(m, Arrival::Finish));
             }
             Stage::PostCopySwitch => {
                 let r = self.migs[m.0 as usize].rounds;
@@ -970,10 +986,10 @@ impl Sim<'_> {
             return;
         }
         // What the dirty pages will cost on the wire after reduction.
-        let remaining = match self.traced[m.0 as usize].as_ref().and_then(|t| t.prepared.as_ref()) {
-            Some(t) => t.wire_bytes.round() as u64,
-            None => (dirty as f64 * mig.reduction.resend.wire_bytes).round() as u64,
-        };
+        // The shared estimator, on what this round sent (as the validator does).
+        let t = &mig.last_stage_tally;
+        let wire = RoundWire { pages: t.pages, wire_bytes: t.wire_bytes, zero_pages: t.pages_zero, zero_wire_bytes: t.wire_zero };
+        let remaining = remaining_bytes_estimate(dirty, &wire, RAW_PAGE_WIRE_BYTES as f64);
         let ctx = PrecopyContext {
             rounds_completed: mig.rounds,
             remaining_bytes: remaining,
@@ -1021,6 +1037,10 @@ impl Sim<'_> {
         }
         let now = self.now();
         match kind {
+            Arrival::RoundSettled => {
+                let sent = self.migs[m.0 as usize].stage_bytes;
+                self.precopy_round_done(m, sent);
+            }
             Arrival::Resume => {
                 self.transition(m, MigrationPhase::PostCopy);
                 let mig = &mut self.migs[m.0 as usize];

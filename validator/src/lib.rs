@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`calibrate_runs`] | `calibrate-runs`: a matrix of live migrations kept as a calibration dataset |
 //! | [`capture`] | trace capture: the snapshot and dirty pages of a running guest as a simulator trace, the `capture` subcommand |
 //! | [`guest`] | the workload guest's image, its ABI with the VMM, its workload parameters |
 //! | [`interrupt`] | Ctrl-C/SIGTERM handling for commands that clean up |
@@ -13,6 +14,7 @@
 //! | [`results`] | the result folder in the simulator's schema |
 //! | [`wan`] | the packet-level WAN emulator: site namespaces, TUN devices, the forwarding loop |
 
+pub mod calibrate_runs;
 pub mod capture;
 pub mod guest;
 pub mod interrupt;

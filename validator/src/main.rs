@@ -34,6 +34,9 @@ enum Command {
     /// Measures the CPU cost of the migration channel's TLS encryption and
     /// decryption in memory, against memcpy.
     TlsBench(memfabric_validator::migrate::tls_bench::TlsBenchArgs),
+    /// Runs a matrix of live migrations (TOML) into a calibration dataset
+    /// for `memfabric calibrate`; resumable.
+    CalibrateRuns(memfabric_validator::calibrate_runs::CalibrateRunsArgs),
     /// (internal) The source VMM of `migrate`.
     #[command(hide = true)]
     Source(SourceArgs),
@@ -129,7 +132,7 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         src.bytes_on_wire,
         100.0 * src.bytes_on_wire as f64 / (src.stages.pages() * 4104).max(1) as f64,
         src.stages.pages() * 4104,
-        src.rounds.len(),
+        src.precopy_rounds(),
         src.converged.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
     );
     println!(
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
         Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
         Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
+        Command::CalibrateRuns(a) => memfabric_validator::calibrate_runs::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

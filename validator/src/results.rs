@@ -162,7 +162,7 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
         end_s: total_s,
         total_time_s: total_s,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
-        rounds: src.rounds.len() as u32,
+        rounds: src.precopy_rounds(),
         bytes_on_wire: src.bytes_on_wire,
         bytes_precopy,
         bytes_stopcopy,
@@ -346,7 +346,12 @@ at = "0s"
         loss_pct = p.link_loss * 100.0,
         memory = p.memory_bytes,
         write_rate = w.page_write_rate,
-        ws = w.working_set * 100.0,
+        // The guest's working set is a fraction of its workload pages; the
+        // simulator's is a fraction of all pages: convert.
+        ws = w.working_set
+            * crate::guest::abi::Layout::with_split(p.memory_bytes, guest.ram_split.0)
+                .map_or(1.0, |l| l.work_pages as f64 / (p.memory_bytes / memfabric_migration::PAGE_SIZE_BYTES) as f64)
+            * 100.0,
         change = w.redirty_change * 100.0,
         unchanged = w.redirty_unchanged * 100.0,
     )

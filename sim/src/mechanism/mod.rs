@@ -79,6 +79,8 @@ pub struct Migration {
     pub reduction: VmReduction,
     /// Expected outcome of the pages of the current flow.
     pub stage_tally: Tally,
+    /// What the last stage that ended sent (the stop rule's evidence).
+    pub last_stage_tally: Tally,
     /// Bytes of the current flow (to scale the tally of a cut flow).
     pub stage_bytes: f64,
     /// Device-state bytes in the current flow.

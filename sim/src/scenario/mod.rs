@@ -289,6 +289,9 @@ pub struct Scenario {
     /// The traces the VMs replay, once each in file order: the path as
     /// written in the scenario and an xxh3-64 of the trace's three files.
     pub trace_sources: Vec<String>,
+    /// The calibration applied (`memfabric run --calibration`), if any: its
+    /// downtime components are added at every pre-copy switchover.
+    pub calibration: Option<crate::calibrate::profile::Calibration>,
 }
 
 /// Tenant of VMs that name none.
@@ -480,6 +483,7 @@ impl Builder<'_> {
             compare_strategies,
             trace_sampling_bits,
             trace_sources,
+            calibration: None,
         })
     }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
 use memfabric_migration::pipeline::{Batch, DedupIndex, Encoder, PipelineConfig, Stage, PAGE_SIZE};
-use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision};
+use memfabric_migration::precopy::{
+    precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision, RoundWire,
+};
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
@@ -261,6 +263,14 @@ impl SourceReport {
     }
 }
 
+impl SourceReport {
+    /// Pre-copy rounds completed, round 0 included; the stop-and-copy is
+    /// not a round (the `rounds` column of docs/results.md).
+    pub fn precopy_rounds(&self) -> u32 {
+        self.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32
+    }
+}
+
 struct Migration<'a> {
     cfg: &'a SourceConfig,
     m: &'a mut Machine,
@@ -377,21 +387,18 @@ impl Migration<'_> {
                 dirty_pages: dirty.count(),
                 complete: true,
             });
-            // Remaining bytes after reduction (the simulator's stop rule works
-            // on reduced bytes too): the dirty pages at this round's wire
-            // bytes per non-zero page (dirtied pages are written, so rarely
-            // zero; round 0's many zero pages would make the estimate low).
-            let zero_pages = self.report.stages.pages_zero - before.pages_zero;
-            let zero_bytes = self.report.stages.bytes_zero - before.bytes_zero;
-            let per_page = if pages > zero_pages {
-                (bytes - zero_bytes.min(bytes)) as f64 / (pages - zero_pages) as f64
-            } else {
-                (PAGE_SIZE_BYTES + RECORD_HEADER_BYTES as u64) as f64
+            // Remaining bytes after reduction: the shared estimator (the
+            // simulator calls it too) on what this round sent.
+            let wire = RoundWire {
+                pages: pages as f64,
+                wire_bytes: bytes as f64,
+                zero_pages: (self.report.stages.pages_zero - before.pages_zero) as f64,
+                zero_wire_bytes: (self.report.stages.bytes_zero - before.bytes_zero) as f64,
             };
             let secs = (end_ns - start_ns) as f64 * 1e-9;
             let ctx = PrecopyContext {
                 rounds_completed: round + 1,
-                remaining_bytes: (dirty.count() as f64 * per_page).round() as u64,
+                remaining_bytes: remaining_bytes_estimate(dirty.count(), &wire, (PAGE_SIZE_BYTES + RECORD_HEADER_BYTES as u64) as f64),
                 measured_rate: BytesPerSecond(bytes as f64 / secs.max(1e-9)),
             };
             to_send = dirty;

@@ -1,0 +1,162 @@
+//! Reading a calibration dataset (`memfabric-validator calibrate-runs`):
+//! every folder under `DATASET/runs/` is one measured run. A run that is
+//! missing a file, has a file that does not parse, or whose parameters the
+//! simulator cannot express is an error naming the run and the field.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::record::{RunRecord, RUN_RECORD_FILE};
+use super::CalibrateError;
+use crate::scenario::Scenario;
+
+/// Folder of the runs inside a dataset.
+pub const RUNS_DIR: &str = "runs";
+
+/// Per-stage totals of the source (source.json's `stages`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[allow(missing_docs)]
+pub struct MeasuredStages {
+    pub pages_zero: u64,
+    pub pages_dedup: u64,
+    pub pages_delta: u64,
+    pub pages_compressed: u64,
+    pub pages_raw: u64,
+    pub bytes_zero: u64,
+    pub bytes_dedup: u64,
+    pub bytes_delta: u64,
+    pub bytes_compressed: u64,
+    pub bytes_raw: u64,
+}
+
+impl MeasuredStages {
+    /// Pages sent.
+    pub fn pages(&self) -> u64 {
+        self.pages_zero + self.pages_dedup + self.pages_delta + self.pages_compressed + self.pages_raw
+    }
+}
+
+/// One round of the source report (source.json's `rounds`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MeasuredRound {
+    /// `precopy` or `stopcopy`.
+    pub phase: String,
+    /// Pages sent.
+    pub pages: u64,
+    /// Stream bytes.
+    pub bytes_on_wire: u64,
+    /// Start, CLOCK_MONOTONIC ns.
+    pub start_ns: u64,
+    /// End (bytes acknowledged), ns.
+    pub end_ns: u64,
+    /// Whether it finished.
+    pub complete: bool,
+}
+
+impl MeasuredRound {
+    /// Duration, s.
+    pub fn secs(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 * 1e-9
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceJson {
+    stages: MeasuredStages,
+    cpu_s_source: f64,
+    rounds: Vec<MeasuredRound>,
+}
+
+/// One measured run, ready to replay.
+#[derive(Debug, Clone)]
+pub struct MeasuredRun {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// run.json.
+    pub record: RunRecord,
+    /// The simulator's scenario of the same case (scenario.toml).
+    pub scenario: Scenario,
+    /// Per-stage totals measured at the source.
+    pub stages: MeasuredStages,
+    /// Source migration thread CPU, s.
+    pub cpu_s_source: f64,
+    /// The rounds, stop-and-copy included.
+    pub rounds: Vec<MeasuredRound>,
+}
+
+impl MeasuredRun {
+    /// Pre-copy rounds completed, round 0 included (the `rounds` column's
+    /// meaning in docs/results.md: the stop-and-copy is not counted).
+    pub fn precopy_rounds(&self) -> u32 {
+        self.rounds.iter().filter(|r| r.phase == "precopy" && r.complete).count() as u32
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.record.run_id
+    }
+}
+
+fn bad(run: &str, field: &str, message: impl Into<String>) -> CalibrateError {
+    CalibrateError::Run { run: run.to_string(), field: field.to_string(), message: message.into() }
+}
+
+/// Reads one run folder.
+pub fn load_run(dir: &Path) -> Result<MeasuredRun, CalibrateError> {
+    let run = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file)).map_err(|e| bad(&run, file, format!("cannot read {}: {e}", dir.join(file).display())))
+    };
+    let record: RunRecord =
+        serde_json::from_str(&read(RUN_RECORD_FILE)?).map_err(|e| bad(&run, RUN_RECORD_FILE, format!("not a run record: {e}")))?;
+    if record.run_id != run {
+        return Err(bad(&run, "run.json: run_id", format!("{:?} does not match its folder", record.run_id)));
+    }
+    for file in ["manifest.json", "migrations.parquet", "rounds.parquet"] {
+        if !dir.join(file).is_file() {
+            return Err(bad(&run, file, "missing: the run folder is incomplete (run calibrate-runs again to redo it)"));
+        }
+    }
+    let h = &record.headline;
+    let finite = [("total_time_s", h.total_time_s), ("downtime_ms", h.downtime_ms), ("cpu_s_source", h.cpu_s_source)];
+    if let Some((name, v)) = finite.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+        return Err(bad(&run, &format!("run.json: headline.{name}"), format!("{v}: expected a number >= 0")));
+    }
+    let source: SourceJson =
+        serde_json::from_str(&read("source.json")?).map_err(|e| bad(&run, "source.json", format!("not a source report: {e}")))?;
+    let text = read("scenario.toml")?;
+    let scenario = crate::scenario::parse(&text, &dir.join("scenario.toml").display().to_string())
+        .map_err(|e| bad(&run, "scenario.toml", format!("the simulator cannot express this run: {e}")))?;
+    if scenario.vms.len() != 1 || scenario.operations.len() != 1 {
+        return Err(bad(&run, "scenario.toml", "expected one VM and one migration (a validator run)"));
+    }
+    if scenario.fabric.links.iter().any(|l| !(l.bandwidth.0.is_finite() && l.bandwidth.0 > 1.0)) {
+        return Err(bad(&run, "scenario.toml: links.bandwidth", "the simulator cannot express a link without a rate"));
+    }
+    if scenario.vms[0].memory.0 != record.params.memory_bytes {
+        return Err(bad(&run, "scenario.toml: vms.memory", format!("{} B, run.json says {}", scenario.vms[0].memory.0, record.params.memory_bytes)));
+    }
+    Ok(MeasuredRun {
+        dir: dir.to_path_buf(),
+        record,
+        scenario,
+        stages: source.stages,
+        cpu_s_source: source.cpu_s_source,
+        rounds: source.rounds,
+    })
+}
+
+/// Reads every run of a dataset, in name order. Runs whose measured
+/// migration did not complete are kept (the caller decides).
+pub fn load(dataset: &Path) -> Result<Vec<MeasuredRun>, CalibrateError> {
+    let runs_dir = dataset.join(RUNS_DIR);
+    let entries = std::fs::read_dir(&runs_dir)
+        .map_err(|e| CalibrateError::Dataset { path: runs_dir.display().to_string(), message: e.to_string() })?;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(CalibrateError::Dataset { path: runs_dir.display().to_string(), message: "no runs".into() });
+    }
+    dirs.iter().map(|d| load_run(d)).collect()
+}
