@@ -29,8 +29,13 @@ pub fn evaluate(study: &Study, paths: &[String], point: &Point, tables: Option<&
         ops: Vec::new(),
     };
     let label = format!("{} (point {})", study.scenario_path.display(), point.index);
-    let scenario = scenario_text(study, paths, &point.values)
-        .and_then(|text| crate::scenario::parse_at(&text, &label, study.scenario_dir()).map_err(|e| e.to_string()));
+    // Lines of the generated text mean nothing to the user: the field and the message say it.
+    let scenario = scenario_text(study, paths, &point.values).and_then(|text| {
+        crate::scenario::parse_at(&text, &label, study.scenario_dir()).map_err(|e| match e {
+            crate::scenario::ScenarioError::Invalid { field, message, .. } => format!("{field}: {message}"),
+            other => other.to_string(),
+        })
+    });
     let scenario = match scenario {
         Ok(s) => s,
         Err(e) => {
