@@ -5,6 +5,8 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/study.rs"]
 mod study_common;
 
