@@ -63,19 +63,9 @@ strategy = "none"
 streams = 1
 downtime_limit = "30ms"
 on_non_convergence = "force-stop"
-[[sites]]
-name = "a"
-hosts = [{{ name = "a-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
-[[sites]]
-name = "b"
-hosts = [{{ name = "b-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
-[[links]]
-name = "a-b"
-between = ["a", "b"]
-bandwidth = "10Gbit/s"
-latency = "1ms"
 "#
     );
+    s += &two_sites(hosts, "10Gbit/s", "1ms");
     for i in 0..steps {
         // Entry i holds the VMs of size 512 MiB + i/(steps-1) GiB.
         let count = n / steps + usize::from(i < n % steps);
@@ -142,18 +132,10 @@ pub fn multisite_scenario(n: usize) -> String {
     s
 }
 
-/// Hosts hold this many VMs each in the benchmark fabric.
-const VMS_PER_HOST: usize = 32;
-
-/// The benchmark scenario: `n` web VMs of 1 GiB at site `a`, all evacuated to
-/// site `b` at once over one 100 Gbit/s, 20 ms link.
-pub fn evacuation_scenario(n: usize) -> String {
-    let hosts = n.div_ceil(VMS_PER_HOST).max(1);
+/// Sites `a` and `b` of `hosts` hosts each, joined by one link `a-b`.
+fn two_sites(hosts: usize, bandwidth: &str, latency: &str) -> String {
     format!(
-        r#"[scenario]
-name = "bench-evacuation-{n}"
-seed = 7
-[[sites]]
+        r#"[[sites]]
 name = "a"
 hosts = [{{ name = "a-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
 [[sites]]
@@ -162,9 +144,25 @@ hosts = [{{ name = "b-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
 [[links]]
 name = "a-b"
 between = ["a", "b"]
-bandwidth = "100Gbit/s"
-latency = "20ms"
-[[vms]]
+bandwidth = "{bandwidth}"
+latency = "{latency}"
+"#
+    )
+}
+
+/// Hosts hold this many VMs each in the benchmark fabric.
+const VMS_PER_HOST: usize = 32;
+
+/// The benchmark scenario: `n` web VMs of 1 GiB at site `a`, all evacuated to
+/// site `b` at once over one 100 Gbit/s, 20 ms link.
+pub fn evacuation_scenario(n: usize) -> String {
+    let hosts = n.div_ceil(VMS_PER_HOST).max(1);
+    let fabric = two_sites(hosts, "100Gbit/s", "20ms");
+    format!(
+        r#"[scenario]
+name = "bench-evacuation-{n}"
+seed = 7
+{fabric}[[vms]]
 name = "vm"
 count = {n}
 site = "a"
