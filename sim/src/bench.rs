@@ -1,25 +1,141 @@
-//! `memfabric bench`: how fast the simulator runs a site evacuation of many
-//! concurrently migrating, dirtying VMs across one shared WAN link.
+//! `memfabric bench`: how fast the simulator runs many concurrent migrations.
 //!
-//! The scenario is generated as TOML text and goes through the same loader as
+//! Three workloads ([`Workload`]): today's evacuation of dirtying web VMs over
+//! one 100 Gbit/s link; the evacuation SimGrid's live-migration model was
+//! measured on (one shared 10 Gbit/s, 1 ms link, VM sizes spread evenly over
+//! 0.5–1.5 GiB, uniform dirtying at 10 % of each VM's fair share, 30 ms
+//! downtime limit, no reduction); and a multi-site fabric (50 sites in a ring,
+//! a third of the VMs evacuated over routes of four links that overlap).
+//!
+//! Each scenario is generated as TOML text and goes through the same loader as
 //! any file. Wall time is read here, around the run, and never by model code.
 
 use crate::run::run;
 use crate::scenario;
 use std::time::Instant;
 
-/// Hosts hold this many VMs each in the benchmark fabric.
-const VMS_PER_HOST: usize = 32;
+/// Which scenario `memfabric bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// N 1 GiB web VMs over one 100 Gbit/s, 20 ms link, 4 streams each.
+    Evacuation,
+    /// SimGrid's comparison: N VMs of 0.5–1.5 GiB over one 10 Gbit/s, 1 ms link.
+    Simgrid,
+    /// 50 sites in a ring; N VMs spread over them, a third evacuated 4 hops away.
+    Multisite,
+}
 
-/// The benchmark scenario: `n` web VMs of 1 GiB at site `a`, all evacuated to
-/// site `b` at once over one 100 Gbit/s, 20 ms link.
-pub fn evacuation_scenario(n: usize) -> String {
-    let hosts = n.div_ceil(VMS_PER_HOST).max(1);
-    format!(
+impl Workload {
+    /// The scenario text for `n` VMs.
+    pub fn scenario(self, n: usize) -> String {
+        match self {
+            Workload::Evacuation => evacuation_scenario(n),
+            Workload::Simgrid => simgrid_scenario(n),
+            Workload::Multisite => multisite_scenario(n),
+        }
+    }
+}
+
+/// Distinct VM sizes of the SimGrid workload (fewer when N is smaller): the
+/// sizes are spread evenly over 0.5–1.5 GiB in this many steps, so that the
+/// scenario has a bounded number of `[[vms]]` entries.
+const SIMGRID_SIZE_STEPS: usize = 1000;
+
+/// SimGrid's evacuation: `n` VMs whose sizes are spread evenly over
+/// 0.5–1.5 GiB (whole MiB), all migrated at once from site `a` to `b` over
+/// one shared 10 Gbit/s, 1 ms link; pre-copy with one stream, no reduction,
+/// 30 ms downtime limit; uniform dirtying of the whole memory at 10 % of each
+/// VM's fair share of the link (`10 Gbit/s / n / 10`).
+pub fn simgrid_scenario(n: usize) -> String {
+    let n = n.max(1);
+    let steps = SIMGRID_SIZE_STEPS.min(n);
+    // Each host holds VMs_PER_HOST VMs of at most 1.5 GiB.
+    let hosts = n.div_ceil(VMS_PER_HOST).max(1) + steps;
+    let dirty_bytes_per_s = 10e9 / 8.0 / n as f64 / 10.0;
+    let mut s = format!(
         r#"[scenario]
-name = "bench-evacuation-{n}"
+name = "bench-simgrid-{n}"
 seed = 7
-[[sites]]
+horizon = "720h"
+[defaults]
+mechanism = "pre-copy"
+strategy = "none"
+streams = 1
+downtime_limit = "30ms"
+on_non_convergence = "force-stop"
+"#
+    );
+    s += &two_sites(hosts, "10Gbit/s", "1ms");
+    for i in 0..steps {
+        // Entry i holds the VMs of size 512 MiB + i/(steps-1) GiB.
+        let count = n / steps + usize::from(i < n % steps);
+        let mib = if steps == 1 { 1024 } else { 512 + (1024 * i + (steps - 1) / 2) / (steps - 1) };
+        s += &format!(
+            r#"[[vms]]
+name = "vm{i}"
+count = {count}
+site = "a"
+archetype = "idle-linux"
+memory = "{mib}MiB"
+[vms.workload]
+popularity = "uniform"
+working_set = "100%"
+page_write_rate = "{dirty_bytes_per_s}B/s"
+"#
+        );
+    }
+    s += "[[evacuations]]\nfrom = \"a\"\nto = \"b\"\n";
+    s
+}
+
+/// Sites of the multi-site workload, in a ring.
+const MULTISITE_SITES: usize = 50;
+
+/// The multi-site workload: `n` VMs spread over 50 sites (one host per 10
+/// VMs: 10,000 hosts for 100,000 VMs) joined in a ring of links of
+/// alternating 100 and 40 Gbit/s and 5–15 ms latency. Sites 0, 3, 6, …, 45
+/// (16 of 50: about a third of the VMs) are evacuated at once to the site four
+/// hops further on, so each evacuation's route crosses four links and shares
+/// its first and last with the neighbouring evacuations.
+pub fn multisite_scenario(n: usize) -> String {
+    let per_site = n.div_ceil(MULTISITE_SITES).max(1);
+    let hosts = per_site.div_ceil(10).max(1);
+    let mut s = String::from("[scenario]\nname = \"bench-multisite\"\nseed = 7\nhorizon = \"720h\"\n[defaults]\nmechanism = \"pre-copy\"\nstreams = 2\non_non_convergence = \"force-stop\"\n");
+    for i in 0..MULTISITE_SITES {
+        s += &format!("[[sites]]\nname = \"s{i}\"\nhosts = [{{ name = \"s{i}-h\", count = {hosts}, cores = 128, ram = \"64GiB\" }}]\n");
+    }
+    for i in 0..MULTISITE_SITES {
+        let j = (i + 1) % MULTISITE_SITES;
+        let gbit = if i % 2 == 0 { 100 } else { 40 };
+        let ms = 5 + (i * 7) % 11;
+        s += &format!("[[links]]\nname = \"l{i}\"\nbetween = [\"s{i}\", \"s{j}\"]\nbandwidth = \"{gbit}Gbit/s\"\nlatency = \"{ms}ms\"\n");
+    }
+    let archetypes = ["web", "idle-linux", "oltp-db"];
+    let mut left = n;
+    for i in 0..MULTISITE_SITES {
+        let here = per_site.min(left);
+        left -= here;
+        // Three entries per site: sizes 0.5, 1 and 1.5 GiB, one archetype each.
+        for (k, arch) in archetypes.iter().enumerate() {
+            let count = here / 3 + usize::from(k < here % 3);
+            if count == 0 {
+                continue;
+            }
+            let mib = 512 * (k + 1);
+            s += &format!("[[vms]]\nname = \"s{i}-{arch}\"\ncount = {count}\nsite = \"s{i}\"\narchetype = \"{arch}\"\nmemory = \"{mib}MiB\"\n");
+        }
+    }
+    for i in (0..MULTISITE_SITES).step_by(3).take(16) {
+        let j = (i + 4) % MULTISITE_SITES;
+        s += &format!("[[evacuations]]\nname = \"evacuate-s{i}\"\nfrom = \"s{i}\"\nto = \"s{j}\"\n");
+    }
+    s
+}
+
+/// Sites `a` and `b` of `hosts` hosts each, joined by one link `a-b`.
+fn two_sites(hosts: usize, bandwidth: &str, latency: &str) -> String {
+    format!(
+        r#"[[sites]]
 name = "a"
 hosts = [{{ name = "a-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
 [[sites]]
@@ -28,9 +144,25 @@ hosts = [{{ name = "b-h", count = {hosts}, cores = 128, ram = "64GiB" }}]
 [[links]]
 name = "a-b"
 between = ["a", "b"]
-bandwidth = "100Gbit/s"
-latency = "20ms"
-[[vms]]
+bandwidth = "{bandwidth}"
+latency = "{latency}"
+"#
+    )
+}
+
+/// Hosts hold this many VMs each in the benchmark fabric.
+const VMS_PER_HOST: usize = 32;
+
+/// The benchmark scenario: `n` web VMs of 1 GiB at site `a`, all evacuated to
+/// site `b` at once over one 100 Gbit/s, 20 ms link.
+pub fn evacuation_scenario(n: usize) -> String {
+    let hosts = n.div_ceil(VMS_PER_HOST).max(1);
+    let fabric = two_sites(hosts, "100Gbit/s", "20ms");
+    format!(
+        r#"[scenario]
+name = "bench-evacuation-{n}"
+seed = 7
+{fabric}[[vms]]
 name = "vm"
 count = {n}
 site = "a"
@@ -49,8 +181,10 @@ streams = 4
 /// One line of the benchmark table.
 #[derive(Debug, Clone)]
 pub struct BenchRow {
-    /// VMs evacuated.
+    /// VMs in the scenario.
     pub vms: usize,
+    /// Migrations started.
+    pub migrations: usize,
     /// Migrations completed.
     pub completed: usize,
     /// Events processed.
@@ -73,12 +207,12 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Runs the benchmark for each size, `repeat` times each, keeping the best time.
-pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
+/// Runs `workload` for each size, `repeat` times each, keeping the best time.
+pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
     sizes
         .iter()
         .map(|&n| {
-            let text = evacuation_scenario(n);
+            let text = workload.scenario(n);
             let mut best = f64::INFINITY;
             let mut last = None;
             for _ in 0..repeat.max(1) {
@@ -86,11 +220,12 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
                 let sc = scenario::parse(&text, "bench").expect("benchmark scenario is valid");
                 let out = run(&sc, None);
                 best = best.min(t0.elapsed().as_secs_f64());
-                last = Some(out);
+                last = Some((out, sc.vms.len()));
             }
-            let out = last.expect("ran at least once");
+            let (out, vms) = last.expect("ran at least once");
             BenchRow {
-                vms: n,
+                vms,
+                migrations: out.migrations.len(),
                 completed: out.migrations.iter().filter(|m| m.outcome == "completed").count(),
                 events: out.events_processed,
                 solves: out.flow_solves,
@@ -102,24 +237,48 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
         .collect()
 }
 
-/// The benchmark table as text.
+/// The log-log slope of wall time against migrations between two rows:
+/// 1 for cost linear in N, 2 for quadratic (`None` if undefined).
+pub fn loglog_slope(a: &BenchRow, b: &BenchRow) -> Option<f64> {
+    let (na, nb) = (a.migrations as f64, b.migrations as f64);
+    (na > 0.0 && nb > 0.0 && na != nb && a.wall_s > 0.0 && b.wall_s > 0.0).then(|| (b.wall_s / a.wall_s).ln() / (nb / na).ln())
+}
+
+/// The benchmark table as text. `bytes_per_vm` is the peak resident memory
+/// divided by the scenario's VMs; `slope` is [`loglog_slope`] from the row
+/// above (`-` on the first row).
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:>7} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12} {:>14} {:>13}\n",
-        "vms", "completed", "events", "solves", "simulated_s", "wall_ms", "events_per_s", "vms_per_wall_s", "peak_rss_mib"
+        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12} {:>14} {:>13} {:>12} {:>6}\n",
+        "vms",
+        "migrations",
+        "completed",
+        "events",
+        "solves",
+        "simulated_s",
+        "wall_ms",
+        "events_per_s",
+        "vms_per_wall_s",
+        "peak_rss_mib",
+        "bytes_per_vm",
+        "slope"
     );
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
+        let slope = i.checked_sub(1).and_then(|j| loglog_slope(&rows[j], r));
         s += &format!(
-            "{:>7} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>12.0} {:>14.0} {:>13}\n",
+            "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>12.0} {:>14.0} {:>13} {:>12} {:>6}\n",
             r.vms,
+            r.migrations,
             r.completed,
             r.events,
             r.solves,
             r.simulated_s,
             r.wall_s * 1e3,
             r.events as f64 / r.wall_s,
-            r.vms as f64 / r.wall_s,
-            r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.1}"))
+            r.migrations as f64 / r.wall_s,
+            r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.1}")),
+            r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{:.0}", m * 1048576.0 / r.vms.max(1) as f64)),
+            slope.map_or("-".to_string(), |x| format!("{x:.2}"))
         );
     }
     s
@@ -131,11 +290,51 @@ mod tests {
 
     #[test]
     fn the_benchmark_scenario_runs_and_completes() {
-        let rows = run_bench(&[40], 1);
+        let rows = run_bench(Workload::Evacuation, &[40], 1);
         assert_eq!(rows[0].vms, 40);
         assert_eq!(rows[0].completed, 40);
         assert!(rows[0].events > 40 && rows[0].solves > 0);
         let table = format_table(&rows);
         assert!(table.lines().count() == 2 && table.contains("events_per_s"));
+    }
+
+    #[test]
+    fn the_simgrid_workload_spreads_sizes_and_completes() {
+        let sc = scenario::parse(&simgrid_scenario(30), "bench").unwrap();
+        assert_eq!(sc.vms.len(), 30);
+        let mib = |i: usize| sc.vms[i].memory.0 >> 20;
+        // 30 sizes evenly over 512..=1536 MiB, in declaration order.
+        assert_eq!((mib(0), mib(29)), (512, 1536));
+        assert_eq!(mib(1), 512 + (1024 + 14) / 29);
+        let rows = run_bench(Workload::Simgrid, &[30], 1);
+        assert_eq!((rows[0].migrations, rows[0].completed), (30, 30));
+    }
+
+    #[test]
+    fn the_multisite_workload_evacuates_a_third_over_four_links() {
+        let sc = scenario::parse(&multisite_scenario(1500), "bench").unwrap();
+        assert_eq!((sc.vms.len(), sc.fabric.sites.len(), sc.fabric.hosts.len()), (1500, 50, 150));
+        let rows = run_bench(Workload::Multisite, &[1500], 1);
+        // 16 sites of 30 VMs each.
+        assert_eq!(rows[0].migrations, 480);
+        assert_eq!(rows[0].completed, 480);
+    }
+
+    #[test]
+    fn slope_is_the_log_log_ratio() {
+        let row = |migrations: usize, wall_s: f64| BenchRow {
+            vms: migrations,
+            migrations,
+            completed: migrations,
+            events: 0,
+            solves: 0,
+            simulated_s: 0.0,
+            wall_s,
+            peak_rss_mib: None,
+        };
+        // 10x the migrations at 100x the time: quadratic.
+        assert!((loglog_slope(&row(1000, 0.1), &row(10_000, 10.0)).unwrap() - 2.0).abs() < 1e-12);
+        assert!((loglog_slope(&row(1000, 1.0), &row(10_000, 10.0)).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(loglog_slope(&row(1000, 1.0), &row(1000, 2.0)), None);
     }
 }

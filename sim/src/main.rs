@@ -39,6 +39,9 @@ enum Command {
     },
     /// Time site evacuations of many VMs (build with --release).
     Bench {
+        /// Which scenario: evacuation (web VMs, 100 Gbit/s), simgrid (SimGrid's comparison), multisite.
+        #[arg(long, value_enum, default_value = "evacuation")]
+        workload: bench::Workload,
         /// Numbers of VMs, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         vms: Vec<usize>,
@@ -135,11 +138,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench { vms, repeat } => {
+        Command::Bench { workload, vms, repeat } => {
             if cfg!(debug_assertions) {
                 eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- bench` for real figures");
             }
-            let rows = bench::run_bench(&vms, repeat);
+            let rows = bench::run_bench(workload, &vms, repeat);
             print!("{}", bench::format_table(&rows));
             Ok(())
         }

@@ -10,19 +10,35 @@
 //! TCP's per-connection fairness: a migration with 4 streams gets 4 shares of
 //! a congested link against single-stream migrations.
 //!
+//! Groups: flows with the same route, cap and weight are interchangeable in
+//! progressive filling, so they always get the same rate and limiter. The
+//! solver works on such *groups* ([`Group`]), never on single flows: a group
+//! keeps one rate for all its members and its *virtual progress* `v`, the
+//! bytes each member has sent since the group formed (per-group virtual time,
+//! as fair-queueing schedulers keep per link). A member that joined at
+//! `v_join` with `b` bytes finishes when `v` reaches `v_join + b`, so the
+//! members sit in a set ordered by that virtual finish, and a rate change
+//! updates one number instead of every member. On a shared bottleneck all N
+//! migrations form one group, and an event costs O(log N) instead of O(N).
+//!
 //! Incremental work: changes (flow added or removed, capacity changed) only mark
 //! the link directions they touch. [`Network::settle`] then re-solves just the
-//! flows connected to those links through shared links (a connected component of
-//! the flow–link graph), so flows on other links keep their rates untouched;
-//! the simulator settles once per event, so all changes made while handling one
-//! event cost one solve. Each solve stores the finish time of every flow it
-//! touched; the next completion is the minimum of those, cached when a solve
-//! covered every active flow and otherwise found by a scan (cheaper than a heap
-//! when most rates change together, as they do on a shared bottleneck).
+//! groups connected to those links through shared links (a connected component
+//! of the group–link graph), so groups on other links keep their rates
+//! untouched; the simulator settles once per event, so all changes made while
+//! handling one event cost one solve. Each group's earliest finishing member
+//! is kept in one ordered set over the network, so the next completion is its
+//! first entry.
+//!
+//! [`reference`] keeps the earlier per-flow solver, which this one must match
+//! (see `tests.rs`): the same progressive filling, so rates agree to float
+//! rounding of sums (`n · rate` here against `n` additions there).
 
+pub mod reference;
 pub mod tcp;
 
 use crate::engine::SimTime;
+use std::collections::{BTreeSet, HashMap};
 
 /// Identifies a flow; slots are reused after removal, so the generation
 /// distinguishes old and new occupants.
@@ -41,25 +57,6 @@ pub enum Limiter {
     Cap,
     /// Not solved yet.
     None,
-}
-
-#[derive(Debug, Clone)]
-struct Flow {
-    generation: u32,
-    resources: Vec<usize>,
-    cap: f64,
-    weight: f64,
-    remaining: f64,
-    rate: f64,
-    last_update: SimTime,
-    limiter: Limiter,
-    sent: f64,
-    sent_cap_limited: f64,
-    sent_by_link: Vec<(usize, f64)>,
-    seen_epoch: u64,
-    frozen_epoch: u64,
-    /// When the flow finishes at its current rate (`u64::MAX` if never); set by solves.
-    finish: SimTime,
 }
 
 /// A point of a link direction's load, recorded when it changes.
@@ -88,54 +85,160 @@ pub struct FlowTotals {
     pub sent_by_link: Vec<(usize, f64)>,
 }
 
+/// A flow finishes when fewer than this many bytes remain (rounding slack).
+const DONE_BYTES: f64 = 1e-3;
+
+/// The slack for finishing, in bytes, when a group's progress is `v`: at
+/// least [`DONE_BYTES`], and never below the float rounding of `v` (only
+/// matters past a petabyte of progress).
+fn done_slack(v: f64) -> f64 {
+    DONE_BYTES.max(v * 8.0 * f64::EPSILON)
+}
+
+/// A virtual finish as an ordered key: non-negative floats order like their bits.
+type VKey = u64;
+
+/// What makes flows interchangeable: route, cap bits, weight bits.
+type GroupKey = (Vec<usize>, u64, u64);
+
+/// Flows with the same route, cap and weight: they share one rate, one
+/// limiter and one virtual progress.
+#[derive(Debug)]
+struct Group {
+    resources: Vec<usize>,
+    cap: f64,
+    weight: f64,
+    /// Flows in the group, those waiting for the next solve included.
+    members: u32,
+    /// Rate of each member, bytes per second (set by solves).
+    rate: f64,
+    limiter: Limiter,
+    /// Bytes each member has sent since the group (re)formed, as of `v_time`.
+    v: f64,
+    v_time: SimTime,
+    /// The limiters the group has had since it formed, with the progress at
+    /// which each began, in time order (the last is the current one).
+    segments: Vec<(Limiter, f64)>,
+    /// Solved members by virtual finish (`v_join + bytes`), then slot.
+    by_finish: BTreeSet<(VKey, u32)>,
+    /// The group's entry in [`Network::next`]: its earliest finish and the
+    /// lowest slot finishing then.
+    next: Option<(SimTime, u32)>,
+    seen_epoch: u64,
+    frozen_epoch: u64,
+}
+
+impl Group {
+    /// Progress of a member at `now` at the current rate (not stored).
+    fn v_at(&self, now: SimTime) -> f64 {
+        let dt = now.0.saturating_sub(self.v_time.0) as f64 / 1e9;
+        if dt > 0.0 && self.rate > 0.0 {
+            self.v + self.rate * dt
+        } else {
+            self.v
+        }
+    }
+
+    /// When a member with virtual finish `vfin` finishes at the current rate.
+    fn finish_of(&self, vfin: f64) -> Option<SimTime> {
+        let left = vfin - self.v;
+        if left <= done_slack(self.v) {
+            Some(self.v_time)
+        } else if self.rate > 0.0 {
+            let secs = left / self.rate;
+            Some(SimTime(self.v_time.0.saturating_add(memfabric_migration::units::Nanos::from_secs_ceil(secs).0)))
+        } else {
+            None
+        }
+    }
+
+    /// The earliest finish of a solved member and the lowest slot finishing
+    /// then (members with nearby virtual finishes can round to one instant).
+    fn earliest(&self) -> Option<(SimTime, u32)> {
+        let mut it = self.by_finish.iter();
+        let &(k0, s0) = it.next()?;
+        let t0 = self.finish_of(f64::from_bits(k0))?;
+        let mut slot = s0;
+        for &(k, s) in it {
+            if self.finish_of(f64::from_bits(k)) != Some(t0) {
+                break;
+            }
+            slot = slot.min(s);
+        }
+        Some((t0, slot))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    generation: u32,
+    group: u32,
+    bytes: f64,
+    /// The group's progress when the flow joined.
+    v_join: f64,
+    /// `v_join + bytes`.
+    vfin: f64,
+    /// Index of the group's limiter segment current when the flow joined.
+    segment: u32,
+    /// Added since the last solve: no rate yet, not in the group's `by_finish`.
+    pending: bool,
+}
+
 /// Flows, link capacities and the max-min solver.
 #[derive(Debug)]
 pub struct Network {
     capacity: Vec<f64>,
-    resource_flows: Vec<Vec<u32>>,
+    /// Groups with members that cross each link direction.
+    resource_groups: Vec<Vec<u32>>,
+    /// Flows crossing each link direction.
+    resource_flows: Vec<u32>,
+    groups: Vec<Group>,
+    group_index: HashMap<GroupKey, u32>,
     flows: Vec<Option<Flow>>,
     free_slots: Vec<u32>,
     next_generation: u32,
-    active: Vec<u32>,
+    active: usize,
     touched: Vec<usize>,
     touched_mark: Vec<bool>,
-    new_flows: Vec<u32>,
+    /// Flows added since the last solve, with their generations.
+    pending: Vec<(u32, u32)>,
     last_sample: Vec<(f64, f64, u32)>,
     samples: Vec<LinkSample>,
     solves: u64,
     epoch: u64,
-    next_cache: Option<Option<(SimTime, u32)>>,
+    /// Every group's earliest finish: (time, slot, group).
+    next: BTreeSet<(SimTime, u32, u32)>,
     // Scratch space reused across solves.
     rem: Vec<f64>,
     unfrozen_weight: Vec<f64>,
     in_component: Vec<bool>,
 }
 
-/// A flow finishes when fewer than this many bytes remain (rounding slack).
-const DONE_BYTES: f64 = 1e-3;
-
 impl Network {
     /// A network of `capacities.len()` link directions.
     pub fn new(capacities: Vec<f64>) -> Network {
         let n = capacities.len();
         Network {
-            resource_flows: vec![Vec::new(); n],
+            resource_groups: vec![Vec::new(); n],
+            resource_flows: vec![0; n],
             last_sample: vec![(f64::NAN, f64::NAN, u32::MAX); n],
             touched_mark: vec![false; n],
             rem: vec![0.0; n],
             unfrozen_weight: vec![0.0; n],
             in_component: vec![false; n],
             capacity: capacities,
+            groups: Vec::new(),
+            group_index: HashMap::new(),
             flows: Vec::new(),
             free_slots: Vec::new(),
             next_generation: 0,
-            active: Vec::new(),
+            active: 0,
             touched: Vec::new(),
-            new_flows: Vec::new(),
+            pending: Vec::new(),
             samples: Vec::new(),
             solves: 0,
             epoch: 0,
-            next_cache: None,
+            next: BTreeSet::new(),
         }
     }
 
@@ -150,84 +253,150 @@ impl Network {
         self.flows.get(id.slot as usize)?.as_ref().filter(|f| f.generation == id.generation)
     }
 
+    /// The group of flows with this route, cap and weight (created empty if new).
+    fn group_for(&mut self, resources: Vec<usize>, cap: f64, weight: f64) -> u32 {
+        let key = (resources, cap.to_bits(), weight.to_bits());
+        if let Some(&g) = self.group_index.get(&key) {
+            return g;
+        }
+        let g = self.groups.len() as u32;
+        self.groups.push(Group {
+            resources: key.0.clone(),
+            cap,
+            weight,
+            members: 0,
+            rate: 0.0,
+            limiter: Limiter::None,
+            v: 0.0,
+            v_time: SimTime(0),
+            segments: Vec::new(),
+            by_finish: BTreeSet::new(),
+            next: None,
+            seen_epoch: 0,
+            frozen_epoch: 0,
+        });
+        self.group_index.insert(key, g);
+        g
+    }
+
+    /// Makes `entry` group `g`'s entry in the set of earliest finishes.
+    fn set_group_next(&mut self, g: u32, entry: Option<(SimTime, u32)>) {
+        let group = &mut self.groups[g as usize];
+        if group.next == entry {
+            return;
+        }
+        if let Some((t, s)) = group.next {
+            self.next.remove(&(t, s, g));
+        }
+        group.next = entry;
+        if let Some((t, s)) = entry {
+            self.next.insert((t, s, g));
+        }
+    }
+
     /// Starts a flow of `bytes` over `resources` with its own rate cap (bytes/s;
     /// `f64::INFINITY` for none) and a fairness `weight` (its number of TCP
     /// streams: TCP shares a bottleneck per connection, so a flow of n streams
     /// gets n shares). Its rate is set by the next [`Network::settle`].
     pub fn add_flow(&mut self, now: SimTime, resources: Vec<usize>, cap: f64, weight: f64, bytes: f64) -> FlowId {
         assert!(weight > 0.0 && weight.is_finite(), "flow weight must be positive");
+        let gi = self.group_for(resources, cap, weight);
+        let group = &mut self.groups[gi as usize];
+        if group.members == 0 {
+            // A group (re)forms: progress counts from here.
+            group.v = 0.0;
+            group.v_time = now;
+            group.rate = 0.0;
+            group.limiter = Limiter::None;
+            group.segments.clear();
+            group.segments.push((Limiter::None, 0.0));
+            for &r in &group.resources {
+                self.resource_groups[r].push(gi);
+            }
+        }
+        group.members += 1;
+        // The group's state is left as the last solve set it (members'
+        // finishes stay as solved until the next solve); the new flow starts
+        // from the progress the group has at `now`.
+        let v_join = group.v_at(now);
+        let bytes = bytes.max(0.0);
+        let flow_segment = (group.segments.len() - 1) as u32;
+        for i in 0..self.groups[gi as usize].resources.len() {
+            let r = self.groups[gi as usize].resources[i];
+            self.resource_flows[r] += 1;
+            self.touch(r);
+        }
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.flows.push(None);
             (self.flows.len() - 1) as u32
         });
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        for &r in &resources {
-            self.resource_flows[r].push(slot);
-            self.touch(r);
-        }
         self.flows[slot as usize] = Some(Flow {
             generation,
-            resources,
-            cap,
-            weight,
-            remaining: bytes.max(0.0),
-            rate: 0.0,
-            last_update: now,
-            limiter: Limiter::None,
-            sent: 0.0,
-            sent_cap_limited: 0.0,
-            sent_by_link: Vec::new(),
-            seen_epoch: 0,
-            frozen_epoch: 0,
-            finish: SimTime(u64::MAX),
+            group: gi,
+            bytes,
+            v_join,
+            vfin: v_join + bytes,
+            segment: flow_segment,
+            pending: true,
         });
-        self.active.push(slot);
+        self.active += 1;
         // Flows without links (same-site transfers) are found through this list.
-        self.new_flows.push(slot);
-        self.next_cache = None;
+        self.pending.push((slot, generation));
         FlowId { slot, generation }
-    }
-
-    fn advance(flow: &mut Flow, now: SimTime) {
-        let dt = now.0.saturating_sub(flow.last_update.0) as f64 / 1e9;
-        if dt > 0.0 && flow.rate > 0.0 {
-            let moved = (flow.rate * dt).min(flow.remaining);
-            flow.remaining -= moved;
-            flow.sent += moved;
-            match flow.limiter {
-                Limiter::Cap => flow.sent_cap_limited += moved,
-                Limiter::Link(r) => match flow.sent_by_link.iter_mut().find(|(x, _)| *x == r) {
-                    Some((_, b)) => *b += moved,
-                    None => flow.sent_by_link.push((r, moved)),
-                },
-                Limiter::None => {}
-            }
-        }
-        flow.last_update = now;
     }
 
     /// Removes a flow (finished or cancelled) and returns what it carried.
     pub fn remove_flow(&mut self, now: SimTime, id: FlowId) -> Option<FlowTotals> {
         self.flow(id)?;
-        let mut flow = self.flows[id.slot as usize].take().expect("checked above");
-        Self::advance(&mut flow, now);
-        if flow.remaining <= DONE_BYTES {
-            flow.sent += flow.remaining;
-        }
-        for &r in &flow.resources {
-            let list = &mut self.resource_flows[r];
-            if let Some(pos) = list.iter().position(|&s| s == id.slot) {
-                list.swap_remove(pos);
-            }
-            self.touch(r);
-        }
-        if let Some(pos) = self.active.iter().position(|&s| s == id.slot) {
-            self.active.swap_remove(pos);
-        }
+        let flow = self.flows[id.slot as usize].take().expect("checked above");
         self.free_slots.push(id.slot);
-        self.next_cache = None;
-        Some(FlowTotals { sent: flow.sent, sent_cap_limited: flow.sent_cap_limited, sent_by_link: flow.sent_by_link })
+        self.active -= 1;
+        let gi = flow.group;
+        let group = &mut self.groups[gi as usize];
+        let mut totals = FlowTotals::default();
+        if !flow.pending {
+            // Progress per limiter segment since the flow joined, clipped at its size.
+            let v_now = group.v_at(now);
+            let segs = &group.segments[flow.segment as usize..];
+            for (i, &(limiter, start)) in segs.iter().enumerate() {
+                let from = if i == 0 { flow.v_join } else { start.max(flow.v_join) };
+                let to = segs.get(i + 1).map_or(v_now, |s| s.1);
+                let moved = (to - from).min(flow.bytes - totals.sent);
+                if moved > 0.0 {
+                    totals.sent += moved;
+                    match limiter {
+                        Limiter::Cap => totals.sent_cap_limited += moved,
+                        Limiter::Link(r) => match totals.sent_by_link.iter_mut().find(|(x, _)| *x == r) {
+                            Some((_, b)) => *b += moved,
+                            None => totals.sent_by_link.push((r, moved)),
+                        },
+                        Limiter::None => {}
+                    }
+                }
+            }
+            group.by_finish.remove(&(flow.vfin.to_bits(), id.slot));
+        }
+        if flow.bytes - totals.sent <= done_slack(flow.vfin) {
+            totals.sent = flow.bytes;
+        }
+        group.members -= 1;
+        for i in 0..self.groups[gi as usize].resources.len() {
+            let r = self.groups[gi as usize].resources[i];
+            self.resource_flows[r] -= 1;
+            self.touch(r);
+            if self.groups[gi as usize].members == 0 {
+                let list = &mut self.resource_groups[r];
+                if let Some(pos) = list.iter().position(|&g| g == gi) {
+                    list.swap_remove(pos);
+                }
+            }
+        }
+        // The rest keep their solved finishes until the next solve.
+        let entry = self.groups[gi as usize].earliest();
+        self.set_group_next(gi, entry);
+        Some(totals)
     }
 
     /// Changes the capacity of link direction `r` (0 for an outage).
@@ -241,19 +410,24 @@ impl Network {
         self.capacity[r]
     }
 
-    /// Current rate of a flow, bytes per second.
+    /// Current rate of a flow, bytes per second (0 until its first solve).
     pub fn rate(&self, id: FlowId) -> f64 {
-        self.flow(id).map_or(0.0, |f| f.rate)
+        self.flow(id).map_or(0.0, |f| if f.pending { 0.0 } else { self.groups[f.group as usize].rate })
     }
 
     /// What bounded the flow in the last solve.
     pub fn limiter(&self, id: FlowId) -> Limiter {
-        self.flow(id).map_or(Limiter::None, |f| f.limiter)
+        self.flow(id).map_or(Limiter::None, |f| if f.pending { Limiter::None } else { self.groups[f.group as usize].limiter })
     }
 
     /// Flows currently in the network.
     pub fn active_flows(&self) -> usize {
-        self.active.len()
+        self.active
+    }
+
+    /// Groups of interchangeable flows that currently have members.
+    pub fn active_groups(&self) -> usize {
+        self.groups.iter().filter(|g| g.members > 0).count()
     }
 
     /// Number of component solves so far.
@@ -266,23 +440,23 @@ impl Network {
         &self.samples
     }
 
-    /// Re-solves the rates of flows affected by changes since the last call.
+    /// Re-solves the rates of groups affected by changes since the last call.
     ///
-    /// One pass discovers the component (flows reachable from the touched
-    /// link directions through shared links), brings each flow's progress up
-    /// to `now` and counts flows per link; progressive filling then sets the
-    /// rates; a last pass computes finish times and link loads.
+    /// One pass discovers the component (groups reachable from the touched
+    /// link directions through shared links), brings each group's progress up
+    /// to `now` and sums the weights per link; progressive filling then sets
+    /// the rates; a last pass updates earliest finishes and link loads.
     pub fn settle(&mut self, now: SimTime) {
-        if self.touched.is_empty() && self.new_flows.is_empty() {
+        if self.touched.is_empty() && self.pending.is_empty() {
             return;
         }
         self.epoch += 1;
         let epoch = self.epoch;
         self.solves += 1;
         let mut comp_resources: Vec<usize> = Vec::new();
-        let mut comp_flows: Vec<u32> = Vec::new();
+        let mut comp_groups: Vec<u32> = Vec::new();
         let mut stack: Vec<usize> = std::mem::take(&mut self.touched);
-        // Smallest cap per unit of weight among the flows found: the fill
+        // Smallest cap per unit of weight among the groups found: the fill
         // level at which the first cap binds.
         let mut min_cap = f64::INFINITY;
         for &r in &stack {
@@ -294,18 +468,20 @@ impl Network {
                 self.unfrozen_weight[r] = 0.0;
             }
         }
-        // Visits one flow: marks it, advances it, counts it on its links and
+        // Visits one group: marks it, advances it, counts it on its links and
         // queues links not yet in the component.
         macro_rules! visit {
-            ($slot:expr) => {{
-                let slot = $slot;
-                let f = self.flows[slot as usize].as_mut().expect("listed flows exist");
-                if f.seen_epoch != epoch {
-                    f.seen_epoch = epoch;
-                    Self::advance(f, now);
-                    min_cap = min_cap.min(f.cap / f.weight);
-                    comp_flows.push(slot);
-                    for &r in &f.resources {
+            ($gi:expr) => {{
+                let gi = $gi;
+                let g = &mut self.groups[gi as usize];
+                if g.seen_epoch != epoch {
+                    g.seen_epoch = epoch;
+                    g.v = g.v_at(now);
+                    g.v_time = now;
+                    min_cap = min_cap.min(g.cap / g.weight);
+                    comp_groups.push(gi);
+                    let w = g.weight * g.members as f64;
+                    for &r in &g.resources {
                         if !self.in_component[r] {
                             self.in_component[r] = true;
                             comp_resources.push(r);
@@ -313,38 +489,39 @@ impl Network {
                             self.unfrozen_weight[r] = 0.0;
                             stack.push(r);
                         }
-                        self.unfrozen_weight[r] += f.weight;
+                        self.unfrozen_weight[r] += w;
                     }
                 }
             }};
         }
-        for slot in std::mem::take(&mut self.new_flows) {
-            // Flows without links are found only here; removed ones are skipped.
-            if self.flows[slot as usize].is_some() {
-                visit!(slot);
+        let pending = std::mem::take(&mut self.pending);
+        for &(slot, generation) in &pending {
+            // Groups without links are found only here; removed flows are skipped.
+            if let Some(f) = self.flows[slot as usize].as_ref().filter(|f| f.generation == generation) {
+                visit!(f.group);
             }
         }
         while let Some(r) = stack.pop() {
-            for i in 0..self.resource_flows[r].len() {
-                visit!(self.resource_flows[r][i]);
+            for i in 0..self.resource_groups[r].len() {
+                visit!(self.resource_groups[r][i]);
             }
         }
         // Discovery order is deterministic; resources are sorted so that ties
         // between equally tight links break the same way every time.
         comp_resources.sort_unstable();
 
-        // Progressive filling: `rising` holds the flows whose rate is not fixed yet.
+        // Progressive filling: `rising` holds the groups whose rate is not fixed yet.
         let mut rising: Vec<u32> = Vec::new();
         let mut first = true;
-        let mut left = comp_flows.len();
+        let mut left = comp_groups.len();
         while left > 0 {
-            let list: &[u32] = if first { &comp_flows } else { &rising };
+            let list: &[u32] = if first { &comp_groups } else { &rising };
             if !first {
                 min_cap = list
                     .iter()
-                    .map(|s| {
-                        let f = self.flows[*s as usize].as_ref().expect("exists");
-                        f.cap / f.weight
+                    .map(|&g| {
+                        let g = &self.groups[g as usize];
+                        g.cap / g.weight
                     })
                     .fold(f64::INFINITY, f64::min);
             }
@@ -363,60 +540,67 @@ impl Network {
             }
             let mut to_fix: Vec<(u32, f64, Limiter)> = Vec::new();
             if min_cap <= best_share {
-                // Every rising flow whose cap is at this level stops at its cap.
-                for &slot in list {
-                    let f = self.flows[slot as usize].as_ref().expect("exists");
-                    if f.frozen_epoch != epoch && f.cap / f.weight <= min_cap {
-                        to_fix.push((slot, if f.cap.is_finite() { f.cap } else { 0.0 }, Limiter::Cap));
+                // Every rising group whose cap is at this level stops at its cap.
+                for &gi in list {
+                    let g = &self.groups[gi as usize];
+                    if g.frozen_epoch != epoch && g.cap / g.weight <= min_cap {
+                        to_fix.push((gi, if g.cap.is_finite() { g.cap } else { 0.0 }, Limiter::Cap));
                     }
                 }
             } else if best_res != usize::MAX {
-                // Every rising flow on the tightest link stops at its share.
-                for &slot in &self.resource_flows[best_res] {
-                    let f = self.flows[slot as usize].as_ref().expect("exists");
-                    if f.frozen_epoch != epoch {
-                        to_fix.push((slot, best_share * f.weight, Limiter::Link(best_res)));
+                // Every rising group on the tightest link stops at its share.
+                for &gi in &self.resource_groups[best_res] {
+                    let g = &self.groups[gi as usize];
+                    if g.frozen_epoch != epoch {
+                        to_fix.push((gi, best_share * g.weight, Limiter::Link(best_res)));
                     }
                 }
             } else {
-                unreachable!("a rising flow has either a finite cap or a link");
+                unreachable!("a rising group has either a finite cap or a link");
             }
             left -= to_fix.len();
-            for (slot, rate, limiter) in to_fix {
-                self.freeze(slot, rate, limiter, epoch);
+            for (gi, rate, limiter) in to_fix {
+                self.freeze(gi, rate, limiter, epoch);
             }
             if left > 0 {
-                let keep = |s: &u32, flows: &Vec<Option<Flow>>| flows[*s as usize].as_ref().expect("exists").frozen_epoch != epoch;
+                let keep = |g: &u32, groups: &Vec<Group>| groups[*g as usize].frozen_epoch != epoch;
                 if first {
-                    rising = comp_flows.iter().copied().filter(|s| keep(s, &self.flows)).collect();
+                    rising = comp_groups.iter().copied().filter(|g| keep(g, &self.groups)).collect();
                 } else {
-                    rising.retain(|s| keep(s, &self.flows));
+                    rising.retain(|g| keep(g, &self.groups));
                 }
             }
             first = false;
         }
 
-        // Finish times and link loads.
+        // New members enter their groups' finish order.
+        for (slot, generation) in pending {
+            if let Some(f) = self.flows[slot as usize].as_mut().filter(|f| f.generation == generation) {
+                f.pending = false;
+                let key = (f.vfin.to_bits(), slot);
+                self.groups[f.group as usize].by_finish.insert(key);
+            }
+        }
+        // Limiter segments, earliest finishes and link loads.
         for &r in &comp_resources {
             self.rem[r] = 0.0; // reused as the throughput accumulator
         }
-        let mut next: Option<(SimTime, u32)> = None;
-        for &slot in &comp_flows {
-            let f = self.flows[slot as usize].as_mut().expect("exists");
-            f.finish = Self::finish_time(f);
-            if f.finish.0 != u64::MAX && next.is_none_or(|b| (f.finish, slot) < b) {
-                next = Some((f.finish, slot));
+        for &gi in &comp_groups {
+            let g = &mut self.groups[gi as usize];
+            if g.segments.last().map(|s| s.0) != Some(g.limiter) {
+                g.segments.push((g.limiter, g.v));
             }
-            for &r in &f.resources {
-                self.rem[r] += f.rate;
+            let tput = g.rate * g.members as f64;
+            for &r in &g.resources {
+                self.rem[r] += tput;
             }
+            let entry = g.earliest();
+            self.set_group_next(gi, entry);
         }
-        // A solve that covered every active flow knows the next completion.
-        self.next_cache = (comp_flows.len() == self.active.len()).then_some(next);
         for &r in &comp_resources {
             self.in_component[r] = false;
             let tput = self.rem[r];
-            let n = self.resource_flows[r].len() as u32;
+            let n = self.resource_flows[r];
             let cap = self.capacity[r];
             if self.last_sample[r] != (cap, tput, n) {
                 self.last_sample[r] = (cap, tput, n);
@@ -425,64 +609,34 @@ impl Network {
         }
     }
 
-    fn freeze(&mut self, slot: u32, rate: f64, limiter: Limiter, epoch: u64) {
-        let f = self.flows[slot as usize].as_mut().expect("exists");
-        f.frozen_epoch = epoch;
-        f.rate = rate;
-        f.limiter = limiter;
-        for &r in &f.resources {
-            self.rem[r] -= rate;
-            self.unfrozen_weight[r] -= f.weight;
-        }
-    }
-
-    fn finish_time(f: &Flow) -> SimTime {
-        if f.remaining <= DONE_BYTES {
-            f.last_update
-        } else if f.rate > 0.0 {
-            let secs = f.remaining / f.rate;
-            SimTime(f.last_update.0.saturating_add(memfabric_migration::units::Nanos::from_secs_ceil(secs).0))
-        } else {
-            SimTime(u64::MAX)
+    fn freeze(&mut self, gi: u32, rate: f64, limiter: Limiter, epoch: u64) {
+        let g = &mut self.groups[gi as usize];
+        g.frozen_epoch = epoch;
+        g.rate = rate;
+        g.limiter = limiter;
+        let n = g.members as f64;
+        for &r in &g.resources {
+            self.rem[r] -= rate * n;
+            self.unfrozen_weight[r] -= g.weight * n;
         }
     }
 
     /// The earliest instant at which a flow finishes, and which (ties: lowest slot).
     /// Flows added since the last [`Network::settle`] are not considered.
     pub fn next_completion(&mut self) -> Option<(SimTime, FlowId)> {
-        let best = match self.next_cache {
-            Some(cached) => cached,
-            None => {
-                let b = self.scan_next();
-                self.next_cache = Some(b);
-                b
-            }
-        };
-        best.map(|(t, slot)| {
-            let generation = self.flows[slot as usize].as_ref().expect("exists").generation;
-            (t, FlowId { slot, generation })
-        })
-    }
-
-    fn scan_next(&self) -> Option<(SimTime, u32)> {
-        let mut best: Option<(SimTime, u32)> = None;
-        for &slot in &self.active {
-            let f = self.flows[slot as usize].as_ref().expect("active flows exist");
-            if f.finish.0 == u64::MAX {
-                continue;
-            }
-            if best.is_none_or(|b| (f.finish, slot) < b) {
-                best = Some((f.finish, slot));
-            }
-        }
-        best
+        let &(t, slot, _) = self.next.first()?;
+        let generation = self.flows[slot as usize].as_ref().expect("listed flows exist").generation;
+        Some((t, FlowId { slot, generation }))
     }
 
     /// Bytes still to send on a flow, as of `now`.
     pub fn remaining(&self, id: FlowId, now: SimTime) -> f64 {
         self.flow(id).map_or(0.0, |f| {
-            let dt = now.0.saturating_sub(f.last_update.0) as f64 / 1e9;
-            (f.remaining - f.rate * dt).max(0.0)
+            if f.pending {
+                f.bytes
+            } else {
+                (f.vfin - self.groups[f.group as usize].v_at(now)).max(0.0)
+            }
         })
     }
 }

@@ -129,3 +129,146 @@ fn weights_give_multi_stream_flows_more_shares() {
     assert_eq!((n.rate(capped), n.limiter(capped)), (30.0, Limiter::Cap));
     assert!((n.rate(other) - 70.0).abs() < 1e-9);
 }
+
+/// The grouped solver against the per-flow reference (`super::reference`):
+/// random flow sets and random event sequences give the same rates to 1e-9
+/// relative, the same completion instants (to the nanosecond of rounding) and
+/// the same bytes per limiter.
+mod equivalence {
+    use super::super::{reference, FlowId, FlowTotals, Network};
+    use crate::engine::SimTime;
+    use proptest::prelude::*;
+
+    const CAPACITIES: [f64; 4] = [100.0, 250.0, 1000.0, 40.0];
+    const CAPS: [f64; 4] = [f64::INFINITY, 50.0, 120.0, 333.3];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Route as a bit set over 4 link directions, cap index, weight, bytes.
+        Add(u8, usize, u8, f64),
+        /// Removes the i-th live flow (modulo their number).
+        Remove(usize),
+        /// Sets link direction r's capacity (0 for an outage).
+        Capacity(usize, f64),
+        /// Lets time pass (never past the next completion).
+        Advance(u64),
+        /// Jumps to the next completion and removes every flow due then.
+        CompleteDue,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..16, 0usize..4, 1u8..5, 0.0f64..5e4).prop_map(|(r, c, w, b)| Op::Add(r, c, w, b)),
+            1 => any::<usize>().prop_map(Op::Remove),
+            1 => (0usize..4, prop_oneof![Just(0.0), 10.0f64..2000.0]).prop_map(|(r, c)| Op::Capacity(r, c)),
+            2 => (1u64..5_000_000_000).prop_map(Op::Advance),
+            3 => Just(Op::CompleteDue),
+        ]
+    }
+
+    fn close(a: f64, b: f64, rel: f64, abs: f64) -> bool {
+        (a - b).abs() <= abs + rel * a.abs().max(b.abs())
+    }
+
+    fn same_totals(a: &FlowTotals, b: &FlowTotals) -> Result<(), TestCaseError> {
+        prop_assert!(close(a.sent, b.sent, 1e-9, 1e-6), "sent {} vs {}", a.sent, b.sent);
+        prop_assert!(close(a.sent_cap_limited, b.sent_cap_limited, 1e-9, 1e-6));
+        let mut la: Vec<(usize, f64)> = a.sent_by_link.iter().copied().filter(|x| x.1 > 1e-6).collect();
+        let mut lb: Vec<(usize, f64)> = b.sent_by_link.iter().copied().filter(|x| x.1 > 1e-6).collect();
+        la.sort_by_key(|x| x.0);
+        lb.sort_by_key(|x| x.0);
+        prop_assert_eq!(la.len(), lb.len(), "{:?} vs {:?}", a.sent_by_link, b.sent_by_link);
+        for (x, y) in la.iter().zip(&lb) {
+            prop_assert!(x.0 == y.0 && close(x.1, y.1, 1e-9, 1e-6), "{:?} vs {:?}", a.sent_by_link, b.sent_by_link);
+        }
+        Ok(())
+    }
+
+    /// Rates of every live flow agree, and so do the next completions.
+    fn same_state(new: &mut Network, old: &mut reference::Network, live: &[FlowId]) -> Result<(), TestCaseError> {
+        for &id in live {
+            prop_assert!(close(new.rate(id), old.rate(id), 1e-9, 1e-12), "rate {} vs {}", new.rate(id), old.rate(id));
+        }
+        prop_assert_eq!(new.active_flows(), old.active_flows());
+        match (new.next_completion(), old.next_completion()) {
+            (Some((ta, _)), Some((tb, _))) => prop_assert!(ta.0.abs_diff(tb.0) <= 1, "next {:?} vs {:?}", ta, tb),
+            (a, b) => prop_assert_eq!(a.is_none(), b.is_none(), "next {:?} vs {:?}", a, b),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_event_sequences_match_the_reference(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut new = Network::new(CAPACITIES.to_vec());
+            let mut old = reference::Network::new(CAPACITIES.to_vec());
+            let mut live: Vec<FlowId> = Vec::new();
+            let mut now = SimTime(0);
+            for op in ops {
+                match op {
+                    Op::Add(route, cap, weight, bytes) => {
+                        let resources: Vec<usize> = (0..4).filter(|r| route & (1 << r) != 0).collect();
+                        let a = new.add_flow(now, resources.clone(), CAPS[cap], weight as f64, bytes);
+                        let b = old.add_flow(now, resources, CAPS[cap], weight as f64, bytes);
+                        prop_assert_eq!(a, b);
+                        live.push(a);
+                    }
+                    Op::Remove(i) => {
+                        if !live.is_empty() {
+                            let id = live.swap_remove(i % live.len());
+                            same_totals(&new.remove_flow(now, id).unwrap(), &old.remove_flow(now, id).unwrap())?;
+                        }
+                    }
+                    Op::Capacity(r, c) => {
+                        new.set_capacity(r, c);
+                        old.set_capacity(r, c);
+                    }
+                    Op::Advance(dt) => {
+                        let limit = old.next_completion().map_or(u64::MAX, |(t, _)| t.0);
+                        now = SimTime(now.0.saturating_add(dt).min(limit).max(now.0));
+                    }
+                    Op::CompleteDue => {
+                        if let Some((t, _)) = old.next_completion() {
+                            now = now.max(t);
+                            while let Some((t, id)) = old.next_completion() {
+                                if t > now {
+                                    break;
+                                }
+                                same_totals(&new.remove_flow(now, id).unwrap(), &old.remove_flow(now, id).unwrap())?;
+                                live.retain(|&x| x != id);
+                            }
+                        }
+                    }
+                }
+                new.settle(now);
+                old.settle(now);
+                same_state(&mut new, &mut old, &live)?;
+            }
+        }
+
+        #[test]
+        fn random_flow_sets_get_the_reference_rates(
+            flows in proptest::collection::vec((1u8..16, 0usize..4, 1u8..5), 1..200),
+            caps in proptest::collection::vec(1.0f64..1e4, 4),
+        ) {
+            let mut new = Network::new(caps.clone());
+            let mut old = reference::Network::new(caps);
+            let ids: Vec<FlowId> = flows
+                .iter()
+                .map(|&(route, cap, weight)| {
+                    let resources: Vec<usize> = (0..4).filter(|r| route & (1 << r) != 0).collect();
+                    new.add_flow(SimTime(0), resources.clone(), CAPS[cap], weight as f64, 1e6);
+                    old.add_flow(SimTime(0), resources, CAPS[cap], weight as f64, 1e6)
+                })
+                .collect();
+            new.settle(SimTime(0));
+            old.settle(SimTime(0));
+            same_state(&mut new, &mut old, &ids)?;
+            // Identical flows share one group.
+            let distinct: std::collections::BTreeSet<_> = flows.iter().collect();
+            prop_assert_eq!(new.active_groups(), distinct.len());
+        }
+    }
+}
