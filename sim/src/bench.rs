@@ -73,8 +73,11 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Runs the benchmark for each size, `repeat` times each, keeping the best time.
-pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
+/// Runs the benchmark for each size, `repeat` times each (at least once),
+/// keeping the best time. A size the scenario rules refuse (0 VMs, more than
+/// [`scenario::VMS_MAX`]) is an error; the CLI refuses it earlier
+/// ([`crate::cli_args::vm_count`]).
+pub fn run_bench(sizes: &[usize], repeat: usize) -> Result<Vec<BenchRow>, scenario::ScenarioError> {
     sizes
         .iter()
         .map(|&n| {
@@ -83,13 +86,13 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
             let mut last = None;
             for _ in 0..repeat.max(1) {
                 let t0 = Instant::now();
-                let sc = scenario::parse(&text, "bench").expect("benchmark scenario is valid");
+                let sc = scenario::parse(&text, "bench")?;
                 let out = run(&sc, None);
                 best = best.min(t0.elapsed().as_secs_f64());
                 last = Some(out);
             }
             let out = last.expect("ran at least once");
-            BenchRow {
+            Ok(BenchRow {
                 vms: n,
                 completed: out.migrations.iter().filter(|m| m.outcome == "completed").count(),
                 events: out.events_processed,
@@ -97,7 +100,7 @@ pub fn run_bench(sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
                 simulated_s: out.end_time.as_secs_f64(),
                 wall_s: best,
                 peak_rss_mib: peak_rss_mib(),
-            }
+            })
         })
         .collect()
 }
@@ -131,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_benchmark_scenario_runs_and_completes() {
-        let rows = run_bench(&[40], 1);
+        let rows = run_bench(&[40], 1).unwrap();
         assert_eq!(rows[0].vms, 40);
         assert_eq!(rows[0].completed, 40);
         assert!(rows[0].events > 40 && rows[0].solves > 0);

@@ -48,16 +48,23 @@
 //! - [`scenario`]: the scenario file format and its checks;
 //! - [`run`]: the simulation loop;
 //! - [`output`]: Parquet tables, manifest, summary, plots;
-//! - [`atomic_dir`]: writing a result or trace directory all or nothing;
+//! - [`atomic_dir`]: writing a result or trace directory all or nothing,
+//!   never replacing what memfabric did not write;
+//! - [`input`]: the one bounded reader for every file the simulator reads;
+//! - [`interrupt`]: SIGINT/SIGTERM remove unfinished output folders;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
+//! - [`cli_args`]: the ranges of the numeric command-line flags;
 //! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
 
 pub mod atomic_dir;
 pub mod bench;
+pub mod cli_args;
 pub mod engine;
 pub mod fabric;
+pub mod input;
+pub mod interrupt;
 pub mod mechanism;
 pub mod network;
 pub mod ops;
@@ -68,6 +75,23 @@ pub mod run;
 pub mod scenario;
 pub mod trace;
 pub mod workload;
+
+/// The exit code for an error that reached `memfabric`'s `main`: 2 for bad
+/// input (a scenario, trace, argument or `--out` that is refused), 1 for
+/// anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let bad_input = e.chain().any(|c| {
+        c.is::<scenario::ScenarioError>()
+            || c.is::<trace::TraceError>()
+            || c.is::<trace::gen::GenError>()
+            || c.is::<trace::cli::StatsError>()
+    });
+    if bad_input || atomic_dir::is_refusal(e) {
+        2
+    } else {
+        1
+    }
+}
 
 /// The simulator's version, recorded in every result.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -192,8 +192,8 @@ pub struct HostFile {
 pub struct LinkFile {
     /// Unique link name.
     pub name: Spanned<String>,
-    /// The two sites it joins.
-    pub between: Spanned<[String; 2]>,
+    /// The two sites it joins (exactly two; checked when the fabric is built).
+    pub between: Spanned<Vec<String>>,
     /// Capacity of each direction.
     pub bandwidth: Spanned<BytesPerSecond>,
     /// One-way latency.

@@ -49,6 +49,15 @@ fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
     }
 }
 
+fn input_err(e: crate::input::InputError) -> TraceError {
+    match e {
+        crate::input::InputError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            TraceError::Missing { file: path }
+        }
+        e => TraceError::Input(e),
+    }
+}
+
 pub(super) fn read(dir: &Path) -> Result<Trace, TraceError> {
     let manifest = read_manifest(&dir.join(MANIFEST_FILE))?;
     let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
@@ -63,7 +72,7 @@ pub(super) fn read(dir: &Path) -> Result<Trace, TraceError> {
 /// of the schema so that a newer trace is refused for its version, not for a
 /// field this reader does not know.
 fn read_manifest(file: &Path) -> Result<Manifest, TraceError> {
-    let text = std::fs::read_to_string(file).map_err(io_err(file))?;
+    let text = crate::input::read_text(file, crate::input::TRACE_MANIFEST_BYTES_MAX, "a trace manifest").map_err(input_err)?;
     let json = |source| TraceError::Json { file: file.into(), source };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
     if let Some(format) = value.get("format") {
@@ -91,9 +100,9 @@ fn read_manifest(file: &Path) -> Result<Manifest, TraceError> {
 /// Reads a Parquet table, checks its version metadata and its columns
 /// (exactly `columns`, with those types, without nulls).
 fn read_table(file: &Path, columns: &[(&'static str, DataType)]) -> Result<DataFrame, TraceError> {
-    let f = std::fs::File::open(file).map_err(io_err(file))?;
+    let bytes = crate::input::read_bytes(file, crate::input::TRACE_TABLE_BYTES_MAX, "a trace table").map_err(input_err)?;
     let parquet = |source| TraceError::Parquet { file: file.into(), source };
-    let mut reader = ParquetReader::new(f);
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     let version =
         reader.get_metadata().map_err(parquet)?.key_value_metadata.as_ref().and_then(|kv| {
             kv.iter().find(|k| k.key == METADATA_VERSION_KEY).map(|k| k.value.clone().unwrap_or_default())
@@ -263,10 +272,7 @@ fn write_into(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
     write_table(epochs_frame(&trace.epochs), &dir.join(EPOCHS_FILE))
 }
 
-/// Writes into `.<name>.partial-<pid>` next to `dir`, then swaps it into place.
-pub(super) fn write(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
-    crate::atomic_dir::replace_dir(dir, |staging| write_into(trace, staging), |path, source| TraceError::Io {
-        file: path.into(),
-        source,
-    })
+/// Writes into a hidden staging folder next to `dir`, then swaps it into place.
+pub(super) fn write(trace: &Trace, dir: &Path, force: bool) -> Result<(), TraceError> {
+    crate::atomic_dir::replace_dir(dir, crate::atomic_dir::DirKind::Trace, force, |staging| write_into(trace, staging))
 }

@@ -162,9 +162,14 @@ pub struct MigrateArgs {
     /// mtu=N, e.g. 100Mbit/s,25ms,0.1% (needs root, TUN and netns; docs/wan.md).
     #[arg(long)]
     pub link: Option<LinkSpec>,
-    /// Result folder (replaced atomically).
+    /// Result folder: new, empty, or a previous validator result (replaced
+    /// atomically); anything else is refused before the migration starts.
     #[arg(long, default_value = "results/validator-migrate")]
     pub out: PathBuf,
+    /// Also replace a memfabric folder of another kind, or a validator result
+    /// holding extra files; never a user's folder or file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Hidden `source` command: boot, migrate to `--connect`, write `--report`.
@@ -300,6 +305,7 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     args.guest.source_config()?; // validate before starting anything
+    memfabric_sim::atomic_dir::check_target(&args.out, memfabric_sim::atomic_dir::DirKind::ValidatorResult, args.force)?;
     crate::interrupt::install()?;
     crate::kvm::kvm_available().map_err(|e| anyhow!("{e}: the validator needs /dev/kvm"))?;
     let work = tempdir()?;
@@ -413,7 +419,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         link: args.link.clone(),
         link_stats,
     };
-    results::write_migration(&args.out, &args.guest, &outcome)?;
+    results::write_migration(&args.out, args.force, &args.guest, &outcome)?;
     Ok(outcome)
 }
 
