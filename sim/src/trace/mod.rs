@@ -354,6 +354,16 @@ pub enum TraceError {
         /// The page size found.
         found: u64,
     },
+    /// A table's bytes do not match the checksum its manifest records.
+    #[error("{file}: corrupt: its xxh3 is {found}, the manifest records {expected}")]
+    TableChecksum {
+        /// The table.
+        file: PathBuf,
+        /// From the manifest's `tables_xxh3`.
+        expected: String,
+        /// Of the bytes read.
+        found: String,
+    },
     /// A Parquet file is truncated, corrupt or not Parquet.
     #[error("{file}: cannot read Parquet (truncated or corrupt file?)")]
     Parquet {
