@@ -25,9 +25,10 @@ fn start_run(dir: &Path, vms: usize) -> Child {
         .unwrap()
 }
 
+/// Sends `sig` ("INT", "TERM") with the shell's built-in `kill` (no procps needed).
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
-    assert!(ok, "kill {sig} failed");
+    let ok = Command::new("sh").args(["-c", &format!("kill -{sig} {}", child.id())]).status().unwrap().success();
+    assert!(ok, "kill -{sig} failed");
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -55,7 +56,7 @@ fn sigint_while_writing_removes_the_staging_folder_and_exits_130() {
         std::thread::sleep(Duration::from_millis(2));
     };
     assert!(seen, "the run ended before its staging folder was seen; make the scenario larger");
-    signal(&child, "-INT");
+    signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -70,7 +71,7 @@ fn sigterm_while_simulating_exits_143_and_writes_nothing() {
     let mut child = start_run(&dir, 200);
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none(), "the run ended within 100 ms; make the scenario larger");
-    signal(&child, "-TERM");
+    signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");
