@@ -2,15 +2,14 @@
 //! removes its unfinished staging folder, says so, and exits 130 / 143;
 //! nothing is left at `--out` or beside it.
 
+mod common;
+use common::{entries, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memfabric-int-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    scratch("int", name)
 }
 
 /// Starts `memfabric run` of a site evacuation of `vms` VMs into `dir/out`.
@@ -29,13 +28,6 @@ fn start_run(dir: &Path, vms: usize) -> Child {
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("sh").args(["-c", &format!("kill -{sig} {}", child.id())]).status().unwrap().success();
     assert!(ok, "kill -{sig} failed");
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memfabric-out-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    scratch("out", name)
 }
 
 fn memfabric_in(cwd: &Path, args: &[&str]) -> Output {
@@ -36,24 +33,6 @@ fn trace_gen_to(cwd: &Path, out: &str, extra: &[&str]) -> Output {
     let mut args = vec!["trace", "gen", "--archetype", "idle-linux", "--memory", "1MiB", "--duration", "2s", "--out", out];
     args.extend_from_slice(extra);
     memfabric_in(cwd, &args)
-}
-
-/// Everything under `dir`, relative, sorted, with file contents' lengths.
-fn listing(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(root.join(rel)).unwrap() {
-            let e = e.unwrap();
-            let r = rel.join(e.file_name());
-            out.push(r.display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &r, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, Path::new(""), &mut out);
-    out.sort();
-    out
 }
 
 #[track_caller]
