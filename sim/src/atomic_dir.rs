@@ -135,6 +135,15 @@ pub enum OutDirError {
         /// The first such entry, relative to the folder.
         entry: String,
     },
+    /// A single-file `--out` names an existing file that is not an earlier
+    /// output of the same command, or something that is not a regular file.
+    #[error("{path}: exists and is not {expected}; it is never replaced: give a new file name")]
+    NotOurFile {
+        /// As given.
+        path: PathBuf,
+        /// What the command writes ("a memfabric CPU profile").
+        expected: &'static str,
+    },
     /// A filesystem operation failed.
     #[error("{path}: cannot {action}")]
     Io {
@@ -464,6 +473,64 @@ fn swap_in(staging: &Path, dir: &Path, existing: Existing) -> Result<Option<Path
             Err(e) => Err(io(dir, "swap the finished folder into place")(e.into())),
         },
     }
+}
+
+/// Checks, without changing anything, that [`replace_file`] may write `path`.
+pub fn check_file_target(path: &Path, marker: &str, expected: &'static str) -> Result<(), OutDirError> {
+    let path = &normalized(path)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path, "inspect")(e)),
+        Ok(meta) => {
+            let ours = meta.file_type().is_file()
+                && crate::input::read_bytes(path, crate::input::PROFILE_BYTES_MAX, expected)
+                    .is_ok_and(|b| b.starts_with(marker.as_bytes()));
+            if ours {
+                Ok(())
+            } else {
+                Err(OutDirError::NotOurFile { path: path.clone(), expected })
+            }
+        }
+    }
+}
+
+/// Writes one file (e.g. `memfabric profile --out`) under the same rule as
+/// a folder: a missing path is created; an existing one is replaced only if
+/// it is a regular file whose text starts with `marker` (an earlier output of
+/// the same command, `expected` in messages). The content goes to a hidden
+/// sibling first and is renamed into place, so the file is never
+/// half-written; on failure the sibling is removed.
+pub fn replace_file(path: &Path, marker: &str, expected: &'static str, contents: &[u8]) -> Result<(), OutDirError> {
+    check_file_target(path, marker, expected)?;
+    let path = &normalized(path)?;
+    let parent = parent_of(path);
+    let leaf = path.file_name().expect("normalized has a name").to_string_lossy().into_owned();
+    let created_parents = create_parents(&parent)?;
+    let mut n = 0u32;
+    let (staging, mut file) = loop {
+        let staging = parent.join(format!(".{leaf}.partial-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&staging) {
+            Ok(f) => break (staging, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => {
+                Unfinished { staging: PathBuf::new(), created_parents }.remove();
+                return Err(io(&staging, "create")(e));
+            }
+        }
+    };
+    use std::io::Write;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&staging, "write"))
+        .and_then(|()| std::fs::rename(&staging, path).map_err(io(path, "rename the finished file into place")));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+        for p in &created_parents {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+    written
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ enum Command {
     },
     /// Measure the reduction stages on this machine and write a CPU profile (build with --release).
     Profile {
-        /// Write the profile here (TOML); without it, only the table is printed.
+        /// Write the profile here (TOML): a new file, or an earlier profile (replaced);
+        /// any other existing file is refused. Without it, only the table is printed.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Description of this machine for the profile's header.
@@ -68,6 +69,12 @@ enum Command {
         command: memfabric_sim::trace::cli::TraceCommand,
     },
 }
+
+/// How a profile written by `memfabric profile --out` starts; an existing
+/// file is replaced only if it starts so.
+const PROFILE_MARKER: &str = "# CPU-cost profile";
+/// What `profile --out` writes, in messages.
+const PROFILE_KIND: &str = "a memfabric CPU profile";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -123,6 +130,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Profile { out, machine, min_ms } => {
+            if let Some(path) = &out {
+                // Refuse a bad --out before measuring.
+                memfabric_sim::atomic_dir::check_file_target(path, PROFILE_MARKER, PROFILE_KIND)?;
+            }
             if cfg!(debug_assertions) {
                 eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- profile` for real figures");
             }
@@ -137,11 +148,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     format!("memfabric profile --machine {machine:?} --min-ms {min_ms} --out {}", path.display());
                 let profile = memfabric_sim::profiling::profile_from(&ms, &machine, &command);
                 let text = format!(
-                    "# CPU-cost profile: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
+                    "{PROFILE_MARKER}: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
                     memfabric_sim::VERSION,
                     toml::to_string(&profile).context("encoding the profile")?
                 );
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                memfabric_sim::atomic_dir::replace_file(&path, PROFILE_MARKER, PROFILE_KIND, text.as_bytes())?;
                 println!("\nprofile: {}", path.display());
             }
             Ok(())

@@ -134,3 +134,19 @@ fn an_empty_folder_is_filled_and_missing_parents_are_created() {
     assert!(l.contains(&"e/manifest.json".to_string()) && l.contains(&"x/y/t/manifest.json".to_string()), "{l:?}");
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn profile_out_replaces_only_an_earlier_profile() {
+    let base = tmp("profile");
+    std::fs::write(base.join("thesis.txt"), "mine").unwrap();
+    let o = memfabric_in(&base, &["profile", "--min-ms", "1", "--out", "thesis.txt"]);
+    assert_refused(&o, "thesis.txt: exists and is not a memfabric CPU profile");
+    assert_eq!(std::fs::read_to_string(base.join("thesis.txt")).unwrap(), "mine");
+    for _ in 0..2 {
+        let o = memfabric_in(&base, &["profile", "--min-ms", "1", "--out", "p.toml"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(std::fs::read_to_string(base.join("p.toml")).unwrap().starts_with("# CPU-cost profile"));
+    assert_eq!(listing(&base), ["p.toml", "thesis.txt"]);
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -164,3 +164,21 @@ fn refuses_paths_without_a_folder_name() {
         assert!(e.is_refusal());
     }
 }
+
+#[test]
+fn a_single_file_replaces_only_an_earlier_output() {
+    let base = scratch("file-out");
+    let (ours, theirs) = (base.join("p.toml"), base.join("thesis.txt"));
+    replace_file(&ours, "# marker", "a test output", b"# marker\nv = 1\n").unwrap();
+    replace_file(&ours, "# marker", "a test output", b"# marker\nv = 2\n").unwrap();
+    assert_eq!(std::fs::read_to_string(&ours).unwrap(), "# marker\nv = 2\n");
+    std::fs::write(&theirs, "mine").unwrap();
+    let e = replace_file(&theirs, "# marker", "a test output", b"# marker\n").unwrap_err();
+    assert!(matches!(e, OutDirError::NotOurFile { .. }) && e.is_refusal(), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "mine");
+    std::fs::create_dir(base.join("d")).unwrap();
+    assert!(matches!(replace_file(&base.join("d"), "#", "x", b"#").unwrap_err(), OutDirError::NotOurFile { .. }));
+    assert!(matches!(replace_file(Path::new("/dev/null"), "#", "x", b"#").unwrap_err(), OutDirError::NotOurFile { .. }));
+    assert_eq!(listing(&base), ["d", "p.toml", "thesis.txt"]);
+    std::fs::remove_dir_all(&base).unwrap();
+}
