@@ -17,9 +17,15 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The report test screenshots report.html in headless Chromium; the cluster
+# test runs a sweep on a one-node Slurm cluster (slurmctld, slurmd, munged),
+# started and stopped by the test itself (scripts/slurm-cluster.sh).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+command -v munged >/dev/null 2>&1 || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -q && apt-get install -y -q "${missing[@]}"
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
     elif [[ " ${missing[*]} " == *" gcc "* || " ${missing[*]} " == *" binutils "* ]]; then
         echo "needed to build: ${missing[*]} (apt-get install ${missing[*]})" >&2
         exit 1

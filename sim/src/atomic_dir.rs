@@ -40,6 +40,9 @@ pub enum DirKind {
     /// `memfabric trace gen`, `memfabric-validator capture`: manifest
     /// `format = "memfabric-trace"`.
     Trace,
+    /// `memfabric sweep`, `plan`, `merge`: manifest `tool = "memfabric-sim"`
+    /// with a `study` key.
+    Study,
 }
 
 impl DirKind {
@@ -47,6 +50,7 @@ impl DirKind {
     pub fn of_manifest(manifest: &serde_json::Value) -> Option<DirKind> {
         let field = |k: &str| manifest.get(k).and_then(|v| v.as_str());
         match (field("tool"), field("format")) {
+            (Some("memfabric-sim"), _) if manifest.get("study").is_some() => Some(DirKind::Study),
             (Some("memfabric-sim"), _) => Some(DirKind::SimResult),
             (Some("memfabric-validator"), _) => Some(DirKind::ValidatorResult),
             (_, Some(crate::trace::FORMAT_NAME)) => Some(DirKind::Trace),
@@ -60,6 +64,7 @@ impl DirKind {
             DirKind::SimResult => "a memfabric run result",
             DirKind::ValidatorResult => "a memfabric-validator result",
             DirKind::Trace => "a memfabric trace",
+            DirKind::Study => "a memfabric study result",
         }
     }
 
@@ -69,7 +74,7 @@ impl DirKind {
             DirKind::Trace => {
                 [crate::trace::MANIFEST_FILE, crate::trace::SNAPSHOT_FILE, crate::trace::EPOCHS_FILE].map(String::from).to_vec()
             }
-            DirKind::SimResult | DirKind::ValidatorResult => {
+            DirKind::SimResult | DirKind::ValidatorResult | DirKind::Study => {
                 let mut files: Vec<String> = manifest
                     .get("files")
                     .and_then(|f| f.as_array())
@@ -273,7 +278,8 @@ fn inspect(dir: &Path, kind: DirKind, force: bool) -> Result<Existing, OutDirErr
 }
 
 /// The first entry under `dir/rel` (depth first, by name) that is neither a
-/// listed regular file nor a folder on the way to one.
+/// listed regular file nor a folder on the way to one; a listed entry ending
+/// in `/` (a study's `tables/<hash>/`) covers its whole folder.
 fn first_unlisted(dir: &Path, rel: &Path, listed: &[String]) -> std::io::Result<Option<String>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir.join(rel))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -282,6 +288,9 @@ fn first_unlisted(dir: &Path, rel: &Path, listed: &[String]) -> std::io::Result<
         let name = r.to_string_lossy().into_owned();
         let t = e.file_type()?;
         if t.is_file() && listed.contains(&name) {
+            continue;
+        }
+        if t.is_dir() && listed.contains(&format!("{name}/")) {
             continue;
         }
         if t.is_dir() && listed.iter().any(|l| l.starts_with(&format!("{name}/"))) {

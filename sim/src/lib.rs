@@ -56,7 +56,9 @@
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
 //! - [`cli_args`]: the ranges of the numeric command-line flags;
-//! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics.
+//! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics;
+//! - [`study`]: capacity-planning sweeps, plans, shards and merges;
+//! - [`report`]: the one-file HTML report of a results folder.
 
 pub mod atomic_dir;
 pub mod bench;
@@ -71,8 +73,10 @@ pub mod ops;
 pub mod reduction;
 pub mod output;
 pub mod profiling;
+pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod study;
 pub mod trace;
 pub mod workload;
 
@@ -85,6 +89,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || c.is::<trace::TraceError>()
             || c.is::<trace::gen::GenError>()
             || c.is::<trace::cli::StatsError>()
+            || c.is::<study::StudyError>()
     });
     if bad_input || atomic_dir::is_refusal(e) {
         2

@@ -63,6 +63,17 @@ enum Command {
     },
     /// List the workload archetypes and their defaults.
     Archetypes,
+    /// Run a study's points (a sweep over scenario values), in parallel or as one shard.
+    Sweep(memfabric_sim::study::cli::SweepArgs),
+    /// Solve a study's [plan]: the value of one axis that meets targets.
+    Plan(memfabric_sim::study::cli::PlanArgs),
+    /// Merge the shard folders of a sweep into one (the same as an unsharded run).
+    Merge(memfabric_sim::study::cli::MergeArgs),
+    /// Write report.html (one self-contained file) for a results folder.
+    Report {
+        /// Results folder of a run, sweep or plan.
+        dir: PathBuf,
+    },
     /// Memory traces: generate synthetic ones, summarise them.
     Trace {
         #[command(subcommand)]
@@ -174,5 +185,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Trace { command } => memfabric_sim::trace::cli::execute(command),
+        Command::Sweep(args) => memfabric_sim::study::cli::sweep(args),
+        Command::Plan(args) => memfabric_sim::study::cli::plan(args),
+        Command::Merge(args) => memfabric_sim::study::cli::merge(args),
+        Command::Report { dir } => memfabric_sim::study::cli::report(&dir),
     }
 }

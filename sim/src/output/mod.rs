@@ -1,6 +1,6 @@
 //! What a run leaves behind: `results/<scenario>/` with Parquet tables
-//! (`migrations`, `rounds`, `links`), `manifest.json`, and `plots/` (PNG and
-//! SVG), plus the summary table printed on stdout.
+//! (`migrations`, `rounds`, `links`), `manifest.json`, `plots/` (PNG and
+//! SVG) and `report.html` (see [`crate::report`]), plus the summary table printed on stdout.
 //!
 //! Results are written to a hidden sibling folder first and renamed into place
 //! only when everything is written, so a failed run never leaves a half-written
@@ -11,7 +11,7 @@ mod plots;
 mod summary;
 mod tables;
 
-pub use summary::{summary, summary_all};
+pub use summary::{percentile, summary, summary_all};
 pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame, write_parquet};
 pub(crate) use plots::register_font;
 
@@ -101,7 +101,7 @@ pub struct ManifestRows {
 pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
     let out = &outs[0];
     let mut files: Vec<String> =
-        ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json"].iter().map(|s| s.to_string()).collect();
+        ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json", "report.html"].iter().map(|s| s.to_string()).collect();
     if with_plots {
         for p in plots::plot_files(outs) {
             files.push(format!("plots/{p}.png"));
@@ -175,5 +175,6 @@ fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), Ou
     let mut text = serde_json::to_string_pretty(&m).expect("manifest serializes");
     text.push('\n');
     std::fs::write(&path, text).map_err(io_err(&path))?;
+    crate::report::write_report(dir).map_err(|e| OutputError::Plot { path: dir.join("report.html").display().to_string(), message: e.to_string() })?;
     Ok(())
 }

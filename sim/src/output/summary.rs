@@ -11,7 +11,8 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 /// Migrations listed one by one when a run has at most this many.
 const MAX_LISTED: usize = 24;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-th percentile (nearest rank) of sorted values; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

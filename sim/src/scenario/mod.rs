@@ -329,6 +329,13 @@ pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
     parse_in(text, label, None)
 }
 
+/// Checks a scenario given as text whose relative paths (a `cpu_profile`,
+/// traces) are taken from `base`, as if the file were in that folder (a
+/// sweep's variants of a scenario file).
+pub fn parse_at(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
+    parse_in(text, label, base)
+}
+
 fn parse_in(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
     let ctx = Ctx { text, label, base };
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, "toml syntax".into()))?;
