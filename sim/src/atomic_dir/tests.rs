@@ -182,3 +182,26 @@ fn a_single_file_replaces_only_an_earlier_output() {
     assert_eq!(listing(&base), ["d", "p.toml", "thesis.txt"]);
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_study_folder_is_its_own_kind_and_its_listed_tables_are_its_own() {
+    let base = scratch("study");
+    let dir = base.join("s");
+    let fill_study = |s: &Path| -> Result<(), TestError> {
+        std::fs::create_dir_all(s.join("tables/h1")).unwrap();
+        std::fs::write(s.join("tables/h1/migrations.parquet"), "t").unwrap();
+        std::fs::write(
+            s.join(MANIFEST),
+            r#"{"tool": "memfabric-sim", "study": "x", "files": ["manifest.json", "tables/h1/"]}"#,
+        )
+        .unwrap();
+        Ok(())
+    };
+    replace_dir(&dir, DirKind::Study, false, fill_study).unwrap();
+    let e = write_sim(&dir, "1").unwrap_err();
+    assert!(matches!(e, TestError::Out(OutDirError::OtherKind { found: "a memfabric study result", .. })), "{e:?}");
+    // The listed tables/h1/ covers its files; a second run replaces the folder.
+    replace_dir(&dir, DirKind::Study, false, fill_study).unwrap();
+    assert_eq!(listing(&base), ["s", "s/manifest.json", "s/tables", "s/tables/h1", "s/tables/h1/migrations.parquet"]);
+    std::fs::remove_dir_all(&base).unwrap();
+}
