@@ -207,8 +207,11 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Runs `workload` for each size, `repeat` times each, keeping the best time.
-pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Vec<BenchRow> {
+/// Runs `workload` for each size, `repeat` times each (at least once),
+/// keeping the best time. A size the scenario rules refuse (0 VMs, more than
+/// [`scenario::VMS_MAX`]) is an error; the CLI refuses it earlier
+/// ([`crate::cli_args::vm_count`]).
+pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<Vec<BenchRow>, scenario::ScenarioError> {
     sizes
         .iter()
         .map(|&n| {
@@ -217,13 +220,13 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Vec<Benc
             let mut last = None;
             for _ in 0..repeat.max(1) {
                 let t0 = Instant::now();
-                let sc = scenario::parse(&text, "bench").expect("benchmark scenario is valid");
+                let sc = scenario::parse(&text, "bench")?;
                 let out = run(&sc, None);
                 best = best.min(t0.elapsed().as_secs_f64());
                 last = Some((out, sc.vms.len()));
             }
             let (out, vms) = last.expect("ran at least once");
-            BenchRow {
+            Ok(BenchRow {
                 vms,
                 migrations: out.migrations.len(),
                 completed: out.migrations.iter().filter(|m| m.outcome == "completed").count(),
@@ -232,7 +235,7 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Vec<Benc
                 simulated_s: out.end_time.as_secs_f64(),
                 wall_s: best,
                 peak_rss_mib: peak_rss_mib(),
-            }
+            })
         })
         .collect()
 }
@@ -290,7 +293,7 @@ mod tests {
 
     #[test]
     fn the_benchmark_scenario_runs_and_completes() {
-        let rows = run_bench(Workload::Evacuation, &[40], 1);
+        let rows = run_bench(Workload::Evacuation, &[40], 1).unwrap();
         assert_eq!(rows[0].vms, 40);
         assert_eq!(rows[0].completed, 40);
         assert!(rows[0].events > 40 && rows[0].solves > 0);
@@ -306,7 +309,7 @@ mod tests {
         // 30 sizes evenly over 512..=1536 MiB, in declaration order.
         assert_eq!((mib(0), mib(29)), (512, 1536));
         assert_eq!(mib(1), 512 + (1024 + 14) / 29);
-        let rows = run_bench(Workload::Simgrid, &[30], 1);
+        let rows = run_bench(Workload::Simgrid, &[30], 1).unwrap();
         assert_eq!((rows[0].migrations, rows[0].completed), (30, 30));
     }
 
@@ -314,7 +317,7 @@ mod tests {
     fn the_multisite_workload_evacuates_a_third_over_four_links() {
         let sc = scenario::parse(&multisite_scenario(1500), "bench").unwrap();
         assert_eq!((sc.vms.len(), sc.fabric.sites.len(), sc.fabric.hosts.len()), (1500, 50, 150));
-        let rows = run_bench(Workload::Multisite, &[1500], 1);
+        let rows = run_bench(Workload::Multisite, &[1500], 1).unwrap();
         // 16 sites of 30 VMs each.
         assert_eq!(rows[0].migrations, 480);
         assert_eq!(rows[0].completed, 480);

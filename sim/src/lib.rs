@@ -48,11 +48,15 @@
 //! - [`scenario`]: the scenario file format and its checks;
 //! - [`run`]: the simulation loop;
 //! - [`output`]: Parquet tables, manifest, summary, plots;
-//! - [`atomic_dir`]: writing a result or trace directory all or nothing;
+//! - [`atomic_dir`]: writing a result or trace directory all or nothing,
+//!   never replacing what memfabric did not write;
+//! - [`input`]: the one bounded reader for every file the simulator reads;
+//! - [`interrupt`]: SIGINT/SIGTERM remove unfinished output folders;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
 //! - [`calibrate`]: calibration datasets, fitting the model to measured runs;
 //! - [`bench`]: the `memfabric bench` scaling benchmark;
+//! - [`cli_args`]: the ranges of the numeric command-line flags;
 //! - [`trace`]: the memory-trace format, the synthetic generator, trace statistics;
 //! - [`study`]: capacity-planning sweeps, plans, shards and merges;
 //! - [`report`]: the one-file HTML report of a results folder.
@@ -60,8 +64,11 @@
 pub mod atomic_dir;
 pub mod bench;
 pub mod calibrate;
+pub mod cli_args;
 pub mod engine;
 pub mod fabric;
+pub mod input;
+pub mod interrupt;
 pub mod mechanism;
 pub mod network;
 pub mod ops;
@@ -74,6 +81,26 @@ pub mod scenario;
 pub mod study;
 pub mod trace;
 pub mod workload;
+
+/// The exit code for an error that reached `memfabric`'s `main`: 2 for bad
+/// input (a scenario, trace, argument or `--out` that is refused), 1 for
+/// anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let bad_input = e.chain().any(|c| {
+        c.is::<scenario::ScenarioError>()
+            || c.is::<trace::TraceError>()
+            || c.is::<trace::gen::GenError>()
+            || c.is::<trace::cli::StatsError>()
+            || c.is::<study::StudyError>()
+            || c.is::<calibrate::CalibrateError>()
+            || c.is::<calibrate::profile::CalibrationError>()
+    });
+    if bad_input || atomic_dir::is_refusal(e) {
+        2
+    } else {
+        1
+    }
+}
 
 /// The simulator's version, recorded in every result.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,9 +19,14 @@ enum Command {
     Run {
         /// Scenario file (TOML).
         scenario: PathBuf,
-        /// Results folder (default: results/<scenario name>).
+        /// Results folder (default: results/<scenario name>): new, empty, or a
+        /// previous run result, which is replaced atomically; anything else is refused.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also replace a memfabric folder of another kind (a trace, a validator
+        /// result) or a run result holding extra files; never a user's folder or file.
+        #[arg(long)]
+        force: bool,
         /// Seed instead of the scenario's.
         #[arg(long)]
         seed: Option<u64>,
@@ -42,23 +47,24 @@ enum Command {
         /// Which scenario: evacuation (web VMs, 100 Gbit/s), simgrid (SimGrid's comparison), multisite.
         #[arg(long, value_enum, default_value = "evacuation")]
         workload: bench::Workload,
-        /// Numbers of VMs, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        /// Numbers of VMs, comma-separated (each 1 to 1000000).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000", value_parser = memfabric_sim::cli_args::vm_count())]
         vms: Vec<usize>,
-        /// Repeats per size (the best time is kept).
-        #[arg(long, default_value_t = 3)]
+        /// Repeats per size, 1 to 1000 (the best time is kept).
+        #[arg(long, default_value_t = 3, value_parser = memfabric_sim::cli_args::repeat())]
         repeat: usize,
     },
     /// Measure the reduction stages on this machine and write a CPU profile (build with --release).
     Profile {
-        /// Write the profile here (TOML); without it, only the table is printed.
+        /// Write the profile here (TOML): a new file, or an earlier profile (replaced);
+        /// any other existing file is refused. Without it, only the table is printed.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Description of this machine for the profile's header.
         #[arg(long, default_value = "unnamed machine")]
         machine: String,
-        /// Minimum milliseconds per measurement repeat.
-        #[arg(long, default_value_t = 100)]
+        /// Minimum milliseconds per measurement repeat (1 to 600000).
+        #[arg(long, default_value_t = 100, value_parser = memfabric_sim::cli_args::min_ms())]
         min_ms: u64,
     },
     /// Fit the model to measured validator runs and evaluate it on held-out runs.
@@ -89,8 +95,18 @@ enum Command {
     },
 }
 
+/// How a profile written by `memfabric profile --out` starts; an existing
+/// file is replaced only if it starts so.
+const PROFILE_MARKER: &str = "# CPU-cost profile";
+/// What `profile --out` writes, in messages.
+const PROFILE_KIND: &str = "a memfabric CPU profile";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = memfabric_sim::interrupt::install() {
+        eprintln!("error: cannot install the SIGINT/SIGTERM handler: {e}");
+        return ExitCode::from(1);
+    }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -98,28 +114,20 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            // Bad input exits 2, anything else 1.
-            if e.downcast_ref::<scenario::ScenarioError>().is_some()
-                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::trace::TraceError>().is_some())
-                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::study::StudyError>().is_some())
-                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::calibrate::CalibrateError>().is_some())
-                || e.chain().any(|c| c.downcast_ref::<memfabric_sim::calibrate::profile::CalibrationError>().is_some())
-            {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(memfabric_sim::exit_code(&e))
         }
     }
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { scenario: path, out, seed, no_plots, calibration } => {
+        Command::Run { scenario: path, out, force, seed, no_plots, calibration } => {
             let sc = memfabric_sim::calibrate::cli::load_scenario(&path, calibration.as_deref())?;
-            let results = run::run_all(&sc, seed);
             let dir = out.unwrap_or_else(|| PathBuf::from("results").join(&sc.name));
-            output::write_results(&results, &dir, !no_plots)
+            // Refuse a bad --out before the (possibly long) run.
+            memfabric_sim::atomic_dir::check_target(&dir, memfabric_sim::atomic_dir::DirKind::SimResult, force)?;
+            let results = run::run_all(&sc, seed);
+            output::write_results(&results, &dir, !no_plots, force)
                 .with_context(|| format!("writing results to {}", dir.display()))?;
             print!("{}", output::summary_all(&results));
             println!("\nresults: {}", dir.display());
@@ -142,11 +150,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             if cfg!(debug_assertions) {
                 eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- bench` for real figures");
             }
-            let rows = bench::run_bench(workload, &vms, repeat);
+            let rows = bench::run_bench(workload, &vms, repeat)?;
             print!("{}", bench::format_table(&rows));
             Ok(())
         }
         Command::Profile { out, machine, min_ms } => {
+            if let Some(path) = &out {
+                // Refuse a bad --out before measuring.
+                memfabric_sim::atomic_dir::check_file_target(path, PROFILE_MARKER, PROFILE_KIND)?;
+            }
             if cfg!(debug_assertions) {
                 eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- profile` for real figures");
             }
@@ -161,11 +173,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     format!("memfabric profile --machine {machine:?} --min-ms {min_ms} --out {}", path.display());
                 let profile = memfabric_sim::profiling::profile_from(&ms, &machine, &command);
                 let text = format!(
-                    "# CPU-cost profile: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
+                    "{PROFILE_MARKER}: nanoseconds per 4 KiB page on one core, measured by\n# `{command}` (memfabric {}).\n\n{}",
                     memfabric_sim::VERSION,
                     toml::to_string(&profile).context("encoding the profile")?
                 );
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                memfabric_sim::atomic_dir::replace_file(&path, PROFILE_MARKER, PROFILE_KIND, text.as_bytes())?;
                 println!("\nprofile: {}", path.display());
             }
             Ok(())

@@ -83,9 +83,18 @@ fn vm_bigger_than_its_host() {
 #[test]
 fn hosts_filled_by_earlier_vms() {
     let text = two_sites(LINK, "[[vms]]\nname = \"big\"\ncount = 5\nhost = \"a-h-0\"\narchetype = \"web\"\nmemory = \"1TiB\"\n");
+    // Refused at `count`, before any VM is made (issue 12, row 4).
+    let (line, _, field, message) = error_of(&text);
+    assert_eq!((line, field.as_str()), (line_of(&text, "count = 5"), "vms[0].count"));
+    assert!(message.contains("no room for 5 VMs of 1.00TiB: the hosts left for them hold 4 more"), "{message}");
+    // One VM at a time, the VM that does not fit is named.
+    let text = two_sites(
+        LINK,
+        "[[vms]]\nname = \"big\"\ncount = 4\nhost = \"a-h-0\"\narchetype = \"web\"\nmemory = \"1TiB\"\n[[vms]]\nname = \"one\"\nhost = \"a-h-0\"\narchetype = \"web\"\nmemory = \"1TiB\"\n",
+    );
     let (_, _, field, message) = error_of(&text);
-    assert_eq!(field, "vms[0].memory");
-    assert!(message.contains("no room for VM \"big-4\""), "{message}");
+    assert_eq!(field, "vms[1].memory");
+    assert!(message.contains("no room for VM \"one\""), "{message}");
 }
 
 #[test]
@@ -177,7 +186,8 @@ fn cli_exits_2_and_writes_nothing() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read scenario"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("missing.toml: cannot read") && stderr.contains("No such file"), "{stderr}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -226,4 +236,92 @@ fn missing_scenario_section_is_a_top_level_error() {
     let (_, _, field, message) = error_of("[[sites]]\nname = \"a\"\n");
     assert_eq!(field, "(top level)");
     assert!(message.contains("missing field `scenario`"), "{message}");
+}
+
+// ------------------------------------------- issue 12: bounds and names
+
+#[test]
+fn a_huge_vm_count_is_refused_at_count_before_anything_is_allocated() {
+    // count = 4e9 once aborted on a 96 GB allocation; 1e8 took 16 s and 5.5 GB.
+    for (count, needle) in [("4000000000", "at most 1000000"), ("100000000", "at most 1000000"), ("500000", "hold 131072 more")] {
+        let text = two_sites(LINK, &format!("[[vms]]\nname = \"vm\"\ncount = {count}\nsite = \"a\"\narchetype = \"web\"\nmemory = \"128MiB\"\n"));
+        let t0 = std::time::Instant::now();
+        let (line, _, field, message) = error_of(&text);
+        assert!(t0.elapsed().as_secs() < 5, "refused only after {:?}", t0.elapsed());
+        assert_eq!(line, line_of(&text, &format!("count = {count}")), "{count}");
+        assert_eq!(field, "vms[0].count", "{count}");
+        assert!(message.contains(needle), "{count}: {message}");
+    }
+}
+
+#[test]
+fn a_huge_host_count_is_refused_at_count() {
+    let text = two_sites(LINK, "").replace("count = 4, cores = 256", "count = 4000000000, cores = 256");
+    let (line, _, field, message) = error_of(&text);
+    assert_eq!(line, line_of(&text, "count = 4000000000"));
+    assert_eq!(field, "sites[0].hosts[0].count");
+    assert!(message.contains("at most 100000"), "{message}");
+}
+
+#[test]
+fn scenario_names_must_name_a_folder() {
+    for (name, needle) in [
+        ("a\\u0000b", "must not contain '\\0'"),
+        ("a\\nb", "must not contain '\\n'"),
+        ("a/b", "must not contain '/'"),
+        (".hidden", "must not start with '.'"),
+        ("   ", "must not be empty"),
+    ] {
+        let text = two_sites(LINK, "").replace("name = \"test\"", &format!("name = \"{name}\""));
+        let (line, _, field, message) = error_of(&text);
+        assert_eq!((line, field.as_str()), (2, "scenario.name"), "{name}");
+        assert!(message.contains(needle), "{name}: {message}");
+    }
+    let long = "x".repeat(201);
+    let text = two_sites(LINK, "").replace("name = \"test\"", &format!("name = \"{long}\""));
+    let (_, _, field, message) = error_of(&text);
+    assert_eq!(field, "scenario.name");
+    assert!(message.contains("201 bytes long; at most 200"), "{message}");
+    let ok = two_sites(LINK, "").replace("name = \"test\"", &format!("name = \"{}\"", "x".repeat(200)));
+    assert!(scenario::parse(&ok, "ok.toml").is_ok());
+}
+
+#[test]
+fn check_and_run_refuse_the_same_names_and_write_nothing() {
+    let tmp = std::env::temp_dir().join(format!("memfabric-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let bad = tmp.join("bad.toml");
+    std::fs::write(&bad, two_sites(LINK, VM).replace("name = \"test\"", &format!("name = \"{}\"", "n".repeat(300)))).unwrap();
+    for cmd in ["check", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric"))
+            .current_dir(&tmp)
+            .args([cmd, "bad.toml"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(stderr.contains("bad.toml:2:") && stderr.contains("scenario.name"), "{cmd}: {stderr}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["bad.toml"], "no results/ folder");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_link_between_three_sites_is_refused() {
+    let text = two_sites(LINK, "").replace("between = [\"a\", \"b\"]", "between = [\"a\", \"b\", \"a\"]");
+    let (line, _, field, message) = error_of(&text);
+    assert_eq!(line, line_of(&text, "between"));
+    assert_eq!(field, "links[0].between");
+    assert!(message.contains("exactly 2 sites") && message.contains("found 3"), "{message}");
+}
+
+#[test]
+fn too_many_vcpus_are_reported_at_vcpus() {
+    let text = two_sites(LINK, &format!("{VM}vcpus = 1000\n"));
+    let (line, _, field, message) = error_of(&text);
+    assert_eq!(line, line_of(&text, "vcpus = 1000"));
+    assert_eq!(field, "vms[0].vcpus");
+    assert!(message.contains("1000 vCPUs, more than its host's cores (256)"), "{message}");
 }

@@ -74,7 +74,7 @@ fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms:
     profile::apply(&mut sc, truth, "truth");
     let out = memfabric_sim::run::run(&sc, None);
     let dir = runs.join(id);
-    memfabric_sim::output::write_results(std::slice::from_ref(&out), &dir, false).unwrap();
+    memfabric_sim::output::write_results(std::slice::from_ref(&out), &dir, false, false).unwrap();
     let m = &out.migrations[0];
     let rounds: Vec<serde_json::Value> = out
         .rounds

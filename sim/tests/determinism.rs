@@ -8,7 +8,7 @@ use memfabric_sim::{output, run::run, scenario};
 fn write(seed: Option<u64>, dir: &std::path::Path) {
     let sc = scenario::load(&scenario_path("quickstart")).unwrap();
     let out = run(&sc, seed);
-    output::write_results(std::slice::from_ref(&out), dir, false).unwrap();
+    output::write_results(std::slice::from_ref(&out), dir, false, false).unwrap();
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn parquet_tables_round_trip() {
     let sc = scenario::load(&scenario_path("quickstart")).unwrap();
     let out = run(&sc, None);
     let tmp = std::env::temp_dir().join(format!("memfabric-rt-{}", std::process::id()));
-    output::write_results(std::slice::from_ref(&out), &tmp, false).unwrap();
+    output::write_results(std::slice::from_ref(&out), &tmp, false, false).unwrap();
     let df = output::read_parquet(&tmp.join("migrations.parquet")).unwrap();
     assert_eq!(df.height(), out.migrations.len());
     let total = df.column("total_time_s").unwrap().f64().unwrap().get(0).unwrap();

@@ -14,7 +14,7 @@ fn results_of(text: &str, tag: &str) -> PathBuf {
     let sc = scenario::parse(text, &format!("{tag}.toml")).unwrap_or_else(|e| panic!("{e}"));
     let outs = run::run_all(&sc, None);
     let dir = std::env::temp_dir().join(format!("memfabric-plots-{tag}-{}", std::process::id()));
-    output::write_results(&outs, &dir, true).unwrap();
+    output::write_results(&outs, &dir, true, false).unwrap();
     dir
 }
 

@@ -168,7 +168,7 @@ fn strategy_comparison_writes_one_variant_per_strategy() {
     assert!(["zero", "none"].contains(&best("evacuate-dc").as_str()), "{}", best("evacuate-dc"));
 
     let tmp = std::env::temp_dir().join(format!("memfabric-cmp-{}", std::process::id()));
-    memfabric_sim::output::write_results(&outs, &tmp, true).unwrap();
+    memfabric_sim::output::write_results(&outs, &tmp, true, false).unwrap();
     let df = memfabric_sim::output::read_parquet(&tmp.join("migrations.parquet")).unwrap();
     assert_eq!(df.height(), outs.iter().map(|o| o.migrations.len()).sum::<usize>());
     let variants = df.column("variant").unwrap().str().unwrap();

@@ -40,7 +40,7 @@ fn svg_plots_render_in_chromium() {
     let sc = scenario::load(&scenario_path("quickstart")).unwrap();
     let outs = run::run_all(&sc, None);
     let dir = std::env::temp_dir().join(format!("memfabric-svg-render-{}", std::process::id()));
-    output::write_results(&outs, &dir, true).unwrap();
+    output::write_results(&outs, &dir, true, false).unwrap();
     // (stem, colour that must cover a visible area, its name)
     for (stem, colour, what) in [
         ("timeline", (25, 90, 200), "dark-blue pre-copy rounds"),

@@ -63,6 +63,15 @@ fn rewrite(file: &Path, version: Option<&str>, edit: impl FnOnce(DataFrame) -> D
     let meta = version
         .map(|v| KeyValueMetadata::from_static(vec![("memfabric.trace_format_version".to_string(), v.to_string())]));
     ParquetWriter::new(std::fs::File::create(file).unwrap()).with_key_value_metadata(meta).finish(&mut df).unwrap();
+    reseal(file.parent().unwrap());
+}
+
+/// Records the tables' current checksums in the manifest, so that a test's
+/// edit reaches the checks behind the checksum.
+fn reseal(dir: &Path) {
+    let sum = |f: &str| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&std::fs::read(dir.join(f)).unwrap()));
+    let (snapshot, epochs) = (sum(SNAPSHOT_FILE), sum(EPOCHS_FILE));
+    edit_manifest(dir, |v| v["tables_xxh3"] = serde_json::json!({ "snapshot": snapshot, "epochs": epochs }));
 }
 
 fn set_column(mut df: DataFrame, c: Column) -> DataFrame {
@@ -280,9 +289,14 @@ fn truncated_or_corrupt_parquet() {
     let f = dir.join(SNAPSHOT_FILE);
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    // Caught by the manifest's checksum first, then (resealed) by the decoder.
+    assert!(matches!(assert_err(&dir, SNAPSHOT_FILE, &["corrupt: its xxh3 is"]), TraceError::TableChecksum { .. }));
+    reseal(&dir);
     assert!(matches!(assert_err(&dir, SNAPSHOT_FILE, &["cannot read Parquet"]), TraceError::Parquet { .. }));
     let dir = fixture("garbage");
     std::fs::write(dir.join(EPOCHS_FILE), b"this is not parquet").unwrap();
+    assert_err(&dir, EPOCHS_FILE, &["corrupt: its xxh3 is", "the manifest records"]);
+    reseal(&dir);
     assert_err(&dir, EPOCHS_FILE, &["cannot read Parquet"]);
     // Damage in the middle (the data pages), footer intact.
     let dir = fixture("corrupt");
@@ -293,7 +307,27 @@ fn truncated_or_corrupt_parquet() {
         *b ^= 0x5a;
     }
     std::fs::write(&f, &bytes).unwrap();
+    assert_err(&dir, SNAPSHOT_FILE, &["corrupt: its xxh3 is"]);
+    reseal(&dir);
     assert_err(&dir, SNAPSHOT_FILE, &[]);
+}
+
+/// Fuzzing finding 1 (sim/tests/fuzz_trace.rs): one byte changed in a data
+/// page of `snapshot.parquet` made the Parquet decoder ask for 2^61 bytes
+/// and abort the process. The checksum in the manifest now refuses the table
+/// before it is decoded. The input is kept in sim/tests/data/fuzz-trace-1/.
+#[test]
+fn fuzz_finding_1_a_corrupt_page_is_refused_by_checksum_not_an_abort() {
+    // The fuzzed trace: a 16-page web VM, 3 epochs (manifest as generated,
+    // with its checksums), and the crashing tables.
+    let dir = tmp("fuzz-1").join("trace");
+    let crash = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-trace-1");
+    generate(&config("web", 16 * 4096, 3)).unwrap().write(&dir).unwrap_or_else(|e| panic!("{e}"));
+    for f in [SNAPSHOT_FILE, EPOCHS_FILE] {
+        std::fs::copy(crash.join(f), dir.join(f)).unwrap();
+    }
+    let msg = read_err(&dir);
+    assert!(msg.contains("corrupt: its xxh3 is"), "{msg}");
 }
 
 #[test]
@@ -435,8 +469,9 @@ fn cli_fails_clearly_on_bad_input() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("{}: missing", dir.join(EPOCHS_FILE).display())), "{err}");
     let o = memfabric(&["trace", "gen", "--archetype", "mainframe", "--out", &dir.display().to_string()]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown archetype \"mainframe\""));
+    assert_eq!(o.status.code(), Some(2), "bad arguments exit 2");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("'mainframe'") && err.contains("--archetype") && err.contains("idle-linux"), "{err}");
     let o = memfabric(&[
         "trace",
         "gen",
@@ -449,8 +484,8 @@ fn cli_fails_clearly_on_bad_input() {
         "--out",
         "/nonexistent/x",
     ]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a positive whole number of epochs"));
+    assert_eq!(o.status.code(), Some(2), "bad arguments exit 2");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a positive whole number (at most 86400) of epochs"));
 }
 
 // ------------------------------------------------------- committed traces

@@ -307,7 +307,7 @@ fn bad_trace_settings_are_refused() {
     // A corrupt trace is refused with the reader's reason.
     std::fs::write(dir.join("epochs.parquet"), b"not parquet").unwrap();
     let e = load_err(&vm(&format!("trace = \"{}\"", dir.display())));
-    assert!(e.contains("vms[0].trace") && e.contains("epochs.parquet") && e.contains("cannot read Parquet"), "{e}");
+    assert!(e.contains("vms[0].trace") && e.contains("epochs.parquet") && e.contains("corrupt: its xxh3 is"), "{e}");
     // Sampling bits out of range.
     let text = vm("").replacen("seed = 1\n", "seed = 1\ntrace_sampling_bits = 17\n", 1);
     let e = load_err(&text);

@@ -557,13 +557,19 @@ pub struct CaptureArgs {
     /// Seed of the guest's content and dirtying.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Trace directory to write (replaced atomically if it exists).
+    /// Trace directory to write: new, empty, or a previous trace (replaced
+    /// atomically); anything else is refused before the capture starts.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also replace a memfabric folder of another kind, or a trace holding
+    /// extra files; never a user's folder or file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `capture`, writes the trace and prints a summary.
 pub fn capture_main(args: &CaptureArgs) -> anyhow::Result<()> {
+    memfabric_sim::atomic_dir::check_target(&args.out, memfabric_sim::atomic_dir::DirKind::Trace, args.force)?;
     let cfg = CaptureConfig {
         memory_bytes: args.mem.0,
         workload: GuestWorkload::from_archetype(&args.workload, args.dirty_rate, args.seed)?,
@@ -572,7 +578,7 @@ pub fn capture_main(args: &CaptureArgs) -> anyhow::Result<()> {
         warmup: Duration::from_nanos(args.warmup.0),
     };
     let (trace, s) = capture(&cfg)?;
-    trace.write(&args.out).with_context(|| format!("writing the trace to {}", args.out.display()))?;
+    trace.write_replacing(&args.out, args.force).with_context(|| format!("writing the trace to {}", args.out.display()))?;
     println!(
         "snapshot: {} pages ({} MiB), {:.1}% zero; copied in {:.2} s with the guest running, then a {:.1} ms pause to re-copy {} pages; measured in {:.2} s",
         s.pages,

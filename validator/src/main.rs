@@ -200,8 +200,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // Bad input exits 2 (as clap's own refusals do), anything else 1.
-            if e.downcast_ref::<orchestrate::MigrateInputError>().is_some() {
+            // Bad input (arguments, a refused --out) exits 2 (as clap's own refusals do), anything else 1.
+            if e.downcast_ref::<orchestrate::MigrateInputError>().is_some() || memfabric_sim::atomic_dir::is_refusal(&e) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

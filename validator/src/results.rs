@@ -114,8 +114,9 @@ fn s(ns: u64, start: u64) -> f64 {
     ns.saturating_sub(start) as f64 * 1e-9
 }
 
-/// Writes `out` (replacing it atomically) for one migration.
-pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
+/// Writes `out` for one migration, replacing a previous validator result
+/// atomically; `force` as in [`memfabric_sim::atomic_dir::replace_dir`].
+pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
     let src = &o.source;
     let workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
     let parameters = Parameters {
@@ -249,6 +250,8 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
     ];
     memfabric_sim::atomic_dir::replace_dir(
         out,
+        memfabric_sim::atomic_dir::DirKind::ValidatorResult,
+        force,
         |dir| -> anyhow::Result<()> {
             write_parquet(&mut migrations_frame(&[("validator", std::slice::from_ref(&row))]), &dir.join("migrations.parquet"), &provenance)?;
             write_parquet(&mut rounds_frame(&[("validator", &rounds)]), &dir.join("rounds.parquet"), &provenance)?;
@@ -258,7 +261,6 @@ pub fn write_migration(out: &Path, guest: &GuestArgs, o: &MigrateOutcome) -> any
             std::fs::write(dir.join("scenario.toml"), &scenario)?;
             Ok(())
         },
-        |path, e| anyhow::anyhow!("{}: {e}", path.display()),
     )
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::atomic_dir::DirKind;
+
 use super::evaluate;
 use super::fit;
 use super::profile::{Calibration, CalibrationAbout};
@@ -46,10 +48,15 @@ pub fn load_scenario(path: &Path, calibration: Option<&Path>) -> anyhow::Result<
     Ok(sc)
 }
 
+/// How a calibration profile file begins: `--out` replaces only such a file.
+const PROFILE_MARKER: &str = "# memfabric calibration profile";
+/// A calibration profile, in messages.
+const PROFILE_KIND: &str = "a memfabric calibration profile";
+
 /// The profile file's text.
 pub fn profile_text(c: &Calibration) -> anyhow::Result<String> {
     Ok(format!(
-        "# memfabric calibration profile, written by `memfabric calibrate` (docs/calibration.md).\n# Use with `memfabric run --calibration FILE`.\n\n{}",
+        "{PROFILE_MARKER}, written by `memfabric calibrate` (docs/calibration.md).\n# Use with `memfabric run --calibration FILE`.\n\n{}",
         toml::to_string(c).context("encoding the calibration")?
     ))
 }
@@ -58,6 +65,11 @@ pub fn profile_text(c: &Calibration) -> anyhow::Result<String> {
 pub fn execute(args: &CalibrateArgs) -> anyhow::Result<()> {
     let train_sel = Selector::parse(&args.train)?;
     let test_sel = Selector::parse(&args.test)?;
+    // Refuse a bad --out or --report before the (possibly long) fit.
+    crate::atomic_dir::check_file_target(&args.out, PROFILE_MARKER, PROFILE_KIND)?;
+    if let Some(dir) = &args.report {
+        crate::atomic_dir::check_target(dir, DirKind::CalibrationReport, false)?;
+    }
     let runs = super::dataset::load(&args.dataset)?;
     let (train, test) = super::split(&runs, &train_sel, &test_sel)?;
     let command = format!(
@@ -82,25 +94,30 @@ pub fn execute(args: &CalibrateArgs) -> anyhow::Result<()> {
     let text = profile_text(&c)?;
     println!("fitted on {} runs (loss {:.4}):\n{}", train.len(), c.about.loss, text.lines().skip(3).collect::<Vec<_>>().join("\n"));
     println!("\nheld-out runs ({}):\n\n{md}", test.len());
-    // Writing: the report folder (all or nothing), then the profile.
+    // Writing: the report folder (all or nothing), then the profile; both
+    // follow the --out rule (never replace what this command did not write).
     if let Some(dir) = &args.report {
         let csv = evaluate::report_csv(&rows);
-        crate::atomic_dir::replace_dir(
-            dir,
-            |d| -> anyhow::Result<()> {
-                std::fs::write(d.join("evaluation.md"), &md)?;
-                std::fs::write(d.join("evaluation.csv"), &csv)?;
-                std::fs::write(d.join("calibration.toml"), &text)?;
-                evaluate::draw_plots(&rows, d).map_err(anyhow::Error::msg)?;
-                Ok(())
-            },
-            |path, e| anyhow::anyhow!("{}: {e}", path.display()),
-        )?;
+        crate::atomic_dir::replace_dir(dir, DirKind::CalibrationReport, false, |d| -> anyhow::Result<()> {
+            std::fs::write(d.join("evaluation.md"), &md)?;
+            std::fs::write(d.join("evaluation.csv"), &csv)?;
+            std::fs::write(d.join("calibration.toml"), &text)?;
+            evaluate::draw_plots(&rows, d).map_err(anyhow::Error::msg)?;
+            let mut files: Vec<String> =
+                std::fs::read_dir(d)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Result<_, _>>()?;
+            files.sort();
+            let manifest = serde_json::json!({
+                "tool": crate::atomic_dir::CALIBRATION_REPORT_TOOL,
+                "version": crate::VERSION,
+                "command": c.about.command,
+                "files": files,
+            });
+            std::fs::write(d.join(crate::atomic_dir::MANIFEST), serde_json::to_string_pretty(&manifest)?)?;
+            Ok(())
+        })?;
         println!("report: {}", dir.display());
     }
-    let tmp = args.out.with_extension("toml.tmp");
-    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    crate::atomic_dir::replace_file(&args.out, PROFILE_MARKER, PROFILE_KIND, text.as_bytes())?;
     println!("profile: {}", args.out.display());
     Ok(())
 }

@@ -41,6 +41,9 @@ pub enum OutputError {
         #[source]
         source: polars::error::PolarsError,
     },
+    /// `--out` names something that must not be replaced.
+    #[error(transparent)]
+    Out(#[from] crate::atomic_dir::OutDirError),
     /// A plot could not be drawn.
     #[error("{path}: cannot draw plot: {message}")]
     Plot {
@@ -127,11 +130,14 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
     }
 }
 
-/// Writes all results of a run's variants into `dir` (replacing it atomically).
-pub fn write_results(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), OutputError> {
+/// Writes all results of a run's variants into `dir`, replacing a previous
+/// run result there atomically; any other non-empty `dir` is refused, and
+/// `force` lets another memfabric folder be replaced (see
+/// [`crate::atomic_dir`]).
+pub fn write_results(outs: &[RunOutput], dir: &Path, with_plots: bool, force: bool) -> Result<(), OutputError> {
     assert!(!outs.is_empty(), "a run has at least one variant");
-    crate::atomic_dir::replace_dir(dir, |staging| write_into(outs, staging, with_plots), |path, source| {
-        OutputError::Io { path: path.display().to_string(), source }
+    crate::atomic_dir::replace_dir(dir, crate::atomic_dir::DirKind::SimResult, force, |staging| {
+        write_into(outs, staging, with_plots)
     })
 }
 
@@ -161,7 +167,9 @@ fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), Ou
     tables::write_parquet(&mut links_frame(&links), &dir.join("links.parquet"), &meta)?;
     if with_plots {
         let plot_dir = dir.join("plots");
-        std::fs::create_dir_all(&plot_dir).map_err(io_err(&plot_dir))?;
+        // Not `create_dir_all`: if the staging folder was removed (on a
+        // signal), it must not be created again.
+        std::fs::create_dir(&plot_dir).map_err(io_err(&plot_dir))?;
         plots::draw_all(outs, &plot_dir)?;
     }
     let m = manifest(outs, with_plots);

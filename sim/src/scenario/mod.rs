@@ -47,18 +47,42 @@ pub const DEFAULT_PEAK_WATTS: f64 = 300.0;
 /// connection unless multifd is enabled.
 pub const DEFAULT_STREAMS: u32 = 1;
 
+/// Most hosts a scenario may define, counting `count` expansions: 100,000
+/// (ten times the largest committed scenario's fabric; the engine keeps per-host
+/// state, so this bounds memory before anything is allocated).
+pub const HOSTS_MAX: u64 = 100_000;
+/// Most VMs a scenario may define, counting `count` expansions: 1,000,000
+/// (`memfabric bench` measures 100,000-VM evacuations in seconds).
+pub const VMS_MAX: u64 = 1_000_000;
+/// Longest scenario name in bytes: 200, so that the results folder's name
+/// and its hidden staging sibling (`.<name>.partial-<pid>-<n>`) fit the
+/// 255-byte file-name limit of Linux filesystems.
+pub const NAME_BYTES_MAX: usize = 200;
+
+/// Why `name` cannot name a results folder, if it cannot: empty, longer than
+/// [`NAME_BYTES_MAX`] bytes, holding `/`, `\`, NUL or another control
+/// character (a newline, a tab), or starting with `.`.
+pub fn folder_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("must not be empty".into())
+    } else if name.len() > NAME_BYTES_MAX {
+        Some(format!("is {} bytes long; at most {NAME_BYTES_MAX} bytes", name.len()))
+    } else if let Some(c) = name.chars().find(|c| c.is_control() || matches!(c, '/' | '\\')) {
+        Some(format!("must not contain {c:?}"))
+    } else if name.starts_with('.') {
+        Some("must not start with '.'".into())
+    } else {
+        None
+    }
+}
+
 /// A scenario could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file could not be read.
-    #[error("{path}: cannot read scenario")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (missing, not a regular file, too large,
+    /// not UTF-8).
+    #[error(transparent)]
+    Read(#[from] crate::input::InputError),
     /// The file is malformed or means something impossible.
     #[error("{path}:{line}:{column}: {field}: {message}")]
     Invalid {
@@ -299,8 +323,7 @@ pub const DEFAULT_TENANT: &str = "default";
 
 /// Reads and checks a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+    let text = crate::input::read_text(path, crate::input::SCENARIO_BYTES_MAX, "a scenario")?;
     parse_in(&text, &path.display().to_string(), path.parent())
 }
 
@@ -373,10 +396,12 @@ struct Builder<'a> {
 
 type Res<T> = Result<T, ScenarioError>;
 
-fn expand_names(name: &str, count: Option<u32>) -> Vec<String> {
+/// The names of `count` entries called `name` (`name-0`, `name-1`, …), made
+/// one at a time: the caller has bounded `count` before.
+fn expand_names(name: &str, count: Option<u32>) -> Box<dyn Iterator<Item = String> + '_> {
     match count {
-        None => vec![name.to_string()],
-        Some(n) => (0..n).map(|i| format!("{name}-{i}")).collect(),
+        None => Box::new(std::iter::once(name.to_string())),
+        Some(n) => Box::new((0..n).map(move |i| format!("{name}-{i}"))),
     }
 }
 
@@ -388,11 +413,11 @@ impl Builder<'_> {
     fn build(&self) -> Res<Scenario> {
         let f = self.file;
         let name = f.scenario.name.get_ref().trim().to_string();
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if let Some(problem) = folder_name_problem(&name) {
             return Err(self.err(
                 sp(&f.scenario.name),
                 "scenario.name",
-                "must be a non-empty name without '/' or a leading '.' (it names the results folder)",
+                format!("{problem} (it names the results folder: no '/', '\\', control characters or leading '.')"),
             ));
         }
         let horizon = f.scenario.horizon.as_ref().map_or(DEFAULT_HORIZON, |h| *h.get_ref());
@@ -419,8 +444,9 @@ impl Builder<'_> {
                     Some(base) => base.join(p.get_ref()),
                     None => Path::new(p.get_ref()).to_path_buf(),
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    self.err(sp(p), "scenario.cpu_profile", format!("cannot read {}: {e}", path.display()))
+                let text = crate::input::read_text(&path, crate::input::PROFILE_BYTES_MAX, "a CPU profile").map_err(|e| {
+                    let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                    self.err(sp(p), "scenario.cpu_profile", format!("cannot use {e}{cause}"))
                 })?;
                 let profile: CpuProfile = toml::from_str(&text).map_err(|e| {
                     self.err(sp(p), "scenario.cpu_profile", format!("{} is not a CPU profile: {}", path.display(), e.message()))
@@ -608,10 +634,21 @@ impl Builder<'_> {
                 if h.ram.get_ref().0 == 0 {
                     return Err(self.err(sp(&h.ram), format!("{hf}.ram"), "must be positive, e.g. \"256GiB\""));
                 }
+                let n = h.count.as_ref().map_or(1, |c| u64::from(*c.get_ref()));
                 if let Some(c) = &h.count {
-                    if *c.get_ref() == 0 {
+                    if n == 0 {
                         return Err(self.err(sp(c), format!("{hf}.count"), "must be at least 1"));
                     }
+                    // Before the names are expanded.
+                    if hosts.len() as u64 + n > HOSTS_MAX {
+                        return Err(self.err(sp(c), format!("{hf}.count"), format!(
+                            "{n} hosts would make {} in all; a scenario holds at most {HOSTS_MAX}",
+                            hosts.len() as u64 + n
+                        )));
+                    }
+                }
+                if hosts.len() as u64 + n > HOSTS_MAX {
+                    return Err(self.err(sp(&h.name), format!("{hf}.name"), format!("a scenario holds at most {HOSTS_MAX} hosts")));
                 }
                 let idle = h.idle_watts.as_ref().map_or(DEFAULT_IDLE_WATTS, |w| *w.get_ref());
                 let peak = h.peak_watts.as_ref().map_or(DEFAULT_PEAK_WATTS.max(idle), |w| *w.get_ref());
@@ -644,7 +681,13 @@ impl Builder<'_> {
             if link_names.insert(lname, LinkId(li as u32)).is_some() {
                 return Err(self.err(sp(&l.name), format!("{field}.name"), format!("link {lname:?} is defined twice")));
             }
-            let [a, b] = l.between.get_ref();
+            let [a, b] = l.between.get_ref().as_slice() else {
+                return Err(self.err(
+                    sp(&l.between),
+                    format!("{field}.between"),
+                    format!("must list exactly 2 sites, e.g. [\"a\", \"b\"]; found {}", l.between.get_ref().len()),
+                ));
+            };
             let lookup = |n: &str| {
                 site_ids.get(n).copied().ok_or_else(|| {
                     self.err(sp(&l.between), format!("{field}.between"), format!("unknown site {n:?}; sites are {:?}", site_ids.keys().collect::<Vec<_>>()))
@@ -836,7 +879,12 @@ impl Builder<'_> {
         // Provenance: a hash of the files as read (they were just validated).
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         for file in [crate::trace::MANIFEST_FILE, crate::trace::SNAPSHOT_FILE, crate::trace::EPOCHS_FILE] {
-            let bytes = std::fs::read(dir.join(file)).map_err(|e| {
+            let cap = if file == crate::trace::MANIFEST_FILE {
+                crate::input::TRACE_MANIFEST_BYTES_MAX
+            } else {
+                crate::input::TRACE_TABLE_BYTES_MAX
+            };
+            let bytes = crate::input::read_bytes(&dir.join(file), cap, "a trace file").map_err(|e| {
                 self.err(sp(t), format!("{field}.trace"), format!("cannot use trace {}: {file}: {e}", dir.display()))
             })?;
             hasher.update(&bytes);
@@ -887,10 +935,18 @@ impl Builder<'_> {
                 None => DEFAULT_VCPUS,
             };
             let device_state = v.device_state.as_ref().map_or(DEFAULT_DEVICE_STATE, |d| *d.get_ref());
+            let n = v.count.as_ref().map_or(1, |c| u64::from(*c.get_ref()));
             if let Some(c) = &v.count {
-                if *c.get_ref() == 0 {
+                if n == 0 {
                     return Err(self.err(sp(c), format!("{field}.count"), "must be at least 1"));
                 }
+            }
+            if vms.len() as u64 + n > VMS_MAX {
+                let span = v.count.as_ref().map_or(sp(&v.name), sp);
+                return Err(self.err(span, format!("{field}.count"), format!(
+                    "{n} VMs would make {} in all; a scenario holds at most {VMS_MAX}",
+                    vms.len() as u64 + n
+                )));
             }
             let candidates: Vec<HostId> = match (&v.host, &v.site) {
                 (Some(h), None) => vec![*host_by_name.get(h.get_ref().as_str()).ok_or_else(|| {
@@ -905,6 +961,21 @@ impl Builder<'_> {
                 _ => return Err(self.err(sp(&v.name), field, "give exactly one of `host` or `site`")),
             };
             let place_span = v.host.as_ref().or(v.site.as_ref()).map_or(sp(&v.name), sp);
+            // Bound the expansion by what the hosts can still hold, before
+            // anything is allocated: first fit places exactly this many.
+            if let (Some(c), true) = (&v.count, memory.0 > 0) {
+                let room: u64 = candidates
+                    .iter()
+                    .map(|h| (&fabric.hosts[h.index()], used_ram[h.index()]))
+                    .filter(|(host, _)| vcpus <= host.cores)
+                    .map(|(host, used)| host.ram.0.saturating_sub(used) / memory.0)
+                    .fold(0u64, u64::saturating_add);
+                if room > 0 && n > room {
+                    return Err(self.err(sp(c), format!("{field}.count"), format!(
+                        "no room for {n} VMs of {memory}: the hosts left for them hold {room} more"
+                    )));
+                }
+            }
             for name in expand_names(v.name.get_ref(), v.count.as_ref().map(|c| *c.get_ref())) {
                 if names.insert(name.clone(), ()).is_some() {
                     return Err(self.err(sp(&v.name), format!("{field}.name"), format!("VM {name:?} is defined twice")));
@@ -912,21 +983,23 @@ impl Builder<'_> {
                 // First fit among the candidate hosts.
                 let fits = |h: &HostId| {
                     let host = &fabric.hosts[h.index()];
-                    used_ram[h.index()] + memory.0 <= host.ram.0 && vcpus <= host.cores
+                    used_ram[h.index()].checked_add(memory.0).is_some_and(|u| u <= host.ram.0) && vcpus <= host.cores
                 };
                 let Some(host) = candidates.iter().copied().find(fits) else {
                     let biggest = candidates.iter().map(|h| fabric.hosts[h.index()].ram).max().unwrap_or_default();
-                    let msg = if candidates.is_empty() {
-                        "the site has no hosts".to_string()
+                    let memory_span = v.memory.as_ref().map_or(place_span.clone(), sp);
+                    let vcpus_span = v.vcpus.as_ref().map_or(place_span.clone(), sp);
+                    let (key, span, msg) = if candidates.is_empty() {
+                        ("memory", place_span.clone(), "the site has no hosts".to_string())
                     } else if memory > biggest {
-                        format!("VM {name:?} needs {memory} of memory, more than its host's RAM ({biggest})")
+                        ("memory", memory_span, format!("VM {name:?} needs {memory} of memory, more than its host's RAM ({biggest})"))
                     } else if candidates.iter().all(|h| vcpus > fabric.hosts[h.index()].cores) {
-                        format!("VM {name:?} has {vcpus} vCPUs, more than its host's cores")
+                        let cores = candidates.iter().map(|h| fabric.hosts[h.index()].cores).max().unwrap_or(0);
+                        ("vcpus", vcpus_span, format!("VM {name:?} has {vcpus} vCPUs, more than its host's cores ({cores})"))
                     } else {
-                        format!("no room for VM {name:?} ({memory}): the hosts' RAM is already taken by earlier VMs")
+                        ("memory", place_span.clone(), format!("no room for VM {name:?} ({memory}): the hosts' RAM is already taken by earlier VMs"))
                     };
-                    let span = if memory > biggest { v.memory.as_ref().map_or(place_span.clone(), sp) } else { place_span.clone() };
-                    return Err(self.err(span, format!("{field}.memory"), msg));
+                    return Err(self.err(span, format!("{field}.{key}"), msg));
                 };
                 used_ram[host.index()] += memory.0;
                 vms.push(Vm {

@@ -221,9 +221,9 @@ pub struct LinkFile {
     /// Unique link name.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
-    /// The two sites it joins.
+    /// The two sites it joins (exactly two; checked when the fabric is built).
     #[schemars(with = "[String; 2]")]
-    pub between: Spanned<[String; 2]>,
+    pub between: Spanned<Vec<String>>,
     /// Capacity of each direction.
     #[schemars(with = "Rate")]
     pub bandwidth: Spanned<BytesPerSecond>,

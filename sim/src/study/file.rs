@@ -43,15 +43,10 @@ use toml::Spanned;
 /// A study could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
-    /// A file could not be read.
-    #[error("{path}: cannot read")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be read (missing, not a regular file, too large,
+    /// not UTF-8).
+    #[error(transparent)]
+    Read(#[from] crate::input::InputError),
     /// The study file is malformed or means something impossible.
     #[error("{path}:{line}:{column}: {field}: {message}")]
     Invalid {
@@ -176,8 +171,7 @@ pub const DEFAULT_GRID: u32 = 16;
 
 /// Reads and checks a study file and its base scenario.
 pub fn load(path: &Path) -> Result<Study, StudyError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| StudyError::Read { path: path.display().to_string(), source })?;
+    let text = crate::input::read_text(path, crate::input::SCENARIO_BYTES_MAX, "a study")?;
     parse(&text, path)
 }
 
@@ -264,13 +258,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, StudyError> {
     })?;
     let s = &file.study;
     let name = s.name.get_ref().trim().to_string();
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(loc.error(s.name.span(), "study.name", "must be a non-empty name without '/' or a leading '.' (it names the results folder)"));
+    if let Some(problem) = crate::scenario::folder_name_problem(&name) {
+        return Err(loc.error(s.name.span(), "study.name", format!("{problem} (it names the results folder: no '/', '\\', control characters or leading '.')")));
     }
     let base = path.parent().filter(|p| !p.as_os_str().is_empty());
     let scenario_path = base.map_or_else(|| PathBuf::from(s.scenario.get_ref()), |b| b.join(s.scenario.get_ref()));
-    let scenario_text = std::fs::read_to_string(&scenario_path).map_err(|e| {
-        loc.error(s.scenario.span(), "study.scenario", format!("cannot read {}: {e}", scenario_path.display()))
+    let scenario_text = crate::input::read_text(&scenario_path, crate::input::SCENARIO_BYTES_MAX, "a scenario").map_err(|e| {
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+        loc.error(s.scenario.span(), "study.scenario", format!("cannot use {e}{cause}"))
     })?;
     let base_scenario = crate::scenario::load(&scenario_path)
         .map_err(|source| StudyError::Scenario { study: path.display().to_string(), source })?;

@@ -106,10 +106,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 
 /// Writes a study folder atomically.
 pub fn write(dir: &Path, c: Contents<'_>) -> Result<(), OutputError> {
-    crate::atomic_dir::replace_dir(dir, |staging| fill(staging, c), |path, source| OutputError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    crate::atomic_dir::replace_dir(dir, crate::atomic_dir::DirKind::Study, false, |staging| fill(staging, c))
 }
 
 fn fill(dir: &Path, mut c: Contents<'_>) -> Result<(), OutputError> {

@@ -58,7 +58,7 @@ pub fn evaluate(study: &Study, paths: &[String], point: &Point, tables: Option<&
     };
     if let Some(dir) = tables {
         let out = dir.join(&point.hash);
-        if let Err(e) = crate::output::write_results(&outs, &out, false) {
+        if let Err(e) = crate::output::write_results(&outs, &out, false, false) {
             record.error = Some(format!("cannot write the point's tables: {e}"));
         }
     }

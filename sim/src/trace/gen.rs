@@ -56,6 +56,11 @@ pub const DEFAULT_DURATION_NS: u64 = 60_000_000_000;
 pub const DEFAULT_EPOCH_NS: u64 = 1_000_000_000;
 /// Default seed.
 pub const DEFAULT_SEED: u64 = 1;
+/// Most guest memory generated: 64 GiB (16 Mi pages; the snapshot alone
+/// then takes about 0.7 GB of memory while it is built).
+pub const MEMORY_BYTES_MAX: u64 = 64 << 30;
+/// Most epochs generated (a day of 1 s epochs).
+pub const EPOCHS_MAX: u64 = 86_400;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,11 +103,11 @@ impl GenConfig {
 /// A generator configuration that cannot make a trace.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GenError {
-    /// Memory is empty or not a whole number of pages.
-    #[error("memory {0} bytes is not a positive multiple of 4096")]
+    /// Memory is empty, not a whole number of pages, or above [`MEMORY_BYTES_MAX`].
+    #[error("memory {0} bytes is not a positive multiple of 4096 of at most 64 GiB")]
     Memory(u64),
     /// The epoch is zero or does not divide the duration.
-    #[error("duration {duration_ns} ns is not a positive whole number of epochs of {epoch_ns} ns")]
+    #[error("duration {duration_ns} ns is not a positive whole number (at most 86400) of epochs of {epoch_ns} ns")]
     Epochs {
         /// Trace length.
         duration_ns: u64,
@@ -225,7 +230,7 @@ fn snapshot(cfg: &GenConfig, pages: u64, sizer: &Sizer, streams: &RngStreams) ->
 pub fn generate(cfg: &GenConfig) -> Result<Trace, GenError> {
     if cfg.memory_bytes == 0
         || cfg.memory_bytes % PAGE_SIZE != 0
-        || usize::try_from(cfg.memory_bytes / PAGE_SIZE).is_err()
+        || cfg.memory_bytes > MEMORY_BYTES_MAX
     {
         return Err(GenError::Memory(cfg.memory_bytes));
     }
@@ -233,7 +238,10 @@ pub fn generate(cfg: &GenConfig) -> Result<Trace, GenError> {
     if cfg.epoch_ns == 0 || cfg.duration_ns == 0 || cfg.duration_ns % cfg.epoch_ns != 0 {
         return Err(epochs_err);
     }
-    let epochs = u32::try_from(cfg.duration_ns / cfg.epoch_ns).map_err(|_| epochs_err)?;
+    if cfg.duration_ns / cfg.epoch_ns > EPOCHS_MAX {
+        return Err(epochs_err);
+    }
+    let epochs = (cfg.duration_ns / cfg.epoch_ns) as u32;
     let pages = cfg.memory_bytes / PAGE_SIZE;
     let streams = RngStreams::new(cfg.seed);
     let sizer = Sizer::new(&cfg.spec, &cfg.profile);

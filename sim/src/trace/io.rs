@@ -49,10 +49,28 @@ fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
     }
 }
 
+fn input_err(e: crate::input::InputError) -> TraceError {
+    match e {
+        crate::input::InputError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            TraceError::Missing { file: path }
+        }
+        e => TraceError::Input(e),
+    }
+}
+
+/// Key of the manifest holding the xxh3-64 of each table file's bytes
+/// (`{"snapshot": "<16 hex>", "epochs": "<16 hex>"}`): written by [`write`],
+/// checked by [`read`] before a table is decoded, so a corrupt table is
+/// refused here rather than handed to the Parquet decoder (which aborts the
+/// process on some corrupt pages; docs/development.md, Reliability). It is a
+/// property of the files, not of the trace, so it never reaches [`Manifest`];
+/// traces written before it existed have none and are read unchecked.
+pub(super) const TABLES_XXH3_KEY: &str = "tables_xxh3";
+
 pub(super) fn read(dir: &Path) -> Result<Trace, TraceError> {
-    let manifest = read_manifest(&dir.join(MANIFEST_FILE))?;
-    let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
-    let epochs = read_epochs(&dir.join(EPOCHS_FILE))?;
+    let (manifest, sums) = read_manifest(&dir.join(MANIFEST_FILE))?;
+    let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE), sums.as_ref().map(|s| s.snapshot.as_str()))?;
+    let epochs = read_epochs(&dir.join(EPOCHS_FILE), sums.as_ref().map(|s| s.epochs.as_str()))?;
     let mut trace = Trace { manifest, snapshot, epochs };
     trace.validate(dir)?;
     trace.snapshot.sort_unstable_by_key(|p| p.page_index);
@@ -62,10 +80,10 @@ pub(super) fn read(dir: &Path) -> Result<Trace, TraceError> {
 /// Reads the manifest, checking the format name and version before the rest
 /// of the schema so that a newer trace is refused for its version, not for a
 /// field this reader does not know.
-fn read_manifest(file: &Path) -> Result<Manifest, TraceError> {
-    let text = std::fs::read_to_string(file).map_err(io_err(file))?;
+fn read_manifest(file: &Path) -> Result<(Manifest, Option<TableSums>), TraceError> {
+    let text = crate::input::read_text(file, crate::input::TRACE_MANIFEST_BYTES_MAX, "a trace manifest").map_err(input_err)?;
     let json = |source| TraceError::Json { file: file.into(), source };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
     if let Some(format) = value.get("format") {
         if format.as_str() != Some(FORMAT_NAME) {
             return Err(TraceError::UnknownFormat {
@@ -83,17 +101,39 @@ fn read_manifest(file: &Path) -> Result<Manifest, TraceError> {
             });
         }
     }
+    let sums = match value.as_object_mut().and_then(|m| m.remove(TABLES_XXH3_KEY)) {
+        Some(v) => Some(serde_json::from_value::<TableSums>(v).map_err(json)?),
+        None => None,
+    };
     let manifest: Manifest = serde_json::from_value(value).map_err(json)?;
     validate_manifest(&manifest, file)?;
-    Ok(manifest)
+    Ok((manifest, sums))
+}
+
+/// The value of [`TABLES_XXH3_KEY`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSums {
+    snapshot: String,
+    epochs: String,
+}
+
+fn xxh3_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
 /// Reads a Parquet table, checks its version metadata and its columns
 /// (exactly `columns`, with those types, without nulls).
-fn read_table(file: &Path, columns: &[(&'static str, DataType)]) -> Result<DataFrame, TraceError> {
-    let f = std::fs::File::open(file).map_err(io_err(file))?;
+fn read_table(file: &Path, columns: &[(&'static str, DataType)], xxh3: Option<&str>) -> Result<DataFrame, TraceError> {
+    let bytes = crate::input::read_bytes(file, crate::input::TRACE_TABLE_BYTES_MAX, "a trace table").map_err(input_err)?;
+    if let Some(expected) = xxh3 {
+        let found = xxh3_hex(&bytes);
+        if found != expected {
+            return Err(TraceError::TableChecksum { file: file.into(), expected: expected.to_string(), found });
+        }
+    }
     let parquet = |source| TraceError::Parquet { file: file.into(), source };
-    let mut reader = ParquetReader::new(f);
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     let version =
         reader.get_metadata().map_err(parquet)?.key_value_metadata.as_ref().and_then(|kv| {
             kv.iter().find(|k| k.key == METADATA_VERSION_KEY).map(|k| k.value.clone().unwrap_or_default())
@@ -145,8 +185,8 @@ fn hashes(df: &DataFrame) -> Vec<ContentHash> {
     hi.iter().zip(&lo).map(|(&h, &l)| ContentHash((u128::from(h) << 64) | u128::from(l))).collect()
 }
 
-fn read_snapshot(file: &Path) -> Result<Vec<SnapshotPage>, TraceError> {
-    let df = read_table(file, &SNAPSHOT_COLUMNS)?;
+fn read_snapshot(file: &Path, xxh3: Option<&str>) -> Result<Vec<SnapshotPage>, TraceError> {
+    let df = read_table(file, &SNAPSHOT_COLUMNS, xxh3)?;
     let page_index = u64s(&df, "page_index");
     let hash = hashes(&df);
     let zero: Vec<bool> =
@@ -164,8 +204,8 @@ fn read_snapshot(file: &Path) -> Result<Vec<SnapshotPage>, TraceError> {
         .collect())
 }
 
-fn read_epochs(file: &Path) -> Result<Vec<DirtyPage>, TraceError> {
-    let df = read_table(file, &EPOCHS_COLUMNS)?;
+fn read_epochs(file: &Path, xxh3: Option<&str>) -> Result<Vec<DirtyPage>, TraceError> {
+    let df = read_table(file, &EPOCHS_COLUMNS, xxh3)?;
     let epoch = u32s(&df, "epoch");
     let time_ns = u64s(&df, "time_ns");
     let page_index = u64s(&df, "page_index");
@@ -254,19 +294,24 @@ fn write_table(df: PolarsResult<DataFrame>, file: &Path) -> Result<(), TraceErro
 }
 
 fn write_into(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
+    // Tables first: the manifest records their checksums.
+    let (snapshot, epochs) = (dir.join(SNAPSHOT_FILE), dir.join(EPOCHS_FILE));
+    write_table(snapshot_frame(&trace.snapshot), &snapshot)?;
+    write_table(epochs_frame(&trace.epochs), &epochs)?;
+    let sum = |f: &Path| std::fs::read(f).map(|b| xxh3_hex(&b)).map_err(io_err(f));
+    let sums = TableSums { snapshot: sum(&snapshot)?, epochs: sum(&epochs)? };
     let file = dir.join(MANIFEST_FILE);
-    let mut text = serde_json::to_string_pretty(&trace.manifest)
-        .map_err(|source| TraceError::Json { file: file.clone(), source })?;
+    let json = |source| TraceError::Json { file: file.clone(), source };
+    let mut value = serde_json::to_value(&trace.manifest).map_err(json)?;
+    if let Some(m) = value.as_object_mut() {
+        m.insert(TABLES_XXH3_KEY.to_string(), serde_json::to_value(&sums).map_err(json)?);
+    }
+    let mut text = serde_json::to_string_pretty(&value).map_err(json)?;
     text.push('\n');
-    std::fs::write(&file, text).map_err(io_err(&file))?;
-    write_table(snapshot_frame(&trace.snapshot), &dir.join(SNAPSHOT_FILE))?;
-    write_table(epochs_frame(&trace.epochs), &dir.join(EPOCHS_FILE))
+    std::fs::write(&file, text).map_err(io_err(&file))
 }
 
-/// Writes into `.<name>.partial-<pid>` next to `dir`, then swaps it into place.
-pub(super) fn write(trace: &Trace, dir: &Path) -> Result<(), TraceError> {
-    crate::atomic_dir::replace_dir(dir, |staging| write_into(trace, staging), |path, source| TraceError::Io {
-        file: path.into(),
-        source,
-    })
+/// Writes into a hidden staging folder next to `dir`, then swaps it into place.
+pub(super) fn write(trace: &Trace, dir: &Path, force: bool) -> Result<(), TraceError> {
+    crate::atomic_dir::replace_dir(dir, crate::atomic_dir::DirKind::Trace, force, |staging| write_into(trace, staging))
 }

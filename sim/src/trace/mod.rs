@@ -304,6 +304,12 @@ pub enum TraceError {
         /// The file.
         file: PathBuf,
     },
+    /// A file of the trace is not a regular file, too large or not UTF-8.
+    #[error(transparent)]
+    Input(crate::input::InputError),
+    /// `--out` names something that must not be replaced.
+    #[error(transparent)]
+    Out(#[from] crate::atomic_dir::OutDirError),
     /// A file or directory could not be read or written.
     #[error("{file}: I/O error")]
     Io {
@@ -347,6 +353,16 @@ pub enum TraceError {
         file: PathBuf,
         /// The page size found.
         found: u64,
+    },
+    /// A table's bytes do not match the checksum its manifest records.
+    #[error("{file}: corrupt: its xxh3 is {found}, the manifest records {expected}")]
+    TableChecksum {
+        /// The table.
+        file: PathBuf,
+        /// From the manifest's `tables_xxh3`.
+        expected: String,
+        /// Of the bytes read.
+        found: String,
     },
     /// A Parquet file is truncated, corrupt or not Parquet.
     #[error("{file}: cannot read Parquet (truncated or corrupt file?)")]
@@ -473,11 +489,18 @@ impl Trace {
         io::read(dir)
     }
 
-    /// Validates the trace and writes it to `dir`, replacing any previous
-    /// content atomically (a hidden sibling directory renamed into place).
+    /// Validates the trace and writes it to `dir`, replacing a previous
+    /// trace there atomically; any other non-empty `dir` is refused (see
+    /// [`crate::atomic_dir`]).
     pub fn write(&self, dir: &Path) -> Result<(), TraceError> {
+        self.write_replacing(dir, false)
+    }
+
+    /// [`Trace::write`], with `force` letting another memfabric folder (a
+    /// run result, or a trace with extra files) be replaced.
+    pub fn write_replacing(&self, dir: &Path, force: bool) -> Result<(), TraceError> {
         self.validate(dir)?;
-        io::write(self, dir)
+        io::write(self, dir, force)
     }
 
     /// Checks every rule of the format; errors name the files under `dir`.

@@ -50,3 +50,37 @@ pub fn assert_close(a: f64, b: f64, rel: f64, what: &str) {
 pub fn scenario_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
 }
+
+/// A fresh, empty scratch folder for one test: `<tmp>/memfabric-<group>-<pid>-<name>`.
+pub fn scratch(group: &str, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("memfabric-{group}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The names in `dir` (hidden ones included), sorted.
+pub fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Everything under `dir`, as paths relative to it, sorted.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, rel: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(root.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            out.push(r.display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, std::path::Path::new(""), &mut out);
+    out.sort();
+    out
+}

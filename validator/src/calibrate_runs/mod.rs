@@ -91,6 +91,7 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
         fault: None,
         link: run.link.clone(),
         tls: None,
+        force: false,
         out,
     }
 }

@@ -195,9 +195,14 @@ pub struct MigrateArgs {
     /// (`scripts/tls-keygen.sh DIR` makes them).
     #[arg(long, value_name = "DIR")]
     pub tls: Option<PathBuf>,
-    /// Result folder (replaced atomically).
+    /// Result folder: new, empty, or a previous validator result (replaced
+    /// atomically); anything else is refused before the migration starts.
     #[arg(long, default_value = "results/validator-migrate")]
     pub out: PathBuf,
+    /// Also replace a memfabric folder of another kind, or a validator result
+    /// holding extra files; never a user's folder or file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Hidden `source` command: boot, migrate to `--connect`, write `--report`.
@@ -463,6 +468,7 @@ fn interrupted(link: bool) -> anyhow::Error {
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     check_migrate_args(args)?; // before starting anything
+    memfabric_sim::atomic_dir::check_target(&args.out, memfabric_sim::atomic_dir::DirKind::ValidatorResult, args.force)?;
     // With --tls the stream is encrypted: the strategy (in the reports, the
     // result tables and the scenario the simulator replays) says so.
     let mut guest = args.guest.clone();
@@ -631,7 +637,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         link_stats,
         tls: args.tls.is_some(),
     };
-    results::write_migration(&args.out, guest, &outcome)?;
+    results::write_migration(&args.out, args.force, guest, &outcome)?;
     Ok(outcome)
 }
 

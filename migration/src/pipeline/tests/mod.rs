@@ -9,3 +9,4 @@ mod delta_stream;
 mod harness;
 mod roundtrip;
 mod wire_errors;
+mod wire_fuzz;

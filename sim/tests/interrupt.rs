@@ -1,0 +1,73 @@
+//! SIGINT and SIGTERM during `memfabric run` (issue 12, row 3): the process
+//! removes its unfinished staging folder, says so, and exits 130 / 143;
+//! nothing is left at `--out` or beside it.
+
+mod common;
+use common::{entries, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tmp(name: &str) -> PathBuf {
+    scratch("int", name)
+}
+
+/// Starts `memfabric run` of a site evacuation of `vms` VMs into `dir/out`.
+fn start_run(dir: &Path, vms: usize) -> Child {
+    let scenario = dir.join("evac.toml");
+    std::fs::write(&scenario, memfabric_sim::bench::evacuation_scenario(vms)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_memfabric"))
+        .args(["run", scenario.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `sig` ("INT", "TERM") with the shell's built-in `kill` (no procps needed).
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("sh").args(["-c", &format!("kill -{sig} {}", child.id())]).status().unwrap().success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+#[test]
+fn sigint_while_writing_removes_the_staging_folder_and_exits_130() {
+    let dir = tmp("int");
+    // Drawing the plots of 200 VMs takes about 2 s in a debug build; the
+    // test fails (not skips) if it never saw the staging folder, so the
+    // signal is known to have come mid-write.
+    let mut child = start_run(&dir, 200);
+    let t0 = Instant::now();
+    let seen = loop {
+        if entries(&dir).iter().any(|e| e.starts_with(".out.partial-")) {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || t0.elapsed() > Duration::from_secs(120) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(seen, "the run ended before its staging folder was seen; make the scenario larger");
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT: removed the unfinished folder") && stderr.contains(".out.partial-"), "{stderr}");
+    assert_eq!(entries(&dir), ["evac.toml"], "nothing but the scenario is left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_while_simulating_exits_143_and_writes_nothing() {
+    let dir = tmp("term");
+    let mut child = start_run(&dir, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "the run ended within 100 ms; make the scenario larger");
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(entries(&dir), ["evac.toml"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
