@@ -103,6 +103,8 @@ pub struct MigrationSettings {
     pub hash: memfabric_migration::pipeline::HashAlgo,
     /// How `dedup-site` learns the destination's content.
     pub site_index: SiteIndex,
+    /// How a destination host is chosen at a site.
+    pub placer: crate::placement::Placer,
 }
 
 /// How `dedup-site` learns what the destination site holds.
@@ -172,6 +174,7 @@ impl Default for MigrationSettings {
             xbzrle_cache: Bytes(crate::reduction::DEFAULT_XBZRLE_CACHE_BYTES),
             hash: memfabric_migration::pipeline::HashAlgo::Xxh3_128,
             site_index: SiteIndex::Summary { bits_per_item: DEFAULT_SUMMARY_BITS_PER_ITEM },
+            placer: crate::placement::Placer::MostFreeRam,
         }
     }
 }
@@ -497,6 +500,9 @@ impl Builder<'_> {
         }
         if let Some(a) = s.auto_converge {
             out.auto_converge = a;
+        }
+        if let Some(p) = s.placement {
+            out.placer = p;
         }
         if let Some(n) = &s.streams {
             if *n.get_ref() == 0 || *n.get_ref() > 256 {
@@ -902,11 +908,9 @@ impl Builder<'_> {
                     return Err(self.err(sp(&v.name), format!("{field}.name"), format!("VM {name:?} is defined twice")));
                 }
                 // First fit among the candidate hosts.
-                let fits = |h: &HostId| {
-                    let host = &fabric.hosts[h.index()];
-                    used_ram[h.index()] + memory.0 <= host.ram.0 && vcpus <= host.cores
-                };
-                let Some(host) = candidates.iter().copied().find(fits) else {
+                let demand = crate::placement::Demand { memory_bytes: memory.0, vcpus };
+                let placed = crate::placement::Placer::FirstFit.choose(fabric, candidates.iter().copied(), &used_ram, demand, |_| Ok(()));
+                let Ok(host) = placed else {
                     let biggest = candidates.iter().map(|h| fabric.hosts[h.index()].ram).max().unwrap_or_default();
                     let msg = if candidates.is_empty() {
                         "the site has no hosts".to_string()

@@ -130,6 +130,8 @@ pub struct MigrationSettingsFile {
     pub summary_bits_per_item: Option<Spanned<f64>>,
     /// Pages per index query ("query").
     pub query_batch: Option<Spanned<u32>>,
+    /// How a destination host is chosen at a site: "most-free-ram" (default) or "first-fit".
+    pub placement: Option<crate::placement::Placer>,
 }
 
 /// Site index modes.
