@@ -144,6 +144,23 @@ pub fn run_all(scenario: &Scenario, seed: Option<u64>) -> Vec<RunOutput> {
 
 /// Runs `scenario` (with `seed` instead of the scenario's seed, if given).
 pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
+    run_with(scenario, seed, Vec::new())
+}
+
+/// A policy added to a run besides the scenario's operations, started at
+/// `start`; `name` names it in the results' `operation` column.
+pub struct ExtraPolicy {
+    /// Name in results.
+    pub name: String,
+    /// When it starts.
+    pub start: Nanos,
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+}
+
+/// Runs `scenario` with extra policies (after the scenario's operations, in
+/// order; each starts at its `start`).
+pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>) -> RunOutput {
     let seed = seed.unwrap_or(scenario.seed);
     let streams = RngStreams::new(seed);
     let fabric = &scenario.fabric;
@@ -197,6 +214,11 @@ pub fn run(scenario: &Scenario, seed: Option<u64>) -> RunOutput {
             crate::scenario::OperationSpec::Migrate { at, .. } | crate::scenario::OperationSpec::Evacuate { at, .. } => *at,
         };
         sim.q.schedule_at(at, Event::PolicyStart(OperationId(i as u32))).expect("time 0");
+    }
+    for e in extra {
+        let id = OperationId(sim.policies.len() as u32);
+        sim.policies.push(PolicySlot { name: e.name, policy: e.policy });
+        sim.q.schedule_at(e.start, Event::PolicyStart(id)).expect("time 0");
     }
     sim.main_loop();
     sim.finish_run(seed)

@@ -416,3 +416,6 @@ impl FabricState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
