@@ -46,6 +46,7 @@
 //! - [`mechanism`]: per-migration state and result rows;
 //! - [`state`]: what changes during a run (VM states, host usage, host, power and link state);
 //! - [`policy`]: the policy seam (events, commands, refusals, the view);
+//! - [`cpu`]: CPU vendors, models and the live-migration compatibility rule;
 //! - [`placement`]: the one placement rule, at load time and run time;
 //! - [`ops`]: fabric operations as policies (scheduled migrations, site evacuation);
 //! - [`scenario`]: the scenario file format and its checks;
@@ -59,6 +60,7 @@
 
 pub mod atomic_dir;
 pub mod bench;
+pub mod cpu;
 pub mod engine;
 pub mod fabric;
 pub mod mechanism;

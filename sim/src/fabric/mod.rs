@@ -67,6 +67,8 @@ pub struct Host {
     pub idle_watts: f64,
     /// Power drawn at full load, watts.
     pub peak_watts: f64,
+    /// Its CPU (vendor and features), for live-migration compatibility.
+    pub cpu: crate::cpu::HostCpu,
 }
 
 /// A scheduled change of a link's capacity.

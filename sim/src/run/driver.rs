@@ -31,7 +31,7 @@ impl Sim<'_> {
             VmState::Down { .. } | VmState::Lost => return Err(Refusal::NotRunning),
         }
         let src = self.state.vm_host(vm);
-        let placed = self.place(vm, req.to, req.settings.placer, Some(src));
+        let placed = self.place(vm, req.to, req.settings.placer, Some(src), true);
         let dst = placed.ok();
         let src_site = self.sc.fabric.hosts[src.index()].site;
         let dst_site = match (dst, req.to) {

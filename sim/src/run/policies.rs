@@ -108,19 +108,23 @@ impl Sim<'_> {
 
     /// Chooses a host for `vm` at `to` with `placer`, never `exclude` (the
     /// VM's current host): the one place capacity, host state and CPU
-    /// compatibility are checked at run time.
-    pub(super) fn place(&self, vm: VmId, to: Destination, placer: Placer, exclude: Option<HostId>) -> Result<HostId, Refusal> {
+    /// compatibility are checked at run time. `live`: a live migration (the
+    /// CPU rule applies); otherwise a boot, where only the RAM and cores count.
+    pub(super) fn place(&self, vm: VmId, to: Destination, placer: Placer, exclude: Option<HostId>, live: bool) -> Result<HostId, Refusal> {
         let v = &self.sc.vms[vm.index()];
         let demand = Demand { memory_bytes: v.memory.0, vcpus: v.vcpus };
         let candidates: &[HostId] = match &to {
             Destination::Host(h) => std::slice::from_ref(h),
             Destination::Site(s) => &self.sc.fabric.sites[s.index()].hosts,
         };
+        let src_cpu = &self.sc.fabric.hosts[self.state.vm_host(vm).index()].cpu;
         let usable = |h: HostId| {
             if Some(h) == exclude {
                 Err(Refusal::NoCapacity)
             } else if !self.state.host_usable(h) {
                 Err(Refusal::HostDown)
+            } else if live && !crate::cpu::live_compatible(&v.cpu, src_cpu, &self.sc.fabric.hosts[h.index()].cpu) {
+                Err(Refusal::CpuIncompatible)
             } else {
                 Ok(())
             }
@@ -135,7 +139,7 @@ impl Sim<'_> {
             VmState::Migrating(_) | VmState::Restarting { .. } => return Err(Refusal::Busy),
             VmState::Running | VmState::Lost => return Err(Refusal::NotRunning),
         }
-        let host = self.place(vm, to, Placer::MostFreeRam, None)?;
+        let host = self.place(vm, to, Placer::MostFreeRam, None, false)?;
         let until = Nanos(self.now().0.saturating_add(boot.0));
         let site = self.sc.fabric.hosts[host.index()].site;
         self.state.vm_restart(vm, host, until);

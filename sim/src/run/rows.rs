@@ -107,7 +107,7 @@ impl Sim<'_> {
                     src_site: fabric.sites[fabric.hosts[mig.src.index()].site.index()].name.clone(),
                     dst_site: fabric.sites[mig.dst_site.index()].name.clone(),
                     src_host: fabric.hosts[mig.src.index()].name.clone(),
-                    dst_host: if outcome == Outcome::NoCapacity { String::new() } else { fabric.hosts[mig.dst.index()].name.clone() },
+                    dst_host: if matches!(outcome, Outcome::NoCapacity | Outcome::CpuIncompatible | Outcome::HostDown | Outcome::AdmissionControl) { String::new() } else { fabric.hosts[mig.dst.index()].name.clone() },
                     memory_bytes: vm.memory.0,
                     streams: mig.settings.streams,
                     rtt_ms: mig.route.rtt().as_millis_f64(),

@@ -201,6 +201,8 @@ pub struct Vm {
     pub workload: WorkloadSpec,
     /// The memory trace driving its content and dirtying, if any.
     pub trace: Option<crate::trace::replay::VmTrace>,
+    /// The CPU it sees (for live-migration compatibility).
+    pub cpu: crate::cpu::VmCpu,
 }
 
 /// Where a migration goes.
@@ -291,6 +293,35 @@ pub struct Scenario {
     /// The traces the VMs replay, once each in file order: the path as
     /// written in the scenario and an xxh3-64 of the trace's three files.
     pub trace_sources: Vec<String>,
+}
+
+impl Scenario {
+    /// Things that are legal but probably not meant, for `memfabric check`:
+    /// a VM whose CPU model no host outside its start site accepts for live
+    /// migration can never move off that site (except by a cold restart).
+    pub fn warnings(&self) -> Vec<String> {
+        let f = &self.fabric;
+        let mut out = Vec::new();
+        for vm in &self.vms {
+            if vm.cpu == crate::cpu::VmCpu::Any {
+                continue;
+            }
+            let src = &f.hosts[vm.host.index()];
+            let elsewhere = f.hosts.iter().filter(|h| h.site != src.site && h.ram >= vm.memory);
+            let reachable = elsewhere.filter(|h| f.route(src.site, h.site).is_some());
+            if !reachable.into_iter().any(|h| crate::cpu::live_compatible(&vm.cpu, &src.cpu, &h.cpu)) {
+                let model = match &vm.cpu {
+                    crate::cpu::VmCpu::Model { name, .. } => name.as_str(),
+                    _ => "host-passthrough",
+                };
+                out.push(format!(
+                    "VM {:?} (cpu_model {model:?}) can never live-migrate off site {:?}: no host at another reachable site is CPU compatible",
+                    vm.name, f.sites[src.site.index()].name
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Tenant of VMs that name none.
@@ -578,6 +609,27 @@ impl Builder<'_> {
         Ok(out)
     }
 
+    /// A host's CPU from `cpu_model`, or `cpu_vendor` with `cpu_features`.
+    fn host_cpu(&self, h: &HostFile, hf: &str) -> Res<crate::cpu::HostCpu> {
+        use crate::cpu::HostCpu;
+        match (&h.cpu_model, &h.cpu_vendor, &h.cpu_features) {
+            (None, None, None) => Ok(HostCpu::default()),
+            (Some(m), None, None) => HostCpu::named(m.get_ref()).ok_or_else(|| {
+                self.err(sp(m), format!("{hf}.cpu_model"), format!("unknown CPU model {:?}; known models: {}", m.get_ref(), crate::cpu::model_names().join(", ")))
+            }),
+            (Some(m), _, _) => Err(self.err(sp(m), format!("{hf}.cpu_model"), "give either cpu_model or cpu_vendor with cpu_features, not both")),
+            (None, Some(v), Some(f)) => {
+                if f.get_ref().is_empty() || f.get_ref().iter().any(|x| x.trim().is_empty()) {
+                    return Err(self.err(sp(f), format!("{hf}.cpu_features"), "must list at least one non-empty feature name, e.g. [\"avx2\", \"avx512f\"]"));
+                }
+                let features = f.get_ref().iter().map(|x| x.trim().to_string()).collect();
+                Ok(HostCpu { declared: Some((*v.get_ref(), features)), model: None })
+            }
+            (None, Some(v), None) => Err(self.err(sp(v), format!("{hf}.cpu_vendor"), "needs cpu_features (or give a cpu_model instead)")),
+            (None, None, Some(f)) => Err(self.err(sp(f), format!("{hf}.cpu_features"), "needs cpu_vendor = \"intel\" or \"amd\"")),
+        }
+    }
+
     fn fabric(&self, horizon: Nanos) -> Res<Fabric> {
         let f = self.file;
         let mut sites = Vec::new();
@@ -617,6 +669,7 @@ impl Builder<'_> {
                     let span = h.peak_watts.as_ref().or(h.idle_watts.as_ref()).map_or(sp(&h.name), sp);
                     return Err(self.err(span, format!("{hf}.peak_watts"), "watts must satisfy 0 <= idle_watts <= peak_watts"));
                 }
+                let cpu = self.host_cpu(h, &hf)?;
                 for name in expand_names(h.name.get_ref(), h.count.as_ref().map(|c| *c.get_ref())) {
                     if host_names.insert(name.clone(), ()).is_some() {
                         return Err(self.err(sp(&h.name), format!("{hf}.name"), format!("host {name:?} is defined twice")));
@@ -629,6 +682,7 @@ impl Builder<'_> {
                         ram: *h.ram.get_ref(),
                         idle_watts: idle,
                         peak_watts: peak,
+                        cpu: cpu.clone(),
                     });
                 }
             }
@@ -885,6 +939,13 @@ impl Builder<'_> {
                 None => DEFAULT_VCPUS,
             };
             let device_state = v.device_state.as_ref().map_or(DEFAULT_DEVICE_STATE, |d| *d.get_ref());
+            let cpu = match &v.cpu_model {
+                None => crate::cpu::VmCpu::Any,
+                Some(m) if m.get_ref() == "host-passthrough" => crate::cpu::VmCpu::HostPassthrough,
+                Some(m) => crate::cpu::VmCpu::named(m.get_ref()).ok_or_else(|| {
+                    self.err(sp(m), format!("{field}.cpu_model"), format!("unknown CPU model {:?}; expected \"host-passthrough\" or one of: {}", m.get_ref(), crate::cpu::model_names().join(", ")))
+                })?,
+            };
             if let Some(c) = &v.count {
                 if *c.get_ref() == 0 {
                     return Err(self.err(sp(c), format!("{field}.count"), "must be at least 1"));
@@ -909,7 +970,18 @@ impl Builder<'_> {
                 }
                 // First fit among the candidate hosts.
                 let demand = crate::placement::Demand { memory_bytes: memory.0, vcpus };
-                let placed = crate::placement::Placer::FirstFit.choose(fabric, candidates.iter().copied(), &used_ram, demand, |_| Ok(()));
+                let runs = |h: HostId| if cpu.runs_on(&fabric.hosts[h.index()].cpu) { Ok(()) } else { Err(crate::policy::Refusal::CpuIncompatible) };
+                let placed = crate::placement::Placer::FirstFit.choose(fabric, candidates.iter().copied(), &used_ram, demand, runs);
+                if placed == Err(crate::policy::Refusal::CpuIncompatible) {
+                    let span = v.cpu_model.as_ref().map_or(place_span.clone(), sp);
+                    let h = &fabric.hosts[candidates[0].index()];
+                    let vendor = h.cpu.declared.as_ref().map_or("generic", |d| d.0.as_str());
+                    return Err(self.err(span, format!("{field}.cpu_model"), format!(
+                        "VM {name:?} cannot run on {}: the host ({vendor}) lacks the model's vendor or features {:?}",
+                        if candidates.len() == 1 { format!("host {:?}", h.name) } else { "any host of its site".to_string() },
+                        cpu.missing_on(&h.cpu)
+                    )));
+                }
                 let Ok(host) = placed else {
                     let biggest = candidates.iter().map(|h| fabric.hosts[h.index()].ram).max().unwrap_or_default();
                     let msg = if candidates.is_empty() {
@@ -935,6 +1007,7 @@ impl Builder<'_> {
                     tenant: v.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_string()),
                     workload: workload.clone(),
                     trace: trace.clone(),
+                    cpu: cpu.clone(),
                 });
             }
         }

@@ -186,6 +186,15 @@ pub struct HostFile {
     /// Full-load power draw, watts.
     #[serde(default)]
     pub peak_watts: Option<Spanned<f64>>,
+    /// CPU vendor ("intel" or "amd"), with `cpu_features`.
+    #[serde(default)]
+    pub cpu_vendor: Option<Spanned<crate::cpu::CpuVendor>>,
+    /// A named CPU model (vendor and features follow from it).
+    #[serde(default)]
+    pub cpu_model: Option<Spanned<String>>,
+    /// CPU feature flags (with `cpu_vendor`), instead of a named model.
+    #[serde(default)]
+    pub cpu_features: Option<Spanned<Vec<String>>>,
 }
 
 /// `[[links]]`
@@ -276,6 +285,9 @@ pub struct VmFile {
     /// Replay the trace from its start when it ends (default true).
     #[serde(default)]
     pub trace_loop: Option<Spanned<bool>>,
+    /// CPU model the VM sees: a named model or "host-passthrough" (default: unrestricted).
+    #[serde(default)]
+    pub cpu_model: Option<Spanned<String>>,
 }
 
 /// Page write rate: `"5000pages/s"` or a byte rate such as `"20MB/s"`.
