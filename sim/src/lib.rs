@@ -47,6 +47,7 @@
 //! - [`state`]: what changes during a run (VM states, host usage, host, power and link state);
 //! - [`policy`]: the policy seam (events, commands, refusals, the view);
 //! - [`cpu`]: CPU vendors, models and the live-migration compatibility rule;
+//! - [`failure`]: host and site failures and the HA restart policy;
 //! - [`placement`]: the one placement rule, at load time and run time;
 //! - [`ops`]: fabric operations as policies (scheduled migrations, site evacuation);
 //! - [`scenario`]: the scenario file format and its checks;
@@ -63,6 +64,7 @@ pub mod bench;
 pub mod cpu;
 pub mod engine;
 pub mod fabric;
+pub mod failure;
 pub mod mechanism;
 pub mod network;
 pub mod ops;

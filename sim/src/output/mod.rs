@@ -12,7 +12,7 @@ mod summary;
 mod tables;
 
 pub use summary::{summary, summary_all};
-pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame, write_parquet};
+pub use tables::{fabric_events_frame, links_frame, migrations_frame, read_parquet, rounds_frame, vm_availability_frame, write_parquet};
 pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
@@ -92,6 +92,18 @@ pub struct ManifestRows {
     pub rounds: usize,
     /// `links.parquet`
     pub links: usize,
+    /// `fabric_events.parquet` (only when something failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fabric_events: Option<usize>,
+    /// `vm_availability.parquet` (only when something failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_availability: Option<usize>,
+}
+
+/// Whether a run has the failure tables: a host failed in some variant (so
+/// runs without host failures write the files they always wrote).
+fn has_failure_tables(outs: &[RunOutput]) -> bool {
+    outs.iter().any(RunOutput::had_host_failures)
 }
 
 /// Builds the manifest of a run's variants.
@@ -99,6 +111,10 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
     let out = &outs[0];
     let mut files: Vec<String> =
         ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json"].iter().map(|s| s.to_string()).collect();
+    let failures = has_failure_tables(outs);
+    if failures {
+        files.extend(["fabric_events.parquet".to_string(), "vm_availability.parquet".to_string()]);
+    }
     if with_plots {
         for p in plots::plot_files(outs) {
             files.push(format!("plots/{p}.png"));
@@ -120,6 +136,8 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
             migrations: outs.iter().map(|o| o.migrations.len()).sum(),
             rounds: outs.iter().map(|o| o.rounds.len()).sum(),
             links: outs.iter().map(|o| o.links.len()).sum(),
+            fabric_events: failures.then(|| outs.iter().map(|o| o.fabric_events.len()).sum()),
+            vm_availability: failures.then(|| outs.iter().map(|o| o.vm_availability.len()).sum()),
         },
         files,
     }
@@ -157,6 +175,12 @@ fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), Ou
     tables::write_parquet(&mut migrations_frame(&migrations), &dir.join("migrations.parquet"), &meta)?;
     tables::write_parquet(&mut rounds_frame(&rounds), &dir.join("rounds.parquet"), &meta)?;
     tables::write_parquet(&mut links_frame(&links), &dir.join("links.parquet"), &meta)?;
+    if has_failure_tables(outs) {
+        let events: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.fabric_events.as_slice())).collect();
+        let vms: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.vm_availability.as_slice())).collect();
+        tables::write_parquet(&mut fabric_events_frame(&events), &dir.join("fabric_events.parquet"), &meta)?;
+        tables::write_parquet(&mut vm_availability_frame(&vms), &dir.join("vm_availability.parquet"), &meta)?;
+    }
     if with_plots {
         let plot_dir = dir.join("plots");
         std::fs::create_dir_all(&plot_dir).map_err(io_err(&plot_dir))?;

@@ -7,6 +7,19 @@
 
 use super::*;
 
+/// Where a migration leaves its VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Running at the destination.
+    AtDestination,
+    /// Running at the source.
+    AtSource,
+    /// Gone for good (post-copy split by a link failure).
+    Lost,
+    /// Down with a failed host, waiting for a restart.
+    Down,
+}
+
 /// What arrives at the destination when a migration's last bytes land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Arrival {
@@ -417,6 +430,17 @@ impl Sim<'_> {
 
     /// Records the end, updates placement and capacity, and tells the operation.
     pub(super) fn end_migration(&mut self, m: MigrationId, outcome: Outcome) {
+        let fate = match outcome {
+            Outcome::Completed => Fate::AtDestination,
+            Outcome::Lost => Fate::Lost,
+            _ => Fate::AtSource,
+        };
+        self.end_migration_as(m, outcome, fate);
+    }
+
+    /// Records the end with where the VM ends up, updates placement,
+    /// capacity and content, and tells the owning policy.
+    pub(super) fn end_migration_as(&mut self, m: MigrationId, outcome: Outcome, fate: Fate) {
         let now = self.now();
         let mig = &mut self.migs[m.index()];
         mig.outcome = Some(outcome);
@@ -424,17 +448,22 @@ impl Sim<'_> {
         mig.stage = Stage::Done;
         let (vm, src, dst, op) = (mig.vm, mig.src, mig.dst, mig.operation);
         let (src_site, dst_site) = (self.sc.fabric.hosts[src.index()].site, self.sc.fabric.hosts[dst.index()].site);
-        match outcome {
-            Outcome::Completed => self.move_image(vm, Some(src_site), Some(dst_site)),
-            Outcome::Lost => self.move_image(vm, Some(src_site), None),
-            _ => {}
+        match fate {
+            Fate::AtDestination => {
+                self.move_image(vm, Some(src_site), Some(dst_site));
+                self.state.end_migration(vm, m, Some(dst));
+            }
+            Fate::AtSource => self.state.end_migration(vm, m, Some(src)),
+            Fate::Lost => {
+                self.move_image(vm, Some(src_site), None);
+                self.state.end_migration(vm, m, None);
+                self.vm_lost(vm);
+            }
+            Fate::Down => {
+                self.move_image(vm, Some(src_site), None);
+                self.state.end_migration_down(vm, m, now);
+            }
         }
-        let at = match outcome {
-            Outcome::Completed => Some(dst),
-            Outcome::Lost => None,
-            _ => Some(src),
-        };
-        self.state.end_migration(vm, m, at);
         self.notify(op, FabricEvent::MigrationEnded { migration: m, vm, outcome });
     }
 

@@ -21,11 +21,12 @@
 
 mod content;
 mod driver;
+mod failures;
 mod flows;
 mod policies;
 mod rows;
 
-pub use rows::{LinkRow, RunOutput};
+pub use rows::{FabricEventKind, FabricEventRow, LinkRow, RunOutput, VmAvailabilityRow};
 
 use crate::engine::{EventQueue, RngStreams, SimTime};
 use crate::fabric::{HostId, LinkDir, LinkId, VmId};
@@ -41,7 +42,7 @@ use crate::state::{FabricState, VmState};
 use crate::trace::replay::{PageContent, TraceRun, VmTrace};
 use crate::workload::{pages_of, DirtyModel, Pending};
 use content::{ContentIndex, Traced};
-use driver::Arrival;
+use driver::{Arrival, Fate};
 use flows::{FlowSpec, PageKind};
 use memfabric_migration::precopy::{precopy_decision, NonConvergence, PrecopyContext, PrecopyDecision};
 use memfabric_migration::record::{Mechanism, Outcome};
@@ -72,6 +73,10 @@ enum Event {
     LinkUp(LinkId),
     /// A restarted VM finished booting.
     Booted(VmId),
+    /// A host fails.
+    HostFail(HostId, crate::failure::FailureCause),
+    /// A host is repaired.
+    HostRepair(HostId, crate::failure::FailureCause),
 }
 
 /// A policy of the run and its name in results.
@@ -111,6 +116,12 @@ struct Sim<'a> {
     content: ContentIndex,
     /// Per migration of a traced VM: its replay state.
     traced: Vec<Option<Traced>>,
+    /// Per host: failures holding it down now (up at 0).
+    host_down_depth: Vec<u32>,
+    /// Per VM: failures, restarts, downtime, lost work.
+    ledger: Vec<failures::VmLedger>,
+    /// Rows of the `fabric_events` table.
+    fabric_events: Vec<rows::FabricEventRow>,
 }
 
 /// The variant name of a plain run (no strategy comparison).
@@ -192,6 +203,9 @@ pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>)
         rounds: Vec::new(),
         content: ContentIndex::new(scenario),
         traced: Vec::new(),
+        host_down_depth: vec![0; fabric.hosts.len()],
+        ledger: vec![failures::VmLedger::default(); scenario.vms.len()],
+        fabric_events: Vec::new(),
         flow_cap_kind: BTreeMap::new(),
         own_cap_bytes: Vec::new(),
     };
@@ -209,11 +223,23 @@ pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>)
             sim.q.schedule_at(Nanos(o.at.0.saturating_add(o.duration.0)), Event::LinkUp(LinkId(i as u32))).expect("time 0");
         }
     }
+    // Then failures and repairs, so an operation at the instant of a failure
+    // sees the host already down.
+    let schedule = crate::failure::failure_schedule(&scenario.failures, &scenario.random_failures, fabric, &streams, scenario.horizon);
+    for t in schedule {
+        let ev = if t.down { Event::HostFail(t.host, t.cause) } else { Event::HostRepair(t.host, t.cause) };
+        sim.q.schedule_at(t.at, ev).expect("time 0");
+    }
     for (i, op) in scenario.operations.iter().enumerate() {
         let at = match op {
             crate::scenario::OperationSpec::Migrate { at, .. } | crate::scenario::OperationSpec::Evacuate { at, .. } => *at,
         };
         sim.q.schedule_at(at, Event::PolicyStart(OperationId(i as u32))).expect("time 0");
+    }
+    if let Some(ha) = &scenario.ha {
+        let id = OperationId(sim.policies.len() as u32);
+        sim.policies.push(PolicySlot { name: "ha".into(), policy: Box::new(crate::failure::HaRestart::new(ha.clone())) });
+        sim.q.schedule_at(Nanos(0), Event::PolicyStart(id)).expect("time 0");
     }
     for e in extra {
         let id = OperationId(sim.policies.len() as u32);
@@ -246,6 +272,8 @@ impl Sim<'_> {
                 Event::PolicyStart(op) => self.call_policy(op, None),
                 Event::Timer(op, tag) => self.call_policy(op, Some(FabricEvent::Timer { tag })),
                 Event::Booted(vm) => self.booted(vm),
+                Event::HostFail(h, cause) => self.host_fail(h, cause),
+                Event::HostRepair(h, cause) => self.host_repair(h, cause),
                 Event::Begin(m) => self.begin(m),
                 Event::NetworkWake(v) => {
                     if v == self.wake_version {

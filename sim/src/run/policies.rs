@@ -125,6 +125,8 @@ impl Sim<'_> {
                 Err(Refusal::HostDown)
             } else if live && !crate::cpu::live_compatible(&v.cpu, src_cpu, &self.sc.fabric.hosts[h.index()].cpu) {
                 Err(Refusal::CpuIncompatible)
+            } else if live && !self.admits(vm, h) {
+                Err(Refusal::Admission)
             } else {
                 Ok(())
             }
@@ -144,6 +146,7 @@ impl Sim<'_> {
         let site = self.sc.fabric.hosts[host.index()].site;
         self.state.vm_restart(vm, host, until);
         self.move_image(vm, None, Some(site));
+        self.restart_begun(vm, host);
         self.q.schedule_at(until, Event::Booted(vm)).expect("not in the past");
         Ok(host)
     }
@@ -153,6 +156,7 @@ impl Sim<'_> {
         if let VmState::Restarting { until, .. } = self.state.vm_state(vm) {
             if until == self.now() {
                 self.state.vm_booted(vm);
+                self.restart_done(vm);
                 self.broadcast(FabricEvent::VmBooted { vm });
             }
         }

@@ -3,6 +3,14 @@
 
 use super::*;
 
+impl RunOutput {
+    /// Whether a host failed during the run (the failure tables and the
+    /// summary's failure line exist only then).
+    pub fn had_host_failures(&self) -> bool {
+        self.fabric_events.iter().any(|e| e.kind == FabricEventKind::HostDown)
+    }
+}
+
 /// One row of the `links` table: the load of one link direction from `time_s`
 /// until its next row.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +31,71 @@ pub struct LinkRow {
     pub utilisation: f64,
     /// Flows crossing it.
     pub flows: u32,
+}
+
+/// What a `fabric_events` row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FabricEventKind {
+    /// A host failed.
+    HostDown,
+    /// A host was repaired.
+    HostUp,
+    /// A VM went down with its host.
+    VmDown,
+    /// A VM was lost (post-copy split by a link failure).
+    VmLost,
+    /// A VM began booting after a restart.
+    VmRestart,
+    /// A restarted VM runs again.
+    VmBooted,
+}
+
+impl FabricEventKind {
+    /// The name used in result tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FabricEventKind::HostDown => "host-down",
+            FabricEventKind::HostUp => "host-up",
+            FabricEventKind::VmDown => "vm-down",
+            FabricEventKind::VmLost => "vm-lost",
+            FabricEventKind::VmRestart => "vm-restart",
+            FabricEventKind::VmBooted => "vm-booted",
+        }
+    }
+}
+
+/// One row of the `fabric_events` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FabricEventRow {
+    /// When.
+    pub time_s: f64,
+    /// What.
+    pub kind: FabricEventKind,
+    /// The host ("" if none).
+    pub host: String,
+    /// The host's site ("" if none).
+    pub site: String,
+    /// The VM ("" if none).
+    pub vm: String,
+    /// Why: scheduled, site-failure, random, host-failure, link-failure, restart.
+    pub cause: String,
+}
+
+/// One row of the `vm_availability` table: what failures cost one VM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmAvailabilityRow {
+    /// VM name.
+    pub vm: String,
+    /// Times it went down (host failure) or was lost.
+    pub failures: u32,
+    /// Restarts begun.
+    pub restarts: u32,
+    /// Time down or booting, up to the end of the run, seconds.
+    pub downtime_s: f64,
+    /// Run time whose memory state was lost in crashes, seconds.
+    pub lost_work_s: f64,
+    /// State at the end: running, migrating, down, restarting, lost.
+    pub final_state: &'static str,
 }
 
 /// Everything a run produces.
@@ -48,6 +121,11 @@ pub struct RunOutput {
     pub rounds: Vec<RoundRow>,
     /// Link loads over time.
     pub links: Vec<LinkRow>,
+    /// Host failures and repairs, VMs down, restarted, lost.
+    pub fabric_events: Vec<FabricEventRow>,
+    /// Per VM that ever failed: failures, restarts, downtime, lost work
+    /// (empty when nothing failed).
+    pub vm_availability: Vec<VmAvailabilityRow>,
     /// Events processed.
     pub events_processed: u64,
     /// Network solves.
@@ -167,7 +245,33 @@ impl Sim<'_> {
                 }
             })
             .collect();
+        let vm_availability = self
+            .ledger
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.failures > 0)
+            .map(|(i, l)| {
+                let open = l.down_since.map_or(0, |s| end_time.0.saturating_sub(s.0));
+                let final_state = match self.state.vm_state(VmId(i as u32)) {
+                    VmState::Running => "running",
+                    VmState::Migrating(_) => "migrating",
+                    VmState::Down { .. } => "down",
+                    VmState::Restarting { .. } => "restarting",
+                    VmState::Lost => "lost",
+                };
+                VmAvailabilityRow {
+                    vm: self.sc.vms[i].name.clone(),
+                    failures: l.failures,
+                    restarts: l.restarts,
+                    downtime_s: (l.downtime_ns + open) as f64 / 1e9,
+                    lost_work_s: l.lost_work_ns as f64 / 1e9,
+                    final_state,
+                }
+            })
+            .collect();
         RunOutput {
+            fabric_events: std::mem::take(&mut self.fabric_events),
+            vm_availability,
             variant: BASE_VARIANT.to_string(),
             scenario: self.sc.name.clone(),
             seed,

@@ -8,6 +8,7 @@
 //! bandwidth, …). Nothing is simulated and nothing is written unless all of
 //! it passes.
 
+mod failures;
 pub mod schema;
 
 use crate::fabric::{CapacityChange, Fabric, Host, HostId, Link, LinkId, Outage, Site, SiteId, VmId};
@@ -203,6 +204,8 @@ pub struct Vm {
     pub trace: Option<crate::trace::replay::VmTrace>,
     /// The CPU it sees (for live-migration compatibility).
     pub cpu: crate::cpu::VmCpu,
+    /// HA restart priority.
+    pub ha_priority: crate::failure::HaPriority,
 }
 
 /// Where a migration goes.
@@ -293,6 +296,12 @@ pub struct Scenario {
     /// The traces the VMs replay, once each in file order: the path as
     /// written in the scenario and an xxh3-64 of the trace's three files.
     pub trace_sources: Vec<String>,
+    /// Scheduled host and site failures, in file order.
+    pub failures: Vec<crate::failure::ScheduledFailure>,
+    /// Hosts with a random failure law.
+    pub random_failures: Vec<crate::failure::RandomFailure>,
+    /// HA restart, if the scenario has an `[ha]` section.
+    pub ha: Option<crate::failure::HaSpec>,
 }
 
 impl Scenario {
@@ -490,7 +499,12 @@ impl Builder<'_> {
             }
         }
         let operations = self.operations(&fabric, &vms, &defaults)?;
+        let (failures, random_failures) = self.failures(&fabric)?;
+        let ha = self.ha()?;
         Ok(Scenario {
+            failures,
+            random_failures,
+            ha,
             name,
             description: f.scenario.description.clone(),
             seed: f.scenario.seed.unwrap_or(DEFAULT_SEED),
@@ -1008,6 +1022,7 @@ impl Builder<'_> {
                     workload: workload.clone(),
                     trace: trace.clone(),
                     cpu: cpu.clone(),
+                    ha_priority: v.ha_priority.unwrap_or_default(),
                 });
             }
         }

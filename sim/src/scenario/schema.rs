@@ -34,6 +34,53 @@ pub struct ScenarioFile {
     /// Site evacuations.
     #[serde(default)]
     pub evacuations: Vec<EvacuationFile>,
+    /// Scheduled host and site failures.
+    #[serde(default)]
+    pub failures: Vec<FailureFile>,
+    /// HA restart of VMs whose host failed.
+    #[serde(default)]
+    pub ha: Option<Spanned<HaFile>>,
+}
+
+/// `[[failures]]`: a host or a whole site fails at a time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureFile {
+    /// The host that fails.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Or the site whose every host fails.
+    #[serde(default)]
+    pub site: Option<Spanned<String>>,
+    /// When.
+    pub at: Spanned<Nanos>,
+    /// Repaired after this long (never, if absent).
+    #[serde(default)]
+    pub repair_after: Option<Spanned<Nanos>>,
+}
+
+/// `[ha]`: restart VMs of failed hosts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaFile {
+    /// Time from a failure until HA acts (default 15 s).
+    #[serde(default)]
+    pub detection: Option<Spanned<Nanos>>,
+    /// Boot time of a restarted VM (default 60 s).
+    #[serde(default)]
+    pub boot_time: Option<Spanned<Nanos>>,
+    /// Admission control: keep room for this many host failures per site.
+    #[serde(default)]
+    pub admission_host_failures: Option<Spanned<u32>>,
+    /// Admission control: keep this fraction of each site's RAM free.
+    #[serde(default)]
+    pub admission_percent: Option<Spanned<Fraction>>,
+    /// "site" (default) or "fabric".
+    #[serde(default)]
+    pub scope: Option<crate::failure::HaScope>,
+    /// Retry interval for VMs waiting for room (default 60 s).
+    #[serde(default)]
+    pub retry_interval: Option<Spanned<Nanos>>,
 }
 
 /// `[scenario]`
@@ -195,6 +242,12 @@ pub struct HostFile {
     /// CPU feature flags (with `cpu_vendor`), instead of a named model.
     #[serde(default)]
     pub cpu_features: Option<Spanned<Vec<String>>>,
+    /// Mean time between random failures (with `mttr`).
+    #[serde(default)]
+    pub mtbf: Option<Spanned<Nanos>>,
+    /// Mean time to repair (with `mtbf`).
+    #[serde(default)]
+    pub mttr: Option<Spanned<Nanos>>,
 }
 
 /// `[[links]]`
@@ -288,6 +341,9 @@ pub struct VmFile {
     /// CPU model the VM sees: a named model or "host-passthrough" (default: unrestricted).
     #[serde(default)]
     pub cpu_model: Option<Spanned<String>>,
+    /// HA restart priority: "high", "medium" (default), "low" or "disabled".
+    #[serde(default)]
+    pub ha_priority: Option<crate::failure::HaPriority>,
 }
 
 /// Page write rate: `"5000pages/s"` or a byte rate such as `"20MB/s"`.

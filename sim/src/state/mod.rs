@@ -300,6 +300,16 @@ impl FabricState {
         self.vm_state[vm.index()] = if at.is_some() { VmState::Running } else { VmState::Lost };
     }
 
+    /// A migration ended because a host failed and the VM went down with it:
+    /// both ends' RAM is freed.
+    pub fn end_migration_down(&mut self, vm: VmId, migration: MigrationId, now: Nanos) {
+        let r = self.take_reservation(migration);
+        let here = self.vm_host[vm.index()];
+        self.remove_load(here, vm);
+        self.remove_load(r.host, vm);
+        self.vm_state[vm.index()] = VmState::Down { since: now };
+    }
+
     /// A running VM goes down (its host failed): it leaves its host.
     pub fn vm_down(&mut self, vm: VmId, now: Nanos) {
         debug_assert_eq!(self.vm_state[vm.index()], VmState::Running);
