@@ -47,6 +47,7 @@
 //! - [`state`]: what changes during a run (VM states, host usage, host, power and link state);
 //! - [`policy`]: the policy seam (events, commands, refusals, the view);
 //! - [`cpu`]: CPU vendors, models and the live-migration compatibility rule;
+//! - [`energy`]: host power models and the energy meter;
 //! - [`failure`]: host and site failures and the HA restart policy;
 //! - [`placement`]: the one placement rule, at load time and run time;
 //! - [`ops`]: fabric operations as policies (scheduled migrations, site evacuation);
@@ -62,6 +63,7 @@
 pub mod atomic_dir;
 pub mod bench;
 pub mod cpu;
+pub mod energy;
 pub mod engine;
 pub mod fabric;
 pub mod failure;

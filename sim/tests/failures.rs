@@ -219,3 +219,52 @@ fn random_failures_are_seeded_and_located_errors_name_the_field() {
     let e = parse(&scenario("[ha]\ndetection = \"1s\"\nfoo = 1\n"), "f.toml").unwrap_err().to_string();
     assert!(e.contains("unknown field `foo`"), "{e}");
 }
+
+#[test]
+fn a_host_at_constant_utilisation_uses_idle_plus_u_range_times_t_joules() {
+    // Host "a" (10 cores, 100..300 W) runs one VM of 4 vCPUs at 50% load:
+    // u = 0.2, so 140 W. Host "b" fails at 100 s, which ends the run; it drew
+    // its idle 50 W until then (its table's 0% point).
+    let text = r#"
+[scenario]
+name = "energy"
+[[sites]]
+name = "s"
+hosts = [
+  { name = "a", cores = 10, ram = "16GiB", idle_watts = 100, peak_watts = 300 },
+  { name = "b", cores = 10, ram = "16GiB", power_table = [50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150] },
+]
+[[vms]]
+name = "vm"
+host = "a"
+archetype = "idle-linux"
+memory = "1GiB"
+vcpus = 4
+cpu_load = "50%"
+[[failures]]
+host = "b"
+at = "100s"
+[power]
+off_watts = 0
+"#;
+    let out = run(&parse(text, "e.toml").unwrap(), None);
+    assert_eq!(out.end_time.as_secs_f64(), 100.0);
+    assert!((out.host_energy_j[0] - 140.0 * 100.0).abs() < 1e-6, "{:?}", out.host_energy_j);
+    assert!((out.host_energy_j[1] - 50.0 * 100.0).abs() < 1e-6, "{:?}", out.host_energy_j);
+    // The VM on b's table at u = 0.2 would draw 70 W: move it there and see.
+    let moved = text.replace("host = \"a\"\narchetype", "host = \"b\"\narchetype").replace("host = \"b\"\nat", "host = \"a\"\nat");
+    let out = run(&parse(&moved, "e.toml").unwrap(), None);
+    assert!((out.host_energy_j[1] - 70.0 * 100.0).abs() < 1e-6, "{:?}", out.host_energy_j);
+    assert!((out.host_energy_j[0] - 100.0 * 100.0).abs() < 1e-6);
+    assert!(memfabric_sim::output::summary(&out).contains("energy: 0.017 MJ total (s 0.017 MJ)"));
+    let table = "[50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]";
+    for (bad, want) in [
+        ("[50, 60, 70, 80, 90, 100, 110, 120, 130, 140]", "must have 11 points"),
+        ("[50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160]", "must have 11 points"),
+        ("[50, 60, 70, 80, 90, 100, 110, 105, 130, 140, 150]", "power_table[7]: must not decrease"),
+        ("[-1, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]", "power_table[0]: watts must be finite and non-negative"),
+    ] {
+        let e = parse(&text.replace(table, bad), "e.toml").unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("sites[0].hosts[1]"), "{bad}: {e}");
+    }
+}

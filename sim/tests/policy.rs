@@ -90,3 +90,33 @@ fn commands_are_answered_refused_by_type_timed_and_cancelled() {
     assert!((out.migrations[0].end_s - 0.5).abs() < 1e-9);
     assert_eq!(out.migrations[0].outcome, Outcome::Cancelled.as_str());
 }
+
+/// Switches host b off at start, and asks again (refused: not on).
+struct PowerDown;
+
+impl Policy for PowerDown {
+    fn start(&mut self, ctx: &mut PolicyCtx<'_>) {
+        ctx.power_off(HostId(0)); // holds VMs: refused
+        ctx.power_off(HostId(1));
+        ctx.set_timer(Nanos::from_secs(100), 1);
+    }
+    fn on_event(&mut self, ctx: &mut PolicyCtx<'_>, event: &FabricEvent) {
+        if let FabricEvent::Timer { tag: 1 } = event {
+            ctx.power_on(HostId(1));
+        }
+    }
+}
+
+#[test]
+fn power_states_take_their_durations_and_draw_their_watts() {
+    let text = format!("{FABRIC}\n[power]\nshutdown_time = \"10s\"\nboot_time = \"20s\"\noff_watts = 4\nboot_watts = 250\nshutdown_watts = 90\n");
+    let sc = parse(&text, "power.toml").unwrap();
+    let p = ExtraPolicy { name: "power".into(), start: Nanos(0), policy: Box::new(PowerDown) };
+    let out = run_with(&sc, None, vec![p]);
+    let b: Vec<(f64, &str, f64)> =
+        out.energy.iter().filter(|r| r.host == "b-h").map(|r| (r.time_s, r.power_state, r.watts)).collect();
+    assert_eq!(b, [(0.0, "on", 100.0), (0.0, "shutting-down", 90.0), (10.0, "off", 4.0), (100.0, "booting", 250.0), (120.0, "on", 100.0)]);
+    // b: 90 W x 10 s + 4 W x 90 s + 250 W x 20 s, and the run ends at 120 s.
+    assert_eq!(out.end_time, Nanos::from_secs(120));
+    assert!((out.host_energy_j[1] - (900.0 + 360.0 + 5000.0)).abs() < 1e-6, "{:?}", out.host_energy_j);
+}

@@ -69,6 +69,9 @@ pub struct Host {
     pub peak_watts: f64,
     /// Its CPU (vendor and features), for live-migration compatibility.
     pub cpu: crate::cpu::HostCpu,
+    /// Power as a function of CPU utilisation (from `idle_watts` and
+    /// `peak_watts`, or `power_table`).
+    pub power: crate::energy::PowerModel,
 }
 
 /// A scheduled change of a link's capacity.

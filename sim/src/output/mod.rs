@@ -12,7 +12,7 @@ mod summary;
 mod tables;
 
 pub use summary::{summary, summary_all};
-pub use tables::{fabric_events_frame, links_frame, migrations_frame, read_parquet, rounds_frame, vm_availability_frame, write_parquet};
+pub use tables::{energy_frame, fabric_events_frame, links_frame, migrations_frame, read_parquet, rounds_frame, vm_availability_frame, write_parquet};
 pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
@@ -98,6 +98,14 @@ pub struct ManifestRows {
     /// `vm_availability.parquet` (only when something failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_availability: Option<usize>,
+    /// `energy.parquet` (only with `[power]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy: Option<usize>,
+}
+
+/// Whether a run has the energy table (the scenario has `[power]`).
+fn has_energy(outs: &[RunOutput]) -> bool {
+    outs.iter().any(|o| !o.energy.is_empty())
 }
 
 /// Whether a run has the failure tables: a host failed in some variant (so
@@ -114,6 +122,10 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
     let failures = has_failure_tables(outs);
     if failures {
         files.extend(["fabric_events.parquet".to_string(), "vm_availability.parquet".to_string()]);
+    }
+    let energy = has_energy(outs);
+    if energy {
+        files.push("energy.parquet".to_string());
     }
     if with_plots {
         for p in plots::plot_files(outs) {
@@ -138,6 +150,7 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
             links: outs.iter().map(|o| o.links.len()).sum(),
             fabric_events: failures.then(|| outs.iter().map(|o| o.fabric_events.len()).sum()),
             vm_availability: failures.then(|| outs.iter().map(|o| o.vm_availability.len()).sum()),
+            energy: energy.then(|| outs.iter().map(|o| o.energy.len()).sum()),
         },
         files,
     }
@@ -180,6 +193,10 @@ fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), Ou
         let vms: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.vm_availability.as_slice())).collect();
         tables::write_parquet(&mut fabric_events_frame(&events), &dir.join("fabric_events.parquet"), &meta)?;
         tables::write_parquet(&mut vm_availability_frame(&vms), &dir.join("vm_availability.parquet"), &meta)?;
+    }
+    if has_energy(outs) {
+        let rows: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.energy.as_slice())).collect();
+        tables::write_parquet(&mut energy_frame(&rows), &dir.join("energy.parquet"), &meta)?;
     }
     if with_plots {
         let plot_dir = dir.join("plots");

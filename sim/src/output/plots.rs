@@ -2,7 +2,9 @@
 //! - `timeline`: one bar per migration, coloured by phase (pre-copy rounds,
 //!   pause, post-copy push), a cross at the end of migrations that failed;
 //! - `link_throughput`: throughput of every loaded link direction over time,
-//!   with its capacity dashed.
+//!   with its capacity dashed;
+//! - `fabric_power` (with `[power]`): the fabric's power over time, in total
+//!   and per site.
 //!
 //! Text is drawn with an embedded DejaVu Sans (no system fonts needed).
 
@@ -25,13 +27,22 @@ fn file_safe(name: &str) -> String {
 /// or a strategy comparison plus the two plots of each variant.
 pub fn plot_files(outs: &[RunOutput]) -> Vec<String> {
     if outs.len() == 1 {
-        return PLOT_NAMES.iter().map(|s| s.to_string()).collect();
+        return run_plots(&outs[0]).iter().map(|s| s.to_string()).collect();
     }
     let mut v = vec!["strategy_comparison".to_string()];
     for o in outs {
-        for p in PLOT_NAMES {
+        for p in run_plots(o) {
             v.push(format!("{p}-{}", file_safe(&o.variant)));
         }
+    }
+    v
+}
+
+/// The per-run plots of one run: [`PLOT_NAMES`], and `fabric_power` when it has energy rows.
+fn run_plots(out: &RunOutput) -> Vec<&'static str> {
+    let mut v = PLOT_NAMES.to_vec();
+    if !out.energy.is_empty() {
+        v.push("fabric_power");
     }
     v
 }
@@ -83,7 +94,7 @@ pub fn draw_all(outs: &[RunOutput], dir: &Path) -> Result<(), OutputError> {
         draw_file(dir, "strategy_comparison", &Comparison(outs))?;
     }
     for out in outs {
-        for name in PLOT_NAMES {
+        for name in run_plots(out) {
             let stem = if outs.len() == 1 { name.to_string() } else { format!("{name}-{}", file_safe(&out.variant)) };
             draw_file(dir, &stem, &RunPlot { name, out })?;
         }
@@ -117,6 +128,7 @@ fn draw<DB: DrawingBackend>(name: &str, out: &RunOutput, root: &DrawingArea<DB, 
     match name {
         "timeline" => timeline(out, root).map_err(|e| e.to_string()),
         "link_throughput" => links(out, root).map_err(|e| e.to_string()),
+        "fabric_power" => fabric_power(out, root).map_err(|e| e.to_string()),
         _ => Err(format!("unknown plot {name}")),
     }
 }
@@ -275,6 +287,76 @@ fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> 
             .draw()?;
     }
     Ok(())
+}
+
+/// The fabric's power over time: the sum over hosts, and one line per site.
+fn fabric_power<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let t_end = out.end_time.as_secs_f64().max(1e-3);
+    // Times at which some host's power changed, and the sites in order.
+    let mut times: Vec<f64> = out.energy.iter().map(|r| r.time_s).collect();
+    times.dedup();
+    let mut sites: Vec<&str> = Vec::new();
+    for r in &out.energy {
+        if !sites.contains(&r.site.as_str()) {
+            sites.push(&r.site);
+        }
+    }
+    // Step series: at each change time, the power of each host is its last row's.
+    let mut current: Vec<(&str, &str, f64)> = Vec::new();
+    let mut series: Vec<Vec<(f64, f64)>> = vec![Vec::new(); sites.len() + 1];
+    let mut rows = out.energy.iter().peekable();
+    for &t in &times {
+        let before: Vec<f64> = (0..=sites.len()).map(|i| level(&current, &sites, i) / 1e3).collect();
+        while let Some(r) = rows.next_if(|r| r.time_s == t) {
+            match current.iter_mut().find(|(h, _, _)| *h == r.host) {
+                Some(c) => c.2 = r.watts,
+                None => current.push((&r.host, &r.site, r.watts)),
+            }
+        }
+        for (i, s) in series.iter_mut().enumerate() {
+            if !s.is_empty() {
+                s.push((t, before[i]));
+            }
+            s.push((t, level(&current, &sites, i) / 1e3));
+        }
+    }
+    for (i, s) in series.iter_mut().enumerate() {
+        s.push((t_end, level(&current, &sites, i) / 1e3));
+    }
+    let y_max = series[0].iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("Fabric power: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_end * 1.02, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc("power (kW)")
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, s) in series.into_iter().enumerate() {
+        let (label, colour) = if i == 0 { ("fabric".to_string(), BLACK.to_rgba()) } else { (sites[i - 1].to_string(), Palette99::pick(i - 1).to_rgba()) };
+        chart
+            .draw_series(LineSeries::new(s, colour.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}
+
+/// Watts of series `i`: 0 is every host, `i` is site `i - 1`.
+fn level(current: &[(&str, &str, f64)], sites: &[&str], i: usize) -> f64 {
+    current.iter().filter(|(_, s, _)| i == 0 || *s == sites[i - 1]).map(|c| c.2).sum()
 }
 
 /// Per strategy: bytes on the wire, makespan and worst downtime, as three bar panels.

@@ -43,6 +43,29 @@ fn failures_line(s: &mut String, out: &RunOutput) {
     );
 }
 
+/// Joules per site and in total, only with `[power]`.
+fn energy_line(s: &mut String, out: &RunOutput) {
+    if out.energy.is_empty() {
+        return;
+    }
+    // Host order is declaration order, so sites come out in their order.
+    let mut per_site: Vec<(&str, f64)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for r in &out.energy {
+        if !seen.contains(&r.host.as_str()) {
+            seen.push(&r.host);
+            let j = out.host_energy_j[seen.len() - 1];
+            match per_site.iter_mut().find(|(site, _)| *site == r.site) {
+                Some((_, acc)) => *acc += j,
+                None => per_site.push((&r.site, j)),
+            }
+        }
+    }
+    let total: f64 = out.host_energy_j.iter().sum();
+    let list: Vec<String> = per_site.iter().map(|(site, j)| format!("{site} {:.3} MJ", j / 1e6)).collect();
+    let _ = writeln!(s, "energy: {:.3} MJ total ({})", total / 1e6, list.join(", "));
+}
+
 /// The summary table of a run.
 pub fn summary(out: &RunOutput) -> String {
     let mut s = String::new();
@@ -107,6 +130,7 @@ pub fn summary(out: &RunOutput) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "outcomes: {}", if list.is_empty() { "no migrations".to_string() } else { list.join(", ") });
     failures_line(&mut s, out);
+    energy_line(&mut s, out);
     if !out.migrations.is_empty() && out.migrations.len() <= MAX_LISTED {
         let _ = writeln!(s);
         let _ = writeln!(

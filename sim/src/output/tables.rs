@@ -169,6 +169,24 @@ pub fn vm_availability_frame(runs: &[(&str, &[VmAvailabilityRow])]) -> DataFrame
     )
 }
 
+/// The `energy` table of several variants.
+pub fn energy_frame(runs: &[(&str, &[crate::energy::EnergyRow])]) -> DataFrame {
+    let (variant, rows) = flatten(runs);
+    frame(
+        rows.len(),
+        vec![
+            variant,
+            column!(rows, "time_s", |r| r.time_s),
+            column!(rows, "host", |r| r.host.clone()),
+            column!(rows, "site", |r| r.site.clone()),
+            column!(rows, "power_state", |r| r.power_state.to_string()),
+            column!(rows, "utilisation", |r| r.utilisation),
+            column!(rows, "watts", |r| r.watts),
+            column!(rows, "energy_j", |r| r.energy_j),
+        ],
+    )
+}
+
 /// Writes a frame as Parquet (zstd, single-threaded so the bytes are the same
 /// on every run), with `provenance` as the file's key-value metadata so that a
 /// table on its own still says which run made it.

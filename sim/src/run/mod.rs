@@ -21,6 +21,7 @@
 
 mod content;
 mod driver;
+mod energy;
 mod failures;
 mod flows;
 mod policies;
@@ -77,6 +78,8 @@ enum Event {
     HostFail(HostId, crate::failure::FailureCause),
     /// A host is repaired.
     HostRepair(HostId, crate::failure::FailureCause),
+    /// A host's power transition ends in this state.
+    PowerDone(HostId, crate::state::PowerState),
 }
 
 /// A policy of the run and its name in results.
@@ -122,6 +125,8 @@ struct Sim<'a> {
     ledger: Vec<failures::VmLedger>,
     /// Rows of the `fabric_events` table.
     fabric_events: Vec<rows::FabricEventRow>,
+    /// Energy of each host (with `[power]`).
+    meter: Option<crate::energy::EnergyMeter>,
 }
 
 /// The variant name of a plain run (no strategy comparison).
@@ -206,6 +211,7 @@ pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>)
         host_down_depth: vec![0; fabric.hosts.len()],
         ledger: vec![failures::VmLedger::default(); scenario.vms.len()],
         fabric_events: Vec::new(),
+        meter: None,
         flow_cap_kind: BTreeMap::new(),
         own_cap_bytes: Vec::new(),
     };
@@ -246,6 +252,7 @@ pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>)
         sim.policies.push(PolicySlot { name: e.name, policy: e.policy });
         sim.q.schedule_at(e.start, Event::PolicyStart(id)).expect("time 0");
     }
+    sim.update_power();
     sim.main_loop();
     sim.finish_run(seed)
 }
@@ -274,6 +281,7 @@ impl Sim<'_> {
                 Event::Booted(vm) => self.booted(vm),
                 Event::HostFail(h, cause) => self.host_fail(h, cause),
                 Event::HostRepair(h, cause) => self.host_repair(h, cause),
+                Event::PowerDone(h, to) => self.power_done(h, to),
                 Event::Begin(m) => self.begin(m),
                 Event::NetworkWake(v) => {
                     if v == self.wake_version {
@@ -296,6 +304,7 @@ impl Sim<'_> {
                 }
             }
             self.settle_network();
+            self.update_power();
             if cfg!(debug_assertions) {
                 self.check_invariants();
             }

@@ -86,20 +86,23 @@ impl Sim<'_> {
                 refusal,
             }),
             Command::PowerOn(host) => {
-                self.set_power(host, crate::state::PowerState::On);
+                if self.state.host_power(host) != crate::state::PowerState::Off {
+                    return Some(FabricEvent::Refused { request: crate::policy::RequestId(0), vm: None, refusal: Refusal::Busy });
+                }
+                self.begin_power_change(host, true);
                 None
             }
             Command::PowerOff(host) => {
-                if self.state.host_ram_used(host) > 0 || self.state.reservations().iter().any(|r| r.host == host) {
+                if self.state.host_power(host) != crate::state::PowerState::On || self.state.host_ram_used(host) > 0 {
                     return Some(FabricEvent::Refused { request: crate::policy::RequestId(0), vm: None, refusal: Refusal::Busy });
                 }
-                self.set_power(host, crate::state::PowerState::Off);
+                self.begin_power_change(host, false);
                 None
             }
         }
     }
 
-    fn set_power(&mut self, host: HostId, power: crate::state::PowerState) {
+    pub(super) fn set_power(&mut self, host: HostId, power: crate::state::PowerState) {
         if self.state.host_power(host) != power {
             self.state.set_host_power(host, power);
             self.broadcast(FabricEvent::PowerChanged { host, power });

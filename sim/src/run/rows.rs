@@ -126,6 +126,10 @@ pub struct RunOutput {
     /// Per VM that ever failed: failures, restarts, downtime, lost work
     /// (empty when nothing failed).
     pub vm_availability: Vec<VmAvailabilityRow>,
+    /// Host power over time (empty without `[power]`).
+    pub energy: Vec<crate::energy::EnergyRow>,
+    /// Joules per host, by host id (empty without `[power]`).
+    pub host_energy_j: Vec<f64>,
     /// Events processed.
     pub events_processed: u64,
     /// Network solves.
@@ -269,7 +273,10 @@ impl Sim<'_> {
                 }
             })
             .collect();
+        let (energy, host_energy_j) = self.energy_rows(end_time);
         RunOutput {
+            energy,
+            host_energy_j,
             fabric_events: std::mem::take(&mut self.fabric_events),
             vm_availability,
             variant: BASE_VARIANT.to_string(),

@@ -8,7 +8,7 @@
 //! bandwidth, …). Nothing is simulated and nothing is written unless all of
 //! it passes.
 
-mod failures;
+mod fabric_sections;
 pub mod schema;
 
 use crate::fabric::{CapacityChange, Fabric, Host, HostId, Link, LinkId, Outage, Site, SiteId, VmId};
@@ -206,6 +206,8 @@ pub struct Vm {
     pub cpu: crate::cpu::VmCpu,
     /// HA restart priority.
     pub ha_priority: crate::failure::HaPriority,
+    /// Fraction of its vCPUs it keeps busy (energy).
+    pub cpu_load: f64,
 }
 
 /// Where a migration goes.
@@ -302,6 +304,8 @@ pub struct Scenario {
     pub random_failures: Vec<crate::failure::RandomFailure>,
     /// HA restart, if the scenario has an `[ha]` section.
     pub ha: Option<crate::failure::HaSpec>,
+    /// Energy accounting and power states, if the scenario has a `[power]` section.
+    pub power: Option<crate::energy::PowerSpec>,
 }
 
 impl Scenario {
@@ -501,7 +505,9 @@ impl Builder<'_> {
         let operations = self.operations(&fabric, &vms, &defaults)?;
         let (failures, random_failures) = self.failures(&fabric)?;
         let ha = self.ha()?;
+        let power = self.power()?;
         Ok(Scenario {
+            power,
             failures,
             random_failures,
             ha,
@@ -684,6 +690,7 @@ impl Builder<'_> {
                     return Err(self.err(span, format!("{hf}.peak_watts"), "watts must satisfy 0 <= idle_watts <= peak_watts"));
                 }
                 let cpu = self.host_cpu(h, &hf)?;
+                let power = self.power_model(h, &hf, idle, peak)?;
                 for name in expand_names(h.name.get_ref(), h.count.as_ref().map(|c| *c.get_ref())) {
                     if host_names.insert(name.clone(), ()).is_some() {
                         return Err(self.err(sp(&h.name), format!("{hf}.name"), format!("host {name:?} is defined twice")));
@@ -697,6 +704,7 @@ impl Builder<'_> {
                         idle_watts: idle,
                         peak_watts: peak,
                         cpu: cpu.clone(),
+                        power: power.clone(),
                     });
                 }
             }
@@ -1023,6 +1031,7 @@ impl Builder<'_> {
                     trace: trace.clone(),
                     cpu: cpu.clone(),
                     ha_priority: v.ha_priority.unwrap_or_default(),
+                    cpu_load: v.cpu_load.as_ref().map_or(crate::energy::DEFAULT_CPU_LOAD, |c| c.get_ref().0),
                 });
             }
         }

@@ -40,6 +40,30 @@ pub struct ScenarioFile {
     /// HA restart of VMs whose host failed.
     #[serde(default)]
     pub ha: Option<Spanned<HaFile>>,
+    /// Energy accounting and host power states (present: energy is reported).
+    #[serde(default)]
+    pub power: Option<PowerFile>,
+}
+
+/// `[power]`: report energy; power-state durations and watts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerFile {
+    /// Time to boot a host (default 180 s).
+    #[serde(default)]
+    pub boot_time: Option<Spanned<Nanos>>,
+    /// Time to shut a host down (default 30 s).
+    #[serde(default)]
+    pub shutdown_time: Option<Spanned<Nanos>>,
+    /// Watts of a host that is off (default 5).
+    #[serde(default)]
+    pub off_watts: Option<Spanned<f64>>,
+    /// Watts while booting (default: the host's peak).
+    #[serde(default)]
+    pub boot_watts: Option<Spanned<f64>>,
+    /// Watts while shutting down (default: the host's idle).
+    #[serde(default)]
+    pub shutdown_watts: Option<Spanned<f64>>,
 }
 
 /// `[[failures]]`: a host or a whole site fails at a time.
@@ -242,6 +266,10 @@ pub struct HostFile {
     /// CPU feature flags (with `cpu_vendor`), instead of a named model.
     #[serde(default)]
     pub cpu_features: Option<Spanned<Vec<String>>>,
+    /// Watts at 0 %, 10 %, …, 100 % CPU (11 points, SPECpower style),
+    /// instead of `idle_watts` and `peak_watts`.
+    #[serde(default)]
+    pub power_table: Option<Spanned<Vec<f64>>>,
     /// Mean time between random failures (with `mttr`).
     #[serde(default)]
     pub mtbf: Option<Spanned<Nanos>>,
@@ -341,6 +369,9 @@ pub struct VmFile {
     /// CPU model the VM sees: a named model or "host-passthrough" (default: unrestricted).
     #[serde(default)]
     pub cpu_model: Option<Spanned<String>>,
+    /// Fraction of its vCPUs the VM keeps busy (energy; default 30%).
+    #[serde(default)]
+    pub cpu_load: Option<Spanned<Fraction>>,
     /// HA restart priority: "high", "medium" (default), "low" or "disabled".
     #[serde(default)]
     pub ha_priority: Option<crate::failure::HaPriority>,

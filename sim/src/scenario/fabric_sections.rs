@@ -1,5 +1,6 @@
-//! The failure sections of a scenario: `[[failures]]`, the hosts' `mtbf` and
-//! `mttr`, and `[ha]`, checked and resolved into [`crate::failure`] types.
+//! The failure and power sections of a scenario: `[[failures]]`, the hosts'
+//! `mtbf` and `mttr`, `[ha]`, the hosts' `power_table` and `[power]`, checked
+//! and resolved into [`crate::failure`] and [`crate::energy`] types.
 
 use super::*;
 use crate::failure::{Admission, HaSpec, RandomFailure, ScheduledFailure};
@@ -98,6 +99,51 @@ impl Builder<'_> {
             admission,
             scope: h.scope.unwrap_or_default(),
             retry_interval: positive(&h.retry_interval, "retry_interval", DEFAULT_RETRY_INTERVAL)?,
+        }))
+    }
+}
+
+impl Builder<'_> {
+    /// A host's power model: `power_table` (11 non-decreasing points) or
+    /// the linear `idle_watts`/`peak_watts`.
+    pub(super) fn power_model(&self, h: &HostFile, hf: &str, idle: f64, peak: f64) -> Res<crate::energy::PowerModel> {
+        use crate::energy::PowerModel;
+        let Some(t) = &h.power_table else { return Ok(PowerModel::Linear { idle_watts: idle, peak_watts: peak }) };
+        if let Some(w) = h.idle_watts.as_ref().or(h.peak_watts.as_ref()) {
+            return Err(self.err(sp(w), format!("{hf}.power_table"), "give power_table or idle_watts/peak_watts, not both"));
+        }
+        let v = t.get_ref();
+        if v.len() != 11 {
+            return Err(self.err(sp(t), format!("{hf}.power_table"), format!("must have 11 points (watts at 0%, 10%, ..., 100% CPU), got {}", v.len())));
+        }
+        if let Some(i) = v.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(self.err(sp(t), format!("{hf}.power_table[{i}]"), "watts must be finite and non-negative"));
+        }
+        if let Some(i) = (1..11).find(|&i| v[i] < v[i - 1]) {
+            return Err(self.err(sp(t), format!("{hf}.power_table[{i}]"), format!("must not decrease: {} W after {} W", v[i], v[i - 1])));
+        }
+        Ok(PowerModel::Table(v.as_slice().try_into().expect("11 points")))
+    }
+
+    /// The `[power]` section.
+    pub(super) fn power(&self) -> Res<Option<crate::energy::PowerSpec>> {
+        let Some(p) = &self.file.power else { return Ok(None) };
+        let d = crate::energy::PowerSpec::default();
+        let watts = |w: &Option<Spanned<f64>>, key: &str| -> Res<Option<f64>> {
+            match w {
+                Some(x) if !(x.get_ref().is_finite() && *x.get_ref() >= 0.0) => {
+                    Err(self.err(sp(x), format!("power.{key}"), "watts must be finite and non-negative"))
+                }
+                Some(x) => Ok(Some(*x.get_ref())),
+                None => Ok(None),
+            }
+        };
+        Ok(Some(crate::energy::PowerSpec {
+            boot_time: p.boot_time.as_ref().map_or(d.boot_time, |x| *x.get_ref()),
+            shutdown_time: p.shutdown_time.as_ref().map_or(d.shutdown_time, |x| *x.get_ref()),
+            off_watts: watts(&p.off_watts, "off_watts")?.unwrap_or(d.off_watts),
+            boot_watts: watts(&p.boot_watts, "boot_watts")?,
+            shutdown_watts: watts(&p.shutdown_watts, "shutdown_watts")?,
         }))
     }
 }
