@@ -44,6 +44,9 @@ impl Sim<'_> {
             VmState::Down { .. } | VmState::Lost => return Err(Refusal::NotRunning),
         }
         let src = self.state.vm_host(vm);
+        if !self.state.host_usable(src) {
+            return Err(Refusal::HostDown);
+        }
         let placed = self.place(vm, req.to, req.settings.placer, Some(src), true);
         let dst = placed.ok();
         let src_site = self.sc.fabric.hosts[src.index()].site;

@@ -53,8 +53,8 @@ impl Sim<'_> {
         self.event_row(FabricEventKind::VmLost, Some(host), Some(vm), "link-failure");
     }
 
-    /// A host fails: its migrations break (see `docs/model.md`), its VMs go
-    /// down, every policy hears of it.
+    /// A host fails: its VMs go down, its migrations break (see
+    /// `docs/model.md`), every policy hears of it.
     pub(super) fn host_fail(&mut self, h: HostId, cause: FailureCause) {
         self.host_down_depth[h.index()] += 1;
         if self.host_down_depth[h.index()] > 1 {
@@ -63,9 +63,25 @@ impl Sim<'_> {
         let now = self.now();
         self.state.set_host_up(h, false);
         self.event_row(FabricEventKind::HostDown, Some(h), None, cause.as_str());
+        // The VMs it runs go down first, so that a policy told of a broken
+        // migration below cannot start a new one from this host.
         let mut vms_down = Vec::new();
+        for vm in self.state.vms_on(h) {
+            match self.state.vm_state(vm) {
+                VmState::Running => self.state.vm_down(vm, now),
+                VmState::Restarting { .. } => self.state.vm_boot_failed(vm),
+                _ => continue,
+            }
+            let site = self.sc.fabric.hosts[h.index()].site;
+            self.move_image(vm, Some(site), None);
+            self.crashed(vm);
+            vms_down.push(vm);
+        }
         let hit: Vec<MigrationId> = self.migs.iter().filter(|m| m.outcome.is_none() && (m.src == h || m.dst == h)).map(|m| m.id).collect();
         for m in hit {
+            if self.migs[m.index()].outcome.is_some() {
+                continue; // ended meanwhile (a policy told of another one cancelled it)
+            }
             self.cut_flow(m, now);
             let mig = &mut self.migs[m.index()];
             let (vm, src_failed) = (mig.vm, mig.src == h);
@@ -90,17 +106,6 @@ impl Sim<'_> {
             }
             self.transition(m, MigrationPhase::Failed);
             self.end_migration_as(m, outcome, fate);
-        }
-        for vm in self.state.vms_on(h) {
-            match self.state.vm_state(vm) {
-                VmState::Running => self.state.vm_down(vm, now),
-                VmState::Restarting { .. } => self.state.vm_boot_failed(vm),
-                _ => continue,
-            }
-            let site = self.sc.fabric.hosts[h.index()].site;
-            self.move_image(vm, Some(site), None);
-            self.crashed(vm);
-            vms_down.push(vm);
         }
         vms_down.sort();
         for &vm in &vms_down {
