@@ -94,8 +94,8 @@ pub struct FabricState {
     host_up: Vec<bool>,
     host_power: Vec<PowerState>,
     link_up: Vec<bool>,
-    /// Destination reservations of migrations in flight, in start order.
-    reservations: Vec<Reservation>,
+    /// Reservations of migrations in flight, by migration (start order).
+    reservations: std::collections::BTreeMap<MigrationId, Reservation>,
 }
 
 /// An invariant of [`FabricState`] does not hold: a bug in the engine.
@@ -178,7 +178,7 @@ impl FabricState {
             host_up: vec![true; fabric.hosts.len()],
             host_power: vec![PowerState::On; fabric.hosts.len()],
             link_up: vec![true; fabric.links.len()],
-            reservations: Vec::new(),
+            reservations: std::collections::BTreeMap::new(),
         };
         for (i, v) in vms.iter().enumerate() {
             s.add_load(v.host, VmId(i as u32));
@@ -252,9 +252,9 @@ impl FabricState {
         self.link_up[link.index()]
     }
 
-    /// Destination reservations of migrations in flight, in start order.
-    pub fn reservations(&self) -> &[Reservation] {
-        &self.reservations
+    /// Reservations of migrations in flight, in start order.
+    pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.reservations.values()
     }
 
     /// Starts a migration: the VM becomes `Migrating` and its RAM and vCPUs
@@ -263,12 +263,11 @@ impl FabricState {
         debug_assert_eq!(self.vm_state[vm.index()], VmState::Running);
         self.vm_state[vm.index()] = VmState::Migrating(migration);
         self.add_load(dst, vm);
-        self.reservations.push(Reservation { migration, vm, host: dst });
+        self.reservations.insert(migration, Reservation { migration, vm, host: dst });
     }
 
     fn take_reservation(&mut self, migration: MigrationId) -> Reservation {
-        let i = self.reservations.iter().position(|r| r.migration == migration).expect("a reservation per migration in flight");
-        self.reservations.remove(i)
+        self.reservations.remove(&migration).expect("a reservation per migration in flight")
     }
 
     /// Post-copy resumed the VM at the destination: it now runs there, and
@@ -277,7 +276,7 @@ impl FabricState {
         let r = self.take_reservation(migration);
         let src = self.vm_host[vm.index()];
         self.vm_host[vm.index()] = r.host;
-        self.reservations.push(Reservation { migration, vm, host: src });
+        self.reservations.insert(migration, Reservation { migration, vm, host: src });
     }
 
     /// A migration ended with the VM at `at` (`Some`: its source or its
@@ -373,11 +372,14 @@ impl FabricState {
         let n = fabric.hosts.len();
         let mut ram = vec![0u64; n];
         let mut vcpus = vec![0u32; n];
+        let mut held_by: Vec<Vec<&Reservation>> = vec![Vec::new(); self.vm_state.len()];
+        for r in self.reservations.values() {
+            held_by[r.vm.index()].push(r);
+        }
         for (i, st) in self.vm_state.iter().enumerate() {
-            let vm = VmId(i as u32);
             let host = self.vm_host[i];
             let place = |message: String| InvariantError::VmPlace { vm: vms[i].name.clone(), message };
-            let held: Vec<&Reservation> = self.reservations.iter().filter(|r| r.vm == vm).collect();
+            let held = &held_by[i];
             match st {
                 VmState::Migrating(m) => {
                     if held.len() != 1 || held[0].migration != *m {
@@ -408,7 +410,7 @@ impl FabricState {
                 vcpus[host.index()] += self.vm_vcpus[i];
             }
         }
-        for r in &self.reservations {
+        for r in self.reservations.values() {
             ram[r.host.index()] += self.vm_memory[r.vm.index()];
             vcpus[r.host.index()] += self.vm_vcpus[r.vm.index()];
         }

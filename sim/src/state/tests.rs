@@ -79,7 +79,7 @@ fn the_checker_catches_each_broken_invariant() {
     assert!(matches!(s.check(f, vms), Err(InvariantError::VmOnDownHost { .. })));
     // A VM in two places: running and holding a reservation.
     let mut s = FabricState::new(f, vms);
-    s.reservations.push(Reservation { migration: MigrationId(7), vm: VmId(1), host: HostId(1) });
+    s.reservations.insert(MigrationId(7), Reservation { migration: MigrationId(7), vm: VmId(1), host: HostId(1) });
     s.host_ram_used[1] += 2 << 30;
     s.host_vcpus_used[1] += 3;
     assert!(matches!(s.check(f, vms), Err(InvariantError::VmPlace { .. })));
