@@ -222,6 +222,32 @@ fn timeline<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) 
     Ok(())
 }
 
+type TimeChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A chart over simulated time from 0 to `t_end` seconds, with its mesh drawn.
+fn time_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    y_desc: &str,
+    t_end: f64,
+    y_max: f64,
+) -> Result<TimeChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_end * 1.02, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc(y_desc)
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    Ok(chart)
+}
+
 fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
     // Link directions that carried traffic, in order of first appearance.
     let mut dirs: Vec<(String, String, String)> = Vec::new();
@@ -240,19 +266,7 @@ fn links<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shift>) -> 
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.1;
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("Link throughput: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), ("sans-serif", 26))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_end * 1.02, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("simulated time (s)")
-        .y_desc("throughput (Gbit/s)")
-        .axis_desc_style(("sans-serif", 18))
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = time_chart(root, &format!("Link throughput: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), "throughput (Gbit/s)", t_end, y_max)?;
     for (i, (link, from, to)) in dirs.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
         let rows: Vec<_> = out.links.iter().filter(|r| &r.link == link && &r.from_site == from && &r.to_site == to).collect();
@@ -324,19 +338,7 @@ fn fabric_power<DB: DrawingBackend>(out: &RunOutput, root: &DrawingArea<DB, Shif
         s.push((t_end, level(&current, &sites, i) / 1e3));
     }
     let y_max = series[0].iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("Fabric power: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), ("sans-serif", 26))
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_end * 1.02, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("simulated time (s)")
-        .y_desc("power (kW)")
-        .axis_desc_style(("sans-serif", 18))
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = time_chart(root, &format!("Fabric power: {}{} (seed {})", out.scenario, variant_suffix(out), out.seed), "power (kW)", t_end, y_max)?;
     for (i, s) in series.into_iter().enumerate() {
         let (label, colour) = if i == 0 { ("fabric".to_string(), BLACK.to_rgba()) } else { (sites[i - 1].to_string(), Palette99::pick(i - 1).to_rgba()) };
         chart
