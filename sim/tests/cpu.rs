@@ -102,3 +102,18 @@ fn check_warns_about_a_vm_that_can_never_leave_its_site() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("\"pinned\"") && w[0].contains("\"lyon\""), "{w:?}");
 }
+
+#[test]
+fn a_refused_migration_can_fall_back_to_a_cold_restart_across_vendors() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/heterogeneous.toml");
+    let sc = memfabric_sim::scenario::load(&path).unwrap();
+    let out = memfabric_sim::run::run(&sc, None);
+    // The live attempt is refused (a row, nothing sent); the VM is stopped at
+    // 60 s and boots in Madrid for 45 s.
+    let row = out.migrations.iter().find(|m| m.vm == "portable" && m.dst_site == "madrid").unwrap();
+    assert_eq!((row.outcome, row.bytes_on_wire), ("cpu-incompatible", 0));
+    let v = out.vm_availability.iter().find(|v| v.vm == "portable").unwrap();
+    assert_eq!((v.failures, v.restarts, v.final_state), (0, 1, "running"));
+    assert!((v.downtime_s - 45.0).abs() < 1e-9, "{v:?}");
+    assert!(out.end_time.as_secs_f64() >= 105.0);
+}

@@ -11,9 +11,11 @@ use std::collections::VecDeque;
 /// Builds the policy for a scenario operation.
 pub fn build(spec: &OperationSpec) -> Box<dyn Policy> {
     match spec {
-        OperationSpec::Migrate { vm, to, settings, .. } => {
-            Box::new(Scheduled { request: Some(MigrationRequest { vm: *vm, to: *to, settings: settings.clone() }) })
-        }
+        OperationSpec::Migrate { vm, to, settings, cold_fallback, .. } => Box::new(Scheduled {
+            request: Some(MigrationRequest { vm: *vm, to: *to, settings: settings.clone() }),
+            target: (*vm, *to),
+            cold_fallback: *cold_fallback,
+        }),
         OperationSpec::Evacuate { from, to, max_concurrent, order, settings, .. } => Box::new(Evacuation {
             from: *from,
             to: *to,
@@ -26,16 +28,26 @@ pub fn build(spec: &OperationSpec) -> Box<dyn Policy> {
     }
 }
 
-/// One explicitly scheduled migration.
+/// One explicitly scheduled migration, falling back to a cold restart at
+/// the destination if asked to and the CPUs are incompatible.
 #[derive(Debug)]
 pub struct Scheduled {
     request: Option<MigrationRequest>,
+    target: (VmId, Destination),
+    cold_fallback: Option<memfabric_migration::units::Nanos>,
 }
 
 impl Policy for Scheduled {
     fn start(&mut self, ctx: &mut PolicyCtx<'_>) {
         if let Some(r) = self.request.take() {
             ctx.migrate(r);
+        }
+    }
+
+    fn on_event(&mut self, ctx: &mut PolicyCtx<'_>, event: &FabricEvent) {
+        if let (FabricEvent::Refused { refusal: crate::policy::Refusal::CpuIncompatible, .. }, Some(boot)) = (event, self.cold_fallback.take()) {
+            let (vm, to) = self.target;
+            ctx.cold_migrate(vm, to, boot);
         }
     }
 }

@@ -113,6 +113,18 @@ pub enum Command {
         /// Boot time.
         boot: Nanos,
     },
+    /// Stop a running VM and boot it at `to` (a cold migration: its memory
+    /// state is not moved, so any CPU may take it); it runs after `boot`.
+    ColdMigrate {
+        /// Handle of the answer.
+        request: RequestId,
+        /// The VM.
+        vm: VmId,
+        /// Where.
+        to: Destination,
+        /// Boot time.
+        boot: Nanos,
+    },
     /// Switch a host on.
     PowerOn(HostId),
     /// Switch a host off (refused while it holds VMs).
@@ -300,6 +312,14 @@ impl<'a> PolicyCtx<'a> {
     pub fn restart(&mut self, vm: VmId, to: Destination, boot: Nanos) -> RequestId {
         let request = self.request();
         self.commands.push(Command::Restart { request, vm, to, boot });
+        request
+    }
+
+    /// Asks to stop a running VM and boot it at `to`; answered by
+    /// `Restarting` or `Refused`.
+    pub fn cold_migrate(&mut self, vm: VmId, to: Destination, boot: Nanos) -> RequestId {
+        let request = self.request();
+        self.commands.push(Command::ColdMigrate { request, vm, to, boot });
         request
     }
 

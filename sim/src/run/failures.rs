@@ -12,7 +12,7 @@ use rows::{FabricEventKind, FabricEventRow};
 pub(super) struct VmLedger {
     /// Times it went down (host failure, or lost).
     pub(super) failures: u32,
-    /// Restarts begun.
+    /// Restarts begun (after failures, and cold migrations).
     pub(super) restarts: u32,
     /// Down (or booting) since, if it is now.
     pub(super) down_since: Option<Nanos>,

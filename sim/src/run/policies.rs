@@ -76,6 +76,10 @@ impl Sim<'_> {
                 Ok(host) => FabricEvent::Restarting { request, vm, host },
                 Err(refusal) => FabricEvent::Refused { request, vm: Some(vm), refusal },
             }),
+            Command::ColdMigrate { request, vm, to, boot } => Some(match self.cold_migrate(vm, to, boot) {
+                Ok(host) => FabricEvent::Restarting { request, vm, host },
+                Err(refusal) => FabricEvent::Refused { request, vm: Some(vm), refusal },
+            }),
             Command::Timer { after, tag } => {
                 self.q.schedule_in(after, Event::Timer(op, tag));
                 None
@@ -152,6 +156,22 @@ impl Sim<'_> {
         self.restart_begun(vm, host);
         self.q.schedule_at(until, Event::Booted(vm)).expect("not in the past");
         Ok(host)
+    }
+
+    /// Stops a running VM and boots it at `to`, never on its own host.
+    fn cold_migrate(&mut self, vm: VmId, to: Destination, boot: Nanos) -> Result<HostId, Refusal> {
+        match self.state.vm_state(vm) {
+            VmState::Running => {}
+            VmState::Migrating(_) | VmState::Restarting { .. } => return Err(Refusal::Busy),
+            VmState::Down { .. } | VmState::Lost => return Err(Refusal::NotRunning),
+        }
+        let src = self.state.vm_host(vm);
+        let host = self.place(vm, to, Placer::MostFreeRam, Some(src), false)?;
+        let now = self.now();
+        self.state.vm_down(vm, now);
+        self.move_image(vm, Some(self.sc.fabric.hosts[src.index()].site), None);
+        self.ledger[vm.index()].down_since = Some(now);
+        self.restart(vm, Destination::Host(host), boot)
     }
 
     /// A restarted VM finished booting (unless its host failed meanwhile).

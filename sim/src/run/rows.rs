@@ -253,7 +253,7 @@ impl Sim<'_> {
             .ledger
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.failures > 0)
+            .filter(|(_, l)| l.failures > 0 || l.restarts > 0)
             .map(|(i, l)| {
                 let open = l.down_since.map_or(0, |s| end_time.0.saturating_sub(s.0));
                 let final_state = match self.state.vm_state(VmId(i as u32)) {

@@ -234,6 +234,9 @@ pub enum OperationSpec {
         at: Nanos,
         /// How.
         settings: MigrationSettings,
+        /// Boot time of a cold restart at the destination when live
+        /// migration is refused as CPU-incompatible (no fallback if `None`).
+        cold_fallback: Option<Nanos>,
     },
     /// Move every VM of a site to another site.
     Evacuate {
@@ -1081,7 +1084,8 @@ impl Builder<'_> {
             let settings = self.settings(defaults, &m.settings, &format!("{field}.settings"))?;
             let name = format!("migrate-{}", m.vm.get_ref());
             let name = unique_name(&mut op_names, name);
-            ops.push(OperationSpec::Migrate { name, vm, to, at: m.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()), settings });
+            let cold_fallback = m.cold_restart_fallback.as_ref().map(|b| *b.get_ref());
+            ops.push(OperationSpec::Migrate { name, vm, to, at: m.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()), settings, cold_fallback });
         }
         for (ei, e) in self.file.evacuations.iter().enumerate() {
             let field = format!("evacuations[{ei}]");

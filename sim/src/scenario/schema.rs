@@ -443,6 +443,10 @@ pub struct MigrationFile {
     /// Start time.
     #[serde(default)]
     pub at: Option<Spanned<Nanos>>,
+    /// If live migration is refused as CPU-incompatible, restart the VM cold
+    /// at the destination instead, booting for this long.
+    #[serde(default)]
+    pub cold_restart_fallback: Option<Spanned<Nanos>>,
     /// Overrides of the defaults.
     #[serde(default)]
     pub settings: MigrationSettingsFile,
