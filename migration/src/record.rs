@@ -40,6 +40,18 @@ pub enum Outcome {
     NoCapacity,
     /// The simulation horizon ended before the migration finished.
     Unfinished,
+    /// Refused at start: every destination host with room lacks a CPU
+    /// feature of the VM's model or is of another vendor; nothing was sent.
+    CpuIncompatible,
+    /// Refused at start: the destination host (or every host of the
+    /// destination site) is down or off; nothing was sent.
+    HostDown,
+    /// Refused at start: the placement would break HA admission control.
+    AdmissionControl,
+    /// The source or destination host failed during the migration.
+    AbortedHostFailure,
+    /// The policy that started it cancelled it; the VM runs at the source.
+    Cancelled,
 }
 
 impl Mechanism {
@@ -64,6 +76,11 @@ impl Outcome {
             Outcome::Lost => "lost",
             Outcome::NoCapacity => "no-capacity",
             Outcome::Unfinished => "unfinished",
+            Outcome::CpuIncompatible => "cpu-incompatible",
+            Outcome::HostDown => "host-down",
+            Outcome::AdmissionControl => "admission-control",
+            Outcome::AbortedHostFailure => "aborted-host-failure",
+            Outcome::Cancelled => "cancelled",
         }
     }
     /// Whether the VM ended at the destination.

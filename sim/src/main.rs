@@ -144,6 +144,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 sc.vms.len(),
                 sc.operations.len()
             );
+            sc.warnings().iter().for_each(|w| println!("warning: {w}"));
             Ok(())
         }
         Command::Bench { workload, vms, repeat } => {

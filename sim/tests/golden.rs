@@ -52,6 +52,16 @@ fn trace_replay() {
 }
 
 #[test]
+fn heterogeneous() {
+    check("heterogeneous");
+}
+
+#[test]
+fn host_failure() {
+    check("host-failure");
+}
+
+#[test]
 fn every_committed_scenario_has_a_golden_summary() {
     let dir = scenario_path("quickstart").parent().unwrap().to_path_buf();
     let mut names: Vec<String> = std::fs::read_dir(&dir)

@@ -14,7 +14,7 @@ use petgraph::graph::{NodeIndex, UnGraph};
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub u32);
         impl $name {
             /// The index into the owning table.
@@ -24,6 +24,7 @@ macro_rules! typed_id {
         }
     };
 }
+pub(crate) use typed_id;
 
 typed_id!(
     /// A site (data center).
@@ -52,7 +53,7 @@ pub struct Site {
 }
 
 /// A physical host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Host {
     /// Name from the scenario.
     pub name: String,
@@ -66,6 +67,11 @@ pub struct Host {
     pub idle_watts: f64,
     /// Power drawn at full load, watts.
     pub peak_watts: f64,
+    /// Its CPU (vendor and features), for live-migration compatibility.
+    pub cpu: crate::cpu::HostCpu,
+    /// Power as a function of CPU utilisation (from `idle_watts` and
+    /// `peak_watts`, or `power_table`).
+    pub power: crate::energy::PowerModel,
 }
 
 /// A scheduled change of a link's capacity.

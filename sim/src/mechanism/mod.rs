@@ -29,9 +29,10 @@ use memfabric_migration::record::Outcome;
 use memfabric_migration::state::MigrationPhase;
 use memfabric_migration::units::Nanos;
 
-/// Index of a migration in a run's migration table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MigrationId(pub u32);
+crate::fabric::typed_id!(
+    /// Index of a migration in a run's migration table.
+    MigrationId
+);
 
 /// What a migration's current flow carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +60,8 @@ pub enum Stage {
 pub struct Migration {
     /// Its id.
     pub id: MigrationId,
-    /// The operation that asked for it (index).
-    pub operation: usize,
+    /// The policy that asked for it.
+    pub operation: crate::policy::OperationId,
     /// The VM.
     pub vm: VmId,
     /// Source host.

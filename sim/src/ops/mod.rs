@@ -1,63 +1,21 @@
-//! Fabric operations: the policies that decide which VM moves where and when.
-//!
-//! An operation is a small state machine behind the [`Operation`] trait: the
-//! simulator calls [`Operation::start`] at its start time and
-//! [`Operation::on_migration_end`] whenever one of its migrations ends, and the
-//! operation answers with migration requests. It sees the fabric only through
-//! a read-only [`FabricView`]. New policies (load balancing, consolidation,
-//! failure recovery) plug in by implementing the trait.
+//! Fabric operations written in the scenario: the policies that decide which
+//! VM moves where and when. Each is a small state machine behind
+//! [`crate::policy::Policy`]: [`Scheduled`] moves one VM at a given time,
+//! [`Evacuation`] empties a site with a bound on migrations in flight.
 
-use crate::fabric::{HostId, SiteId, VmId};
-use crate::scenario::{Destination, EvacuationOrder, MigrationSettings, OperationSpec, Scenario};
-use memfabric_migration::record::Outcome;
+use crate::fabric::{SiteId, VmId};
+use crate::policy::{FabricEvent, MigrationRequest, Policy, PolicyCtx};
+use crate::scenario::{Destination, EvacuationOrder, MigrationSettings, OperationSpec};
 use std::collections::VecDeque;
 
-/// What an operation may look at.
-#[derive(Debug, Clone, Copy)]
-pub struct FabricView<'a> {
-    /// The scenario.
-    pub scenario: &'a Scenario,
-    /// Current host of every VM.
-    pub vm_host: &'a [HostId],
-    /// Whether each VM is migrating now or has been lost.
-    pub vm_unavailable: &'a [bool],
-}
-
-impl FabricView<'_> {
-    /// VMs that currently run at `site` and are free to move, in VM order.
-    pub fn movable_vms_at(&self, site: SiteId) -> Vec<VmId> {
-        (0..self.vm_host.len())
-            .filter(|&i| !self.vm_unavailable[i] && self.scenario.fabric.hosts[self.vm_host[i].index()].site == site)
-            .map(|i| VmId(i as u32))
-            .collect()
-    }
-}
-
-/// A request to migrate one VM.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MigrationRequest {
-    /// The VM.
-    pub vm: VmId,
-    /// Where to.
-    pub to: Destination,
-    /// How.
-    pub settings: MigrationSettings,
-}
-
-/// A fabric policy.
-pub trait Operation {
-    /// Called once at the operation's start time.
-    fn start(&mut self, view: FabricView<'_>) -> Vec<MigrationRequest>;
-    /// Called when a migration this operation requested has ended (in any outcome).
-    fn on_migration_end(&mut self, view: FabricView<'_>, vm: VmId, outcome: Outcome) -> Vec<MigrationRequest>;
-}
-
-/// Builds the operation for a scenario entry.
-pub fn build(spec: &OperationSpec) -> Box<dyn Operation> {
+/// Builds the policy for a scenario operation.
+pub fn build(spec: &OperationSpec) -> Box<dyn Policy> {
     match spec {
-        OperationSpec::Migrate { vm, to, settings, .. } => {
-            Box::new(Scheduled { request: Some(MigrationRequest { vm: *vm, to: *to, settings: settings.clone() }) })
-        }
+        OperationSpec::Migrate { vm, to, settings, cold_fallback, .. } => Box::new(Scheduled {
+            request: Some(MigrationRequest { vm: *vm, to: *to, settings: settings.clone() }),
+            target: (*vm, *to),
+            cold_fallback: *cold_fallback,
+        }),
         OperationSpec::Evacuate { from, to, max_concurrent, order, settings, .. } => Box::new(Evacuation {
             from: *from,
             to: *to,
@@ -70,18 +28,27 @@ pub fn build(spec: &OperationSpec) -> Box<dyn Operation> {
     }
 }
 
-/// One explicitly scheduled migration.
+/// One explicitly scheduled migration, falling back to a cold restart at
+/// the destination if asked to and the CPUs are incompatible.
 #[derive(Debug)]
 pub struct Scheduled {
     request: Option<MigrationRequest>,
+    target: (VmId, Destination),
+    cold_fallback: Option<memfabric_migration::units::Nanos>,
 }
 
-impl Operation for Scheduled {
-    fn start(&mut self, _view: FabricView<'_>) -> Vec<MigrationRequest> {
-        self.request.take().into_iter().collect()
+impl Policy for Scheduled {
+    fn start(&mut self, ctx: &mut PolicyCtx<'_>) {
+        if let Some(r) = self.request.take() {
+            ctx.migrate(r);
+        }
     }
-    fn on_migration_end(&mut self, _: FabricView<'_>, _: VmId, _: Outcome) -> Vec<MigrationRequest> {
-        Vec::new()
+
+    fn on_event(&mut self, ctx: &mut PolicyCtx<'_>, event: &FabricEvent) {
+        if let (FabricEvent::Refused { refusal: crate::policy::Refusal::CpuIncompatible, .. }, Some(boot)) = (event, self.cold_fallback.take()) {
+            let (vm, to) = self.target;
+            ctx.cold_migrate(vm, to, boot);
+        }
     }
 }
 
@@ -98,26 +65,25 @@ pub struct Evacuation {
 }
 
 impl Evacuation {
-    fn refill(&mut self, view: FabricView<'_>) -> Vec<MigrationRequest> {
-        let mut out = Vec::new();
+    fn refill(&mut self, ctx: &mut PolicyCtx<'_>) {
+        let view = ctx.view();
         while self.in_flight < self.max_concurrent {
             let Some(vm) = self.queue.pop_front() else { break };
-            // Another operation may have moved the VM (or lost it) since the
-            // queue was made: only VMs still at the site and free are moved; a
-            // skipped VM leaves this evacuation's queue for good.
-            let host = view.vm_host[vm.index()];
-            if view.vm_unavailable[vm.index()] || view.scenario.fabric.hosts[host.index()].site != self.from {
+            // Another operation may have moved the VM (or it went down) since
+            // the queue was made: only VMs still running at the site are
+            // moved; a skipped VM leaves this evacuation's queue for good.
+            if !view.movable_vms_at_contains(self.from, vm) {
                 continue;
             }
             self.in_flight += 1;
-            out.push(MigrationRequest { vm, to: Destination::Site(self.to), settings: self.settings.clone() });
+            ctx.migrate(MigrationRequest { vm, to: Destination::Site(self.to), settings: self.settings.clone() });
         }
-        out
     }
 }
 
-impl Operation for Evacuation {
-    fn start(&mut self, view: FabricView<'_>) -> Vec<MigrationRequest> {
+impl Policy for Evacuation {
+    fn start(&mut self, ctx: &mut PolicyCtx<'_>) {
+        let view = ctx.view();
         let mut vms = view.movable_vms_at(self.from);
         let mem = |v: &VmId| view.scenario.vms[v.index()].memory;
         match self.order {
@@ -126,11 +92,17 @@ impl Operation for Evacuation {
             EvacuationOrder::SmallestFirst => vms.sort_by(|a, b| mem(a).cmp(&mem(b)).then(a.cmp(b))),
         }
         self.queue = vms.into();
-        self.refill(view)
+        self.refill(ctx);
     }
 
-    fn on_migration_end(&mut self, view: FabricView<'_>, _vm: VmId, _outcome: Outcome) -> Vec<MigrationRequest> {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.refill(view)
+    fn on_event(&mut self, ctx: &mut PolicyCtx<'_>, event: &FabricEvent) {
+        match event {
+            // A migration of ours ended, or a request was refused: a slot is free.
+            FabricEvent::MigrationEnded { .. } | FabricEvent::Refused { .. } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.refill(ctx);
+            }
+            _ => {}
+        }
     }
 }

@@ -14,7 +14,7 @@ mod tables;
 
 pub use archetypes::archetype_table;
 pub use summary::{percentile, summary, summary_all, WIDTH as SUMMARY_WIDTH};
-pub use tables::{links_frame, migrations_frame, read_parquet, rounds_frame, write_parquet};
+pub use tables::{energy_frame, fabric_events_frame, links_frame, migrations_frame, read_parquet, rounds_frame, vm_availability_frame, write_parquet};
 pub(crate) use plots::register_font;
 
 use crate::run::RunOutput;
@@ -97,6 +97,26 @@ pub struct ManifestRows {
     pub rounds: usize,
     /// `links.parquet`
     pub links: usize,
+    /// `fabric_events.parquet` (only when something failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fabric_events: Option<usize>,
+    /// `vm_availability.parquet` (only when something failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_availability: Option<usize>,
+    /// `energy.parquet` (only with `[power]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy: Option<usize>,
+}
+
+/// Whether a run has the energy table (the scenario has `[power]`).
+fn has_energy(outs: &[RunOutput]) -> bool {
+    outs.iter().any(|o| !o.energy.is_empty())
+}
+
+/// Whether a run has the failure tables: a host failed in some variant (so
+/// runs without host failures write the files they always wrote).
+fn has_failure_tables(outs: &[RunOutput]) -> bool {
+    outs.iter().any(RunOutput::had_host_failures)
 }
 
 /// Builds the manifest of a run's variants.
@@ -104,6 +124,14 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
     let out = &outs[0];
     let mut files: Vec<String> =
         ["migrations.parquet", "rounds.parquet", "links.parquet", "manifest.json", "report.html"].iter().map(|s| s.to_string()).collect();
+    let failures = has_failure_tables(outs);
+    if failures {
+        files.extend(["fabric_events.parquet".to_string(), "vm_availability.parquet".to_string()]);
+    }
+    let energy = has_energy(outs);
+    if energy {
+        files.push("energy.parquet".to_string());
+    }
     if with_plots {
         for p in plots::plot_files(outs) {
             files.push(format!("plots/{p}.png"));
@@ -125,6 +153,9 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
             migrations: outs.iter().map(|o| o.migrations.len()).sum(),
             rounds: outs.iter().map(|o| o.rounds.len()).sum(),
             links: outs.iter().map(|o| o.links.len()).sum(),
+            fabric_events: failures.then(|| outs.iter().map(|o| o.fabric_events.len()).sum()),
+            vm_availability: failures.then(|| outs.iter().map(|o| o.vm_availability.len()).sum()),
+            energy: energy.then(|| outs.iter().map(|o| o.energy.len()).sum()),
         },
         files,
     }
@@ -165,6 +196,16 @@ fn write_into(outs: &[RunOutput], dir: &Path, with_plots: bool) -> Result<(), Ou
     tables::write_parquet(&mut migrations_frame(&migrations), &dir.join("migrations.parquet"), &meta)?;
     tables::write_parquet(&mut rounds_frame(&rounds), &dir.join("rounds.parquet"), &meta)?;
     tables::write_parquet(&mut links_frame(&links), &dir.join("links.parquet"), &meta)?;
+    if has_failure_tables(outs) {
+        let events: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.fabric_events.as_slice())).collect();
+        let vms: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.vm_availability.as_slice())).collect();
+        tables::write_parquet(&mut fabric_events_frame(&events), &dir.join("fabric_events.parquet"), &meta)?;
+        tables::write_parquet(&mut vm_availability_frame(&vms), &dir.join("vm_availability.parquet"), &meta)?;
+    }
+    if has_energy(outs) {
+        let rows: Vec<(&str, &[_])> = outs.iter().map(|o| (o.variant.as_str(), o.energy.as_slice())).collect();
+        tables::write_parquet(&mut energy_frame(&rows), &dir.join("energy.parquet"), &meta)?;
+    }
     if with_plots {
         let plot_dir = dir.join("plots");
         // Not `create_dir_all`: if the staging folder was removed (on a

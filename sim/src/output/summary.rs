@@ -25,6 +25,52 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// One line on failures and restarts, only when a host failed (so runs
+/// without host failures print what they always printed).
+fn failures_line(s: &mut String, out: &RunOutput) {
+    if !out.had_host_failures() {
+        return;
+    }
+    let count = |k: crate::run::FabricEventKind| out.fabric_events.iter().filter(|e| e.kind == k).count();
+    let mut down: Vec<f64> = out.vm_availability.iter().map(|v| v.downtime_s).collect();
+    down.sort_by(f64::total_cmp);
+    let lost: f64 = out.vm_availability.iter().map(|v| v.lost_work_s).sum();
+    let _ = writeln!(
+        s,
+        "failures: {} host failures, {} VMs down, {} restarts, {} lost; VM downtime p50 {:.1} s, max {:.1} s; lost work {:.1} s",
+        count(crate::run::FabricEventKind::HostDown),
+        count(crate::run::FabricEventKind::VmDown),
+        count(crate::run::FabricEventKind::VmRestart),
+        count(crate::run::FabricEventKind::VmLost),
+        percentile(&down, 50.0),
+        down.last().copied().unwrap_or(0.0),
+        lost
+    );
+}
+
+/// Joules per site and in total, only with `[power]`.
+fn energy_line(s: &mut String, out: &RunOutput) {
+    if out.energy.is_empty() {
+        return;
+    }
+    // Host order is declaration order, so sites come out in their order.
+    let mut per_site: Vec<(&str, f64)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for r in &out.energy {
+        if !seen.contains(&r.host.as_str()) {
+            seen.push(&r.host);
+            let j = out.host_energy_j[seen.len() - 1];
+            match per_site.iter_mut().find(|(site, _)| *site == r.site) {
+                Some((_, acc)) => *acc += j,
+                None => per_site.push((&r.site, j)),
+            }
+        }
+    }
+    let total: f64 = out.host_energy_j.iter().sum();
+    let list: Vec<String> = per_site.iter().map(|(site, j)| format!("{site} {:.3} MJ", j / 1e6)).collect();
+    let _ = writeln!(s, "energy: {:.3} MJ total ({})", total / 1e6, list.join(", "));
+}
+
 /// The summary table of a run.
 pub fn summary(out: &RunOutput) -> String {
     let mut s = String::new();
@@ -95,6 +141,8 @@ pub fn summary(out: &RunOutput) -> String {
     let list: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
     let _ = writeln!(s);
     let _ = writeln!(s, "outcomes: {}", if list.is_empty() { "no migrations".to_string() } else { list.join(", ") });
+    failures_line(&mut s, out);
+    energy_line(&mut s, out);
     if !out.migrations.is_empty() && out.migrations.len() <= MAX_LISTED {
         let _ = writeln!(s);
         let table = Table(&[

@@ -4,7 +4,7 @@
 
 use super::OutputError;
 use crate::mechanism::{MigrationRow, RoundRow};
-use crate::run::LinkRow;
+use crate::run::{FabricEventRow, LinkRow, VmAvailabilityRow};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -131,6 +131,58 @@ pub fn links_frame(runs: &[(&str, &[LinkRow])]) -> DataFrame {
             column!(rows, "throughput_bytes_per_s", |r| r.throughput_bytes_per_s),
             column!(rows, "utilisation", |r| r.utilisation),
             column!(rows, "flows", |r| r.flows),
+        ],
+    )
+}
+
+/// The `fabric_events` table of several variants.
+pub fn fabric_events_frame(runs: &[(&str, &[FabricEventRow])]) -> DataFrame {
+    let (variant, rows) = flatten(runs);
+    frame(
+        rows.len(),
+        vec![
+            variant,
+            column!(rows, "time_s", |r| r.time_s),
+            column!(rows, "kind", |r| r.kind.as_str().to_string()),
+            column!(rows, "host", |r| r.host.clone()),
+            column!(rows, "site", |r| r.site.clone()),
+            column!(rows, "vm", |r| r.vm.clone()),
+            column!(rows, "cause", |r| r.cause.clone()),
+        ],
+    )
+}
+
+/// The `vm_availability` table of several variants.
+pub fn vm_availability_frame(runs: &[(&str, &[VmAvailabilityRow])]) -> DataFrame {
+    let (variant, rows) = flatten(runs);
+    frame(
+        rows.len(),
+        vec![
+            variant,
+            column!(rows, "vm", |r| r.vm.clone()),
+            column!(rows, "failures", |r| r.failures),
+            column!(rows, "restarts", |r| r.restarts),
+            column!(rows, "downtime_s", |r| r.downtime_s),
+            column!(rows, "lost_work_s", |r| r.lost_work_s),
+            column!(rows, "final_state", |r| r.final_state.to_string()),
+        ],
+    )
+}
+
+/// The `energy` table of several variants.
+pub fn energy_frame(runs: &[(&str, &[crate::energy::EnergyRow])]) -> DataFrame {
+    let (variant, rows) = flatten(runs);
+    frame(
+        rows.len(),
+        vec![
+            variant,
+            column!(rows, "time_s", |r| r.time_s),
+            column!(rows, "host", |r| r.host.clone()),
+            column!(rows, "site", |r| r.site.clone()),
+            column!(rows, "power_state", |r| r.power_state.to_string()),
+            column!(rows, "utilisation", |r| r.utilisation),
+            column!(rows, "watts", |r| r.watts),
+            column!(rows, "energy_j", |r| r.energy_j),
         ],
     )
 }

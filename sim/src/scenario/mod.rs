@@ -9,6 +9,7 @@
 //! it passes.
 
 pub mod json_schema;
+mod fabric_sections;
 pub mod schema;
 
 use crate::fabric::{CapacityChange, Fabric, Host, HostId, Link, LinkId, Outage, Site, SiteId, VmId};
@@ -128,6 +129,8 @@ pub struct MigrationSettings {
     pub hash: memfabric_migration::pipeline::HashAlgo,
     /// How `dedup-site` learns the destination's content.
     pub site_index: SiteIndex,
+    /// How a destination host is chosen at a site.
+    pub placer: crate::placement::Placer,
 }
 
 /// How `dedup-site` learns what the destination site holds.
@@ -197,6 +200,7 @@ impl Default for MigrationSettings {
             xbzrle_cache: Bytes(crate::reduction::DEFAULT_XBZRLE_CACHE_BYTES),
             hash: memfabric_migration::pipeline::HashAlgo::Xxh3_128,
             site_index: SiteIndex::Summary { bits_per_item: DEFAULT_SUMMARY_BITS_PER_ITEM },
+            placer: crate::placement::Placer::MostFreeRam,
         }
     }
 }
@@ -223,6 +227,12 @@ pub struct Vm {
     pub workload: WorkloadSpec,
     /// The memory trace driving its content and dirtying, if any.
     pub trace: Option<crate::trace::replay::VmTrace>,
+    /// The CPU it sees (for live-migration compatibility).
+    pub cpu: crate::cpu::VmCpu,
+    /// HA restart priority.
+    pub ha_priority: crate::failure::HaPriority,
+    /// Fraction of its vCPUs it keeps busy (energy).
+    pub cpu_load: f64,
 }
 
 /// Where a migration goes.
@@ -249,6 +259,9 @@ pub enum OperationSpec {
         at: Nanos,
         /// How.
         settings: MigrationSettings,
+        /// Boot time of a cold restart at the destination when live
+        /// migration is refused as CPU-incompatible (no fallback if `None`).
+        cold_fallback: Option<Nanos>,
     },
     /// Move every VM of a site to another site.
     Evacuate {
@@ -316,6 +329,43 @@ pub struct Scenario {
     /// The calibration applied (`memfabric run --calibration`), if any: its
     /// downtime components are added at every pre-copy switchover.
     pub calibration: Option<crate::calibrate::profile::Calibration>,
+    /// Scheduled host and site failures, in file order.
+    pub failures: Vec<crate::failure::ScheduledFailure>,
+    /// Hosts with a random failure law.
+    pub random_failures: Vec<crate::failure::RandomFailure>,
+    /// HA restart, if the scenario has an `[ha]` section.
+    pub ha: Option<crate::failure::HaSpec>,
+    /// Energy accounting and power states, if the scenario has a `[power]` section.
+    pub power: Option<crate::energy::PowerSpec>,
+}
+
+impl Scenario {
+    /// Things that are legal but probably not meant, for `memfabric check`:
+    /// a VM whose CPU model no host outside its start site accepts for live
+    /// migration can never move off that site (except by a cold restart).
+    pub fn warnings(&self) -> Vec<String> {
+        let f = &self.fabric;
+        let mut out = Vec::new();
+        for vm in &self.vms {
+            if vm.cpu == crate::cpu::VmCpu::Any {
+                continue;
+            }
+            let src = &f.hosts[vm.host.index()];
+            let elsewhere = f.hosts.iter().filter(|h| h.site != src.site && h.ram >= vm.memory);
+            let reachable = elsewhere.filter(|h| f.route(src.site, h.site).is_some());
+            if !reachable.into_iter().any(|h| crate::cpu::live_compatible(&vm.cpu, &src.cpu, &h.cpu)) {
+                let model = match &vm.cpu {
+                    crate::cpu::VmCpu::Model { name, .. } => name.as_str(),
+                    _ => "host-passthrough",
+                };
+                out.push(format!(
+                    "VM {:?} (cpu_model {model:?}) can never live-migrate off site {:?}: no host at another reachable site is CPU compatible",
+                    vm.name, f.sites[src.site.index()].name
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Tenant of VMs that name none.
@@ -493,7 +543,14 @@ impl Builder<'_> {
             }
         }
         let operations = self.operations(&fabric, &vms, &defaults)?;
+        let (failures, random_failures) = self.failures(&fabric)?;
+        let ha = self.ha()?;
+        let power = self.power()?;
         Ok(Scenario {
+            power,
+            failures,
+            random_failures,
+            ha,
             name,
             description: f.scenario.description.clone(),
             seed: f.scenario.seed.unwrap_or(DEFAULT_SEED),
@@ -531,6 +588,9 @@ impl Builder<'_> {
         }
         if let Some(a) = s.auto_converge {
             out.auto_converge = a;
+        }
+        if let Some(p) = s.placement {
+            out.placer = p;
         }
         if let Some(n) = &s.streams {
             if *n.get_ref() == 0 || *n.get_ref() > 256 {
@@ -606,6 +666,27 @@ impl Builder<'_> {
         Ok(out)
     }
 
+    /// A host's CPU from `cpu_model`, or `cpu_vendor` with `cpu_features`.
+    fn host_cpu(&self, h: &HostFile, hf: &str) -> Res<crate::cpu::HostCpu> {
+        use crate::cpu::HostCpu;
+        match (&h.cpu_model, &h.cpu_vendor, &h.cpu_features) {
+            (None, None, None) => Ok(HostCpu::default()),
+            (Some(m), None, None) => HostCpu::named(m.get_ref()).ok_or_else(|| {
+                self.err(sp(m), format!("{hf}.cpu_model"), format!("unknown CPU model {:?}; known models: {}", m.get_ref(), crate::cpu::model_names().join(", ")))
+            }),
+            (Some(m), _, _) => Err(self.err(sp(m), format!("{hf}.cpu_model"), "give either cpu_model or cpu_vendor with cpu_features, not both")),
+            (None, Some(v), Some(f)) => {
+                if f.get_ref().is_empty() || f.get_ref().iter().any(|x| x.trim().is_empty()) {
+                    return Err(self.err(sp(f), format!("{hf}.cpu_features"), "must list at least one non-empty feature name, e.g. [\"avx2\", \"avx512f\"]"));
+                }
+                let features = f.get_ref().iter().map(|x| x.trim().to_string()).collect();
+                Ok(HostCpu { declared: Some((*v.get_ref(), features)), model: None })
+            }
+            (None, Some(v), None) => Err(self.err(sp(v), format!("{hf}.cpu_vendor"), "needs cpu_features (or give a cpu_model instead)")),
+            (None, None, Some(f)) => Err(self.err(sp(f), format!("{hf}.cpu_features"), "needs cpu_vendor = \"intel\" or \"amd\"")),
+        }
+    }
+
     fn fabric(&self, horizon: Nanos) -> Res<Fabric> {
         let f = self.file;
         let mut sites = Vec::new();
@@ -656,6 +737,8 @@ impl Builder<'_> {
                     let span = h.peak_watts.as_ref().or(h.idle_watts.as_ref()).map_or(sp(&h.name), sp);
                     return Err(self.err(span, format!("{hf}.peak_watts"), "watts must satisfy 0 <= idle_watts <= peak_watts"));
                 }
+                let cpu = self.host_cpu(h, &hf)?;
+                let power = self.power_model(h, &hf, idle, peak)?;
                 for name in expand_names(h.name.get_ref(), h.count.as_ref().map(|c| *c.get_ref())) {
                     if host_names.insert(name.clone(), ()).is_some() {
                         return Err(self.err(sp(&h.name), format!("{hf}.name"), format!("host {name:?} is defined twice")));
@@ -668,6 +751,8 @@ impl Builder<'_> {
                         ram: *h.ram.get_ref(),
                         idle_watts: idle,
                         peak_watts: peak,
+                        cpu: cpu.clone(),
+                        power: power.clone(),
                     });
                 }
             }
@@ -936,6 +1021,13 @@ impl Builder<'_> {
             };
             let device_state = v.device_state.as_ref().map_or(DEFAULT_DEVICE_STATE, |d| *d.get_ref());
             let n = v.count.as_ref().map_or(1, |c| u64::from(*c.get_ref()));
+            let cpu = match &v.cpu_model {
+                None => crate::cpu::VmCpu::Any,
+                Some(m) if m.get_ref() == "host-passthrough" => crate::cpu::VmCpu::HostPassthrough,
+                Some(m) => crate::cpu::VmCpu::named(m.get_ref()).ok_or_else(|| {
+                    self.err(sp(m), format!("{field}.cpu_model"), format!("unknown CPU model {:?}; expected \"host-passthrough\" or one of: {}", m.get_ref(), crate::cpu::model_names().join(", ")))
+                })?,
+            };
             if let Some(c) = &v.count {
                 if n == 0 {
                     return Err(self.err(sp(c), format!("{field}.count"), "must be at least 1"));
@@ -981,11 +1073,20 @@ impl Builder<'_> {
                     return Err(self.err(sp(&v.name), format!("{field}.name"), format!("VM {name:?} is defined twice")));
                 }
                 // First fit among the candidate hosts.
-                let fits = |h: &HostId| {
-                    let host = &fabric.hosts[h.index()];
-                    used_ram[h.index()].checked_add(memory.0).is_some_and(|u| u <= host.ram.0) && vcpus <= host.cores
-                };
-                let Some(host) = candidates.iter().copied().find(fits) else {
+                let demand = crate::placement::Demand { memory_bytes: memory.0, vcpus };
+                let runs = |h: HostId| if cpu.runs_on(&fabric.hosts[h.index()].cpu) { Ok(()) } else { Err(crate::policy::Refusal::CpuIncompatible) };
+                let placed = crate::placement::Placer::FirstFit.choose(fabric, candidates.iter().copied(), &used_ram, demand, runs);
+                if placed == Err(crate::policy::Refusal::CpuIncompatible) {
+                    let span = v.cpu_model.as_ref().map_or(place_span.clone(), sp);
+                    let h = &fabric.hosts[candidates[0].index()];
+                    let vendor = h.cpu.declared.as_ref().map_or("generic", |d| d.0.as_str());
+                    return Err(self.err(span, format!("{field}.cpu_model"), format!(
+                        "VM {name:?} cannot run on {}: the host ({vendor}) lacks the model's vendor or features {:?}",
+                        if candidates.len() == 1 { format!("host {:?}", h.name) } else { "any host of its site".to_string() },
+                        cpu.missing_on(&h.cpu)
+                    )));
+                }
+                let Ok(host) = placed else {
                     let biggest = candidates.iter().map(|h| fabric.hosts[h.index()].ram).max().unwrap_or_default();
                     let memory_span = v.memory.as_ref().map_or(place_span.clone(), sp);
                     let vcpus_span = v.vcpus.as_ref().map_or(place_span.clone(), sp);
@@ -1012,6 +1113,9 @@ impl Builder<'_> {
                     tenant: v.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_string()),
                     workload: workload.clone(),
                     trace: trace.clone(),
+                    cpu: cpu.clone(),
+                    ha_priority: v.ha_priority.unwrap_or_default(),
+                    cpu_load: v.cpu_load.as_ref().map_or(crate::energy::DEFAULT_CPU_LOAD, |c| c.get_ref().0),
                 });
             }
         }
@@ -1061,7 +1165,8 @@ impl Builder<'_> {
             let settings = self.settings(defaults, &m.settings, &format!("{field}.settings"))?;
             let name = format!("migrate-{}", m.vm.get_ref());
             let name = unique_name(&mut op_names, name);
-            ops.push(OperationSpec::Migrate { name, vm, to, at: m.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()), settings });
+            let cold_fallback = m.cold_restart_fallback.as_ref().map(|b| *b.get_ref());
+            ops.push(OperationSpec::Migrate { name, vm, to, at: m.at.as_ref().map_or(Nanos(0), |a| *a.get_ref()), settings, cold_fallback });
         }
         for (ei, e) in self.file.evacuations.iter().enumerate() {
             let field = format!("evacuations[{ei}]");

@@ -36,6 +36,92 @@ pub struct ScenarioFile {
     /// Site evacuations.
     #[serde(default)]
     pub evacuations: Vec<EvacuationFile>,
+    /// Scheduled host and site failures.
+    #[serde(default)]
+    pub failures: Vec<FailureFile>,
+    /// HA restart of VMs whose host failed.
+    #[serde(default)]
+    #[schemars(with = "Option<HaFile>")]
+    pub ha: Option<Spanned<HaFile>>,
+    /// Energy accounting and host power states (present: energy is reported).
+    #[serde(default)]
+    pub power: Option<PowerFile>,
+}
+
+/// `[power]`: report energy; power-state durations and watts.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerFile {
+    /// Time to boot a host (default 180 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub boot_time: Option<Spanned<Nanos>>,
+    /// Time to shut a host down (default 30 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub shutdown_time: Option<Spanned<Nanos>>,
+    /// Watts of a host that is off (default 5).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub off_watts: Option<Spanned<f64>>,
+    /// Watts while booting (default: the host's peak).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub boot_watts: Option<Spanned<f64>>,
+    /// Watts while shutting down (default: the host's idle).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub shutdown_watts: Option<Spanned<f64>>,
+}
+
+/// `[[failures]]`: a host or a whole site fails at a time.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureFile {
+    /// The host that fails.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub host: Option<Spanned<String>>,
+    /// Or the site whose every host fails.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub site: Option<Spanned<String>>,
+    /// When.
+    #[schemars(with = "Duration")]
+    pub at: Spanned<Nanos>,
+    /// Repaired after this long (never, if absent).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub repair_after: Option<Spanned<Nanos>>,
+}
+
+/// `[ha]`: restart VMs of failed hosts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HaFile {
+    /// Time from a failure until HA acts (default 15 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub detection: Option<Spanned<Nanos>>,
+    /// Boot time of a restarted VM (default 60 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub boot_time: Option<Spanned<Nanos>>,
+    /// Admission control: keep room for this many host failures per site.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub admission_host_failures: Option<Spanned<u32>>,
+    /// Admission control: keep this fraction of each site's RAM free.
+    #[serde(default)]
+    #[schemars(with = "Option<Share>")]
+    pub admission_percent: Option<Spanned<Fraction>>,
+    /// "site" (default) or "fabric".
+    #[serde(default)]
+    pub scope: Option<crate::failure::HaScope>,
+    /// Retry interval for VMs waiting for room (default 60 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub retry_interval: Option<Spanned<Nanos>>,
 }
 
 /// `[scenario]`
@@ -151,6 +237,8 @@ pub struct MigrationSettingsFile {
     /// Pages per index query ("query").
     #[schemars(with = "Option<u32>")]
     pub query_batch: Option<Spanned<u32>>,
+    /// How a destination host is chosen at a site: "most-free-ram" (default) or "first-fit".
+    pub placement: Option<crate::placement::Placer>,
 }
 
 /// Site index modes.
@@ -212,6 +300,31 @@ pub struct HostFile {
     #[serde(default)]
     #[schemars(with = "Option<f64>")]
     pub peak_watts: Option<Spanned<f64>>,
+    /// CPU vendor ("intel" or "amd"), with `cpu_features`.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::cpu::CpuVendor>")]
+    pub cpu_vendor: Option<Spanned<crate::cpu::CpuVendor>>,
+    /// A named CPU model (vendor and features follow from it).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cpu_model: Option<Spanned<String>>,
+    /// CPU feature flags (with `cpu_vendor`), instead of a named model.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cpu_features: Option<Spanned<Vec<String>>>,
+    /// Watts at 0 %, 10 %, …, 100 % CPU (11 points, SPECpower style),
+    /// instead of `idle_watts` and `peak_watts`.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<f64>>")]
+    pub power_table: Option<Spanned<Vec<f64>>>,
+    /// Mean time between random failures (with `mttr`).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub mtbf: Option<Spanned<Nanos>>,
+    /// Mean time to repair (with `mtbf`).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub mttr: Option<Spanned<Nanos>>,
 }
 
 /// `[[links]]`
@@ -322,6 +435,17 @@ pub struct VmFile {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub trace_loop: Option<Spanned<bool>>,
+    /// CPU model the VM sees: a named model or "host-passthrough" (default: unrestricted).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cpu_model: Option<Spanned<String>>,
+    /// Fraction of its vCPUs the VM keeps busy (energy; default 30%).
+    #[serde(default)]
+    #[schemars(with = "Option<Share>")]
+    pub cpu_load: Option<Spanned<Fraction>>,
+    /// HA restart priority: "high", "medium" (default), "low" or "disabled".
+    #[serde(default)]
+    pub ha_priority: Option<crate::failure::HaPriority>,
 }
 
 /// Page write rate: `"5000pages/s"` or a byte rate such as `"20MB/s"`.
@@ -406,6 +530,11 @@ pub struct MigrationFile {
     #[serde(default)]
     #[schemars(with = "Option<Duration>")]
     pub at: Option<Spanned<Nanos>>,
+    /// If live migration is refused as CPU-incompatible, restart the VM cold
+    /// at the destination instead, booting for this long.
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub cold_restart_fallback: Option<Spanned<Nanos>>,
     /// Overrides of the defaults.
     #[serde(default)]
     pub settings: MigrationSettingsFile,

@@ -6,7 +6,9 @@
 //! - `link_throughput` ([`links`]): one panel per loaded link direction with
 //!   its capacity, outages and capacity changes;
 //! - `downtime_distribution` ([`distribution`]): the CDF of downtime, only for
-//!   runs with at least [`MANY_MIGRATIONS`] completed migrations.
+//!   runs with at least [`MANY_MIGRATIONS`] completed migrations;
+//! - `fabric_power` ([`power`]): the fabric's power over time, in total and
+//!   per site, only for scenarios with `[power]`.
 //!
 //! For a strategy comparison, also `strategy_comparison` ([`comparison`]: bars
 //! per strategy) and `strategy_cdf` ([`distribution`]: CDFs of total time and
@@ -22,6 +24,7 @@ mod comparison;
 mod distribution;
 mod legend;
 mod links;
+mod power;
 mod timeline;
 
 use super::OutputError;
@@ -50,6 +53,9 @@ fn run_plots(out: &RunOutput) -> Vec<&'static str> {
     let mut v = PLOT_NAMES.to_vec();
     if distribution::completed(out) >= MANY_MIGRATIONS {
         v.push("downtime_distribution");
+    }
+    if !out.energy.is_empty() {
+        v.push("fabric_power");
     }
     v
 }
@@ -150,6 +156,7 @@ impl Figure for RunPlot<'_> {
             "timeline" => timeline::draw(self.out, fonts, root),
             "link_throughput" => links::draw(self.out, fonts, root),
             "downtime_distribution" => distribution::downtime(self.out, fonts, root),
+            "fabric_power" => power::draw(self.out, fonts, root),
             other => return Err(format!("unknown plot {other}")),
         };
         drawn.map_err(|e| e.to_string())
