@@ -1,5 +1,5 @@
-//! The JSON Schema of the scenario format (`memfabric schema`) agrees with the
-//! parser: every committed scenario validates, the unit patterns accept what
+//! The JSON Schemas of the scenario and study formats (`memfabric schema`)
+//! agree with the parsers: every committed scenario validates, the unit patterns accept what
 //! the unit parser accepts and refuse what it refuses, and files the parser
 //! refuses for their shape are refused by the schema too.
 
@@ -12,7 +12,11 @@ use schemars::{schema_for, JsonSchema};
 use serde_json::Value;
 
 fn scenario_validator() -> jsonschema::Validator {
-    let text = json_schema::schema_json("scenario").unwrap();
+    named_validator("scenario")
+}
+
+fn named_validator(name: &str) -> jsonschema::Validator {
+    let text = json_schema::schema_json(name).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
@@ -36,6 +40,27 @@ fn every_committed_scenario_validates() {
         }
     }
     assert!(checked >= 5, "found {checked} scenarios in {}", dir.display());
+}
+
+#[test]
+fn every_committed_study_validates_and_the_study_schema_is_strict() {
+    let v = named_validator("study");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../studies");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let doc = as_json(&std::fs::read_to_string(&path).unwrap());
+            let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "found {checked} studies in {}", dir.display());
+    // Unknown keys and a missing base scenario are refused, as the loader refuses them.
+    assert!(!v.is_valid(&as_json("[study]\nname = \"s\"\nscenario = \"x.toml\"\nsurprise = 1\n")));
+    assert!(!v.is_valid(&as_json("[study]\nname = \"s\"\n")));
+    assert!(v.is_valid(&as_json("[study]\nname = \"s\"\nscenario = \"x.toml\"\n[axes]\n\"links.wan.bandwidth\" = [\"1Gbit/s\"]\n")));
 }
 
 #[test]

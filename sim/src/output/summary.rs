@@ -37,11 +37,15 @@ fn failures_line(s: &mut String, out: &RunOutput) {
     let lost: f64 = out.vm_availability.iter().map(|v| v.lost_work_s).sum();
     let _ = writeln!(
         s,
-        "failures: {} host failures, {} VMs down, {} restarts, {} lost; VM downtime p50 {:.1} s, max {:.1} s; lost work {:.1} s",
+        "failures: {} host failures, {} VMs down, {} restarts, {} lost",
         count(crate::run::FabricEventKind::HostDown),
         count(crate::run::FabricEventKind::VmDown),
         count(crate::run::FabricEventKind::VmRestart),
         count(crate::run::FabricEventKind::VmLost),
+    );
+    let _ = writeln!(
+        s,
+        "  VM downtime p50 {:.1} s, max {:.1} s; lost work {:.1} s",
         percentile(&down, 50.0),
         down.last().copied().unwrap_or(0.0),
         lost
@@ -67,8 +71,21 @@ fn energy_line(s: &mut String, out: &RunOutput) {
         }
     }
     let total: f64 = out.host_energy_j.iter().sum();
-    let list: Vec<String> = per_site.iter().map(|(site, j)| format!("{site} {:.3} MJ", j / 1e6)).collect();
-    let _ = writeln!(s, "energy: {:.3} MJ total ({})", total / 1e6, list.join(", "));
+    let _ = writeln!(s, "energy: {:.3} MJ total; per site:", total / 1e6);
+    // Sites as "name J", as many to a line as fit the summary's width.
+    let mut line = String::from(" ");
+    for (site, j) in &per_site {
+        let item = format!(" {site} {:.3} MJ", j / 1e6);
+        if line.len() > 1 && line.len() + item.len() + 1 > WIDTH {
+            let _ = writeln!(s, "{line}");
+            line = String::from(" ");
+        }
+        if line.len() > 1 {
+            line.push(',');
+        }
+        line.push_str(&item);
+    }
+    let _ = writeln!(s, "{line}");
 }
 
 /// The summary table of a run.

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 /// and how to build its schema.
 pub const SCHEMAS: &[(&str, fn() -> Schema)] = &[
     ("scenario", || schema_for!(super::schema::ScenarioFile)),
+    ("study", || schema_for!(crate::study::file::StudyFile)),
 ];
 
 /// The schema of the named file format, as pretty JSON.

@@ -61,7 +61,7 @@ pub struct AxisValue {
 }
 
 /// Step scale of a range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scale {
     /// Equal differences.

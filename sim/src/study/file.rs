@@ -35,6 +35,7 @@ use super::axes::{self, Axis, AxisValue, Scale};
 use super::plan::{Find, PlanSpec, Target};
 use super::table::METRICS;
 use memfabric_migration::units::Fraction;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -113,53 +114,93 @@ impl Study {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A study file, as written (`docs/capacity-planning.md`); also the source of
+/// its JSON Schema (`memfabric schema study`).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StudyFile {
+pub(crate) struct StudyFile {
+    /// Identity, base scenario and seeds.
     study: StudySection,
+    /// Axes: a scenario value path (`links.wan.bandwidth`) to a list of
+    /// values or a range table (`from`, `to`, `step` or `steps`, `scale`).
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     axes: Option<toml::Table>,
+    /// An explicit list of points instead of the axes' product: path to value.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<std::collections::BTreeMap<String, serde_json::Value>>>")]
     points: Option<Vec<toml::Table>>,
+    /// The inverse question `memfabric plan` solves.
     #[serde(default)]
     plan: Option<PlanFile>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[study]`
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StudySection {
+    /// Name; also the default results folder.
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    /// The base scenario file, relative to the study file.
+    #[schemars(with = "String")]
     scenario: Spanned<String>,
+    /// Seeds each point runs with.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<u64>>")]
     seeds: Option<Spanned<Vec<u64>>>,
+    /// Or this many repetitions (seeds derived from the scenario's).
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     repetitions: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[plan]`
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PlanFile {
+    /// The axis path solved for.
+    #[schemars(with = "String")]
     axis: Spanned<String>,
+    /// The minimum or the maximum value meeting the targets.
     find: Find,
+    /// One end of the searched range (a value of the axis's unit).
+    #[schemars(with = "serde_json::Value")]
     from: Spanned<toml::Value>,
+    /// The other end.
+    #[schemars(with = "serde_json::Value")]
     to: Spanned<toml::Value>,
+    /// Linear or log bisection.
     #[serde(default)]
     scale: Option<Scale>,
+    /// Relative width of the final bracket.
     #[serde(default)]
+    #[schemars(with = "Option<crate::scenario::json_schema::Share>")]
     tolerance: Option<Spanned<Fraction>>,
+    /// Quantile over seeds at which targets must hold.
     #[serde(default)]
+    #[schemars(with = "Option<crate::scenario::json_schema::Share>")]
     quantile: Option<Spanned<Fraction>>,
+    /// Points of the fallback grid when the metric is not monotone.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     grid: Option<Spanned<u32>>,
+    /// Targets on metrics (all must hold).
+    #[schemars(with = "Vec<TargetFile>")]
     targets: Spanned<Vec<TargetFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One `[[plan.targets]]` entry.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetFile {
+    /// A metric of `points.parquet`.
+    #[schemars(with = "String")]
     metric: Spanned<String>,
+    /// The metric must be at most this.
     #[serde(default)]
     max: Option<f64>,
+    /// The metric must be at least this.
     #[serde(default)]
     min: Option<f64>,
 }

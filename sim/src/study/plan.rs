@@ -26,7 +26,7 @@ use super::Study;
 use serde::{Deserialize, Serialize};
 
 /// Which end of the feasible set is wanted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Find {
     /// The smallest feasible value (feasible above it).
