@@ -256,7 +256,7 @@ off_watts = 0
     let out = run(&parse(&moved, "e.toml").unwrap(), None);
     assert!((out.host_energy_j[1] - 70.0 * 100.0).abs() < 1e-6, "{:?}", out.host_energy_j);
     assert!((out.host_energy_j[0] - 100.0 * 100.0).abs() < 1e-6);
-    assert!(memfabric_sim::output::summary(&out).contains("energy: 0.017 MJ total (s 0.017 MJ)"));
+    assert!(memfabric_sim::output::summary(&out).contains("energy: 0.017 MJ total; per site:\n  s 0.017 MJ\n"));
     let table = "[50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]";
     for (bad, want) in [
         ("[50, 60, 70, 80, 90, 100, 110, 120, 130, 140]", "must have 11 points"),

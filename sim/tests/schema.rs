@@ -49,8 +49,10 @@ fn every_committed_study_validates_and_the_study_schema_is_strict() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let doc = as_json(&std::fs::read_to_string(&path).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        // studies/ also holds the base scenarios of its studies.
+        if path.extension().is_some_and(|e| e == "toml") && (text.starts_with("[study]") || text.contains("\n[study]")) {
+            let doc = as_json(&text);
             let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
             assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
             checked += 1;

@@ -142,6 +142,17 @@ fn bad_studies_are_located_errors_that_write_nothing() {
     // A range over text, and a key the study does not know.
     bad("[axes]\ndefaults.strategy = { from = \"none\", to = \"zero\", steps = 2 }\n", "strategy", &["not numeric"]);
     bad("[axes]\ndefaults.streams = [1]\n[study2]\nx = 1\n", "[study2]", &["unknown field `study2`"]);
+    // Sizes bounded before any point is made: one range's steps, and the product of the axes.
+    bad(
+        "[axes]\nlinks.lyon-madrid.bandwidth = { from = \"1Gbit/s\", to = \"10Gbit/s\", steps = 4000000000 }\n",
+        "bandwidth",
+        &["steps must be at most 1000000"],
+    );
+    bad(
+        "[axes]\nlinks.lyon-madrid.bandwidth = { from = \"1Gbit/s\", to = \"10Gbit/s\", steps = 2000 }\nlinks.lyon-madrid.latency = { from = \"1ms\", to = \"100ms\", steps = 1000 }\n",
+        "[axes]",
+        &["2000000 points", "at most 1000000"],
+    );
 }
 
 #[test]

@@ -106,7 +106,8 @@ fn bad(run: &str, field: &str, message: impl Into<String>) -> CalibrateError {
 pub fn load_run(dir: &Path) -> Result<MeasuredRun, CalibrateError> {
     let run = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let read = |file: &str| {
-        std::fs::read_to_string(dir.join(file)).map_err(|e| bad(&run, file, format!("cannot read {}: {e}", dir.join(file).display())))
+        crate::input::read_text(&dir.join(file), crate::input::SCENARIO_BYTES_MAX, "a run file of a calibration dataset")
+            .map_err(|e| bad(&run, file, format!("cannot read it: {e}")))
     };
     let record: RunRecord =
         serde_json::from_str(&read(RUN_RECORD_FILE)?).map_err(|e| bad(&run, RUN_RECORD_FILE, format!("not a run record: {e}")))?;

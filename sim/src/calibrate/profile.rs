@@ -150,15 +150,9 @@ pub struct Calibration {
 /// A calibration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
-    /// Unreadable.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Not a readable regular file, or larger than a profile may be.
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     /// Not a calibration profile.
     #[error("{path}: {message}")]
     Invalid {
@@ -172,8 +166,7 @@ pub enum CalibrationError {
 impl Calibration {
     /// Reads and checks a calibration profile.
     pub fn load(path: &std::path::Path) -> Result<Calibration, CalibrationError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CalibrationError::Read { path: path.display().to_string(), source })?;
+        let text = crate::input::read_text(path, crate::input::PROFILE_BYTES_MAX, "a calibration profile")?;
         let c: Calibration = toml::from_str(&text)
             .map_err(|e| CalibrationError::Invalid { path: path.display().to_string(), message: e.to_string().trim_end().into() })?;
         c.check().map_err(|message| CalibrationError::Invalid { path: path.display().to_string(), message })?;
@@ -256,4 +249,23 @@ pub fn apply(sc: &mut crate::scenario::Scenario, c: &Calibration, source: &str) 
     }
     sc.cpu_profile_source = format!("{} + calibration {source}", sc.cpu_profile_source);
     sc.calibration = Some(c.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_read_bounded_and_only_from_a_regular_file() {
+        // A device or an endless file is refused, never read until memory runs out.
+        for path in ["/dev/zero", "/dev/urandom"] {
+            let e = Calibration::load(std::path::Path::new(path)).unwrap_err();
+            assert!(matches!(e, CalibrationError::Input(_)), "{path}: {e}");
+        }
+        let big = std::env::temp_dir().join(format!("memfabric-big-profile-{}", std::process::id()));
+        std::fs::write(&big, vec![b'#'; crate::input::PROFILE_BYTES_MAX as usize + 1]).unwrap();
+        let e = Calibration::load(&big).unwrap_err();
+        let _ = std::fs::remove_file(&big);
+        assert!(matches!(e, CalibrationError::Input(_)), "{e}");
+    }
 }

@@ -320,6 +320,9 @@ pub(crate) fn read_axes(table: &toml::Table, loc: &Locator<'_>, checker: &Checke
                 if r.steps < 2 {
                     return Err(loc.error(span, field, "steps must be at least 2 (from and to)"));
                 }
+                if r.steps > super::file::POINTS_MAX {
+                    return Err(loc.error(span, field, format!("steps must be at most {} (a study's points bound)", super::file::POINTS_MAX)));
+                }
                 if r.scale == Scale::Log && (from.number.unwrap_or(0.0) <= 0.0 || to.number.unwrap_or(0.0) <= 0.0) {
                     return Err(loc.error(span, field, "a log range needs positive ends"));
                 }

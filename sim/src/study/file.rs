@@ -205,6 +205,10 @@ struct TargetFile {
     min: Option<f64>,
 }
 
+/// Most points a study may have (axis values × seeds), checked before any
+/// point is made; also the most steps of one range.
+pub const POINTS_MAX: u32 = 1_000_000;
+
 /// Default relative width of a plan's final bracket.
 pub const DEFAULT_TOLERANCE: f64 = 0.01;
 /// Default points of a plan's fallback grid when the metric is not monotone.
@@ -346,6 +350,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Study, StudyError> {
         }
         (None, None) => (Vec::new(), None),
     };
+    // Bound the study's size before any point is made: axis values times
+    // seeds (or list entries times seeds).
+    let per_seed = match &list {
+        Some(l) => Some(l.len() as u64),
+        None => axes.iter().try_fold(1u64, |n, a| n.checked_mul(a.values.len() as u64)),
+    };
+    match per_seed.and_then(|n| n.checked_mul(seeds.len() as u64)) {
+        Some(n) if n <= u64::from(POINTS_MAX) => {}
+        n => {
+            let what = n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            let key = if list.is_some() { "points" } else { "axes" };
+            return Err(loc.error(loc.span(&keys(&[key])), key, format!("{what} points (values × seeds); a study holds at most {POINTS_MAX}")));
+        }
+    }
     let plan = match &file.plan {
         None => None,
         Some(p) => Some(read_plan(p, &axes, &loc, &checker)?),

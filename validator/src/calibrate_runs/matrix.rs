@@ -40,15 +40,9 @@ const GUEST_SIZE_ALIGN_BYTES: u64 = 2 << 20;
 /// A matrix file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Not a readable regular file, or larger than a matrix may be.
+    #[error(transparent)]
+    Input(#[from] memfabric_sim::input::InputError),
     /// TOML syntax or an unknown/missing key.
     #[error("{path}: {message}")]
     Syntax {
@@ -165,8 +159,7 @@ fn slug(s: &str) -> String {
 
 /// Reads and checks a matrix file.
 pub fn load(path: &Path) -> Result<Matrix, MatrixError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.display().to_string(), source })?;
+    let text = memfabric_sim::input::read_text(path, memfabric_sim::input::SCENARIO_BYTES_MAX, "a calibration matrix")?;
     parse(&text, &path.display().to_string())
 }
 

@@ -127,9 +127,40 @@ fn headline(o: &MigrateOutcome) -> RunHeadline {
     }
 }
 
+/// Refuses an `--out` this command must not write into: anything but a
+/// missing or empty folder, or a dataset it made from the same matrix (its
+/// `matrix.toml` equal to the one given), so resuming never overwrites a
+/// user's file.
+fn check_out(out: &Path, matrix_path: &Path) -> Result<(), memfabric_sim::atomic_dir::OutDirError> {
+    use memfabric_sim::atomic_dir::OutDirError;
+    let meta = match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => return Err(OutDirError::Foreign { path: out.into() }),
+        Ok(m) => m,
+    };
+    if !meta.is_dir() {
+        return Err(OutDirError::NotAFolder { path: out.into(), what: "not a folder" });
+    }
+    let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if empty {
+        return Ok(());
+    }
+    let copy = out.join("matrix.toml");
+    if !copy.is_file() {
+        return Err(OutDirError::Foreign { path: out.into() });
+    }
+    let same = std::fs::read(&copy).ok().zip(std::fs::read(matrix_path).ok()).is_some_and(|(a, b)| a == b);
+    if same {
+        Ok(())
+    } else {
+        Err(OutDirError::NotOurFile { path: copy, expected: "the matrix given (a dataset resumes only with its own matrix)" })
+    }
+}
+
 /// Runs `calibrate-runs`.
 pub fn run(args: &CalibrateRunsArgs) -> anyhow::Result<()> {
     let m = matrix::load(&args.matrix)?;
+    check_out(&args.out, &args.matrix)?;
     let runs_dir = args.out.join(RUNS_DIR);
     let done: Vec<bool> = m.runs.iter().map(|r| complete_record(&runs_dir.join(&r.id)).is_some()).collect();
     let todo = done.iter().filter(|d| !**d).count();
@@ -210,4 +241,31 @@ pub fn run(args: &CalibrateRunsArgs) -> anyhow::Result<()> {
         bail!("{} runs did not run (see the index); run the same command again to retry them", errors.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_out;
+
+    #[test]
+    fn out_is_a_new_or_empty_folder_or_a_dataset_of_the_same_matrix() {
+        let base = std::env::temp_dir().join(format!("memfabric-calibrate-runs-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let matrix = base.join("m.toml");
+        std::fs::write(&matrix, "a").unwrap();
+        let out = base.join("out");
+        assert!(check_out(&out, &matrix).is_ok(), "a missing folder");
+        std::fs::create_dir(&out).unwrap();
+        assert!(check_out(&out, &matrix).is_ok(), "an empty folder");
+        std::fs::write(out.join("thesis.txt"), "x").unwrap();
+        assert!(check_out(&out, &matrix).unwrap_err().is_refusal(), "a user's folder is refused");
+        std::fs::write(out.join("matrix.toml"), "b").unwrap();
+        assert!(check_out(&out, &matrix).unwrap_err().is_refusal(), "a dataset of another matrix is refused");
+        std::fs::write(out.join("matrix.toml"), "a").unwrap();
+        assert!(check_out(&out, &matrix).is_ok(), "its own dataset resumes");
+        assert!(check_out(&matrix, &matrix).unwrap_err().is_refusal(), "a file is refused");
+        assert_eq!(std::fs::read_to_string(out.join("thesis.txt")).unwrap(), "x", "nothing touched");
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
