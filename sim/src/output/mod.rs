@@ -8,11 +8,13 @@
 //! complete one. Column meanings are documented in `docs/results.md`.
 
 mod archetypes;
+mod metrics;
 mod plots;
 mod summary;
 mod tables;
 
 pub use archetypes::archetype_table;
+pub use metrics::{op_metrics, OpMetrics};
 pub use summary::{percentile, summary, summary_all, WIDTH as SUMMARY_WIDTH};
 pub use tables::{energy_frame, fabric_events_frame, links_frame, migrations_frame, read_parquet, rounds_frame, vm_availability_frame, write_parquet};
 pub(crate) use plots::register_font;

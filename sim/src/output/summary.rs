@@ -116,34 +116,20 @@ pub fn summary(out: &RunOutput) -> String {
         r("rounds", "mean", 7),
     ]);
     s.push_str(&table.header());
-    let mut ops: Vec<&str> = Vec::new();
-    for m in &out.migrations {
-        if !ops.contains(&m.operation.as_str()) {
-            ops.push(&m.operation);
-        }
-    }
-    for op in ops {
-        let rows: Vec<_> = out.migrations.iter().filter(|m| m.operation == op).collect();
-        let done: Vec<_> = rows.iter().filter(|m| m.outcome == "completed").collect();
-        let start = rows.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
-        let end = rows.iter().map(|m| m.end_s).fold(0.0, f64::max);
-        let mut totals: Vec<f64> = done.iter().map(|m| m.total_time_s).collect();
-        totals.sort_by(f64::total_cmp);
-        let mut downs: Vec<f64> = done.iter().map(|m| m.downtime_ms).collect();
-        downs.sort_by(f64::total_cmp);
-        let wire: f64 = rows.iter().map(|m| m.bytes_on_wire as f64).sum::<f64>() / GIB;
+    for op in super::op_metrics(std::slice::from_ref(out)) {
+        let done: Vec<_> = out.migrations.iter().filter(|m| m.operation == op.operation && m.outcome == "completed").collect();
         let rounds = if done.is_empty() { 0.0 } else { done.iter().map(|m| m.rounds as f64).sum::<f64>() / done.len() as f64 };
         s.push_str(&table.row(&[
-            op.to_string(),
-            rows.len().to_string(),
-            done.len().to_string(),
-            (rows.len() - done.len()).to_string(),
-            format!("{:.3}", end - start),
-            format!("{:.3}", percentile(&totals, 50.0)),
-            format!("{:.3}", totals.last().copied().unwrap_or(0.0)),
-            format!("{:.1}", percentile(&downs, 50.0)),
-            format!("{:.1}", downs.last().copied().unwrap_or(0.0)),
-            format!("{wire:.3}"),
+            op.operation.clone(),
+            op.migrations.to_string(),
+            op.completed.to_string(),
+            op.failed.to_string(),
+            format!("{:.3}", op.makespan_s),
+            format!("{:.3}", op.total_s_p50),
+            format!("{:.3}", op.total_s_max),
+            format!("{:.1}", op.downtime_ms_p50),
+            format!("{:.1}", op.downtime_ms_max),
+            format!("{:.3}", op.bytes_on_wire as f64 / GIB),
             format!("{rounds:.2}"),
         ]));
     }
