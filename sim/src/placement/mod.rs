@@ -60,7 +60,7 @@ impl Placer {
         let mut best: Option<(u64, HostId)> = None;
         for h in candidates {
             let host = &fabric.hosts[h.index()];
-            let fits = ram_used[h.index()] + demand.memory_bytes <= host.ram.0 && demand.vcpus <= host.cores;
+            let fits = ram_used[h.index()].checked_add(demand.memory_bytes).is_some_and(|total| total <= host.ram.0) && demand.vcpus <= host.cores;
             let verdict = if fits { usable(h) } else { Err(Refusal::NoCapacity) };
             match verdict {
                 Ok(()) => {

@@ -55,6 +55,10 @@ pub const HOSTS_MAX: u64 = 100_000;
 /// Most VMs a scenario may define, counting `count` expansions: 1,000,000
 /// (`memfabric bench` measures 100,000-VM evacuations in seconds).
 pub const VMS_MAX: u64 = 1_000_000;
+/// Most RAM of one host, and most memory of one VM: 64 TiB (the largest
+/// shipping servers hold 32-48 TiB). With [`HOSTS_MAX`] it keeps every sum of
+/// memory in a scenario below 2^63 bytes, so no byte count can overflow.
+pub const MEMORY_BYTES_MAX: Bytes = Bytes(64 << 40);
 /// Longest scenario name in bytes: 200, so that the results folder's name
 /// and its hidden staging sibling (`.<name>.partial-<pid>-<n>`) fit the
 /// 255-byte file-name limit of Linux filesystems.
@@ -715,6 +719,9 @@ impl Builder<'_> {
                 if h.ram.get_ref().0 == 0 {
                     return Err(self.err(sp(&h.ram), format!("{hf}.ram"), "must be positive, e.g. \"256GiB\""));
                 }
+                if *h.ram.get_ref() > MEMORY_BYTES_MAX {
+                    return Err(self.err(sp(&h.ram), format!("{hf}.ram"), format!("{} is more than a host can hold; at most {MEMORY_BYTES_MAX}", h.ram.get_ref())));
+                }
                 let n = h.count.as_ref().map_or(1, |c| u64::from(*c.get_ref()));
                 if let Some(c) = &h.count {
                     if n == 0 {
@@ -1009,6 +1016,9 @@ impl Builder<'_> {
                 (m, None) => match m {
                 Some(m) if m.get_ref().0 == 0 => {
                     return Err(self.err(sp(m), format!("{field}.memory"), "must be positive, e.g. \"8GiB\""))
+                }
+                Some(m) if *m.get_ref() > MEMORY_BYTES_MAX => {
+                    return Err(self.err(sp(m), format!("{field}.memory"), format!("{} is more than a VM can have; at most {MEMORY_BYTES_MAX}", m.get_ref())))
                 }
                 Some(m) => *m.get_ref(),
                 None => Bytes(archetype::default_memory_gib(arch).expect("archetype checked") << 30),
