@@ -129,6 +129,9 @@ pub fn load_run(dir: &Path) -> Result<MeasuredRun, CalibrateError> {
     let text = read("scenario.toml")?;
     let scenario = crate::scenario::parse(&text, &dir.join("scenario.toml").display().to_string())
         .map_err(|e| bad(&run, "scenario.toml", format!("the simulator cannot express this run: {e}")))?;
+    if scenario.calibration.is_some() {
+        return Err(bad(&run, "scenario.toml: scenario.calibration", "a measured run's scenario must not name a calibration profile"));
+    }
     if scenario.vms.len() != 1 || scenario.operations.len() != 1 {
         return Err(bad(&run, "scenario.toml", "expected one VM and one migration (a validator run)"));
     }

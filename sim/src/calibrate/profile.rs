@@ -147,6 +147,18 @@ pub struct Calibration {
     pub downtime: DowntimeComponents,
 }
 
+/// Where a run's calibration profile came from: the result manifest's
+/// `calibration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CalibrationSource {
+    /// The profile's file name without `.toml`.
+    pub name: String,
+    /// The path as written (in the scenario, relative to it, or on the command line).
+    pub path: String,
+    /// xxh3-64 of the file's text, hex.
+    pub xxh3: String,
+}
+
 /// A calibration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
@@ -166,11 +178,19 @@ pub enum CalibrationError {
 impl Calibration {
     /// Reads and checks a calibration profile.
     pub fn load(path: &std::path::Path) -> Result<Calibration, CalibrationError> {
+        Self::load_with_source(path, &path.display().to_string()).map(|(c, _)| c)
+    }
+
+    /// [`Self::load`], with where it came from; `written` is the path as
+    /// the user wrote it.
+    pub fn load_with_source(path: &std::path::Path, written: &str) -> Result<(Calibration, CalibrationSource), CalibrationError> {
         let text = crate::input::read_text(path, crate::input::PROFILE_BYTES_MAX, "a calibration profile")?;
         let c: Calibration = toml::from_str(&text)
             .map_err(|e| CalibrationError::Invalid { path: path.display().to_string(), message: e.to_string().trim_end().into() })?;
         c.check().map_err(|message| CalibrationError::Invalid { path: path.display().to_string(), message })?;
-        Ok(c)
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let xxh3 = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
+        Ok((c, CalibrationSource { name, path: written.to_string(), xxh3 }))
     }
 
     /// Checks every value; the error names the first bad field.
@@ -249,6 +269,13 @@ pub fn apply(sc: &mut crate::scenario::Scenario, c: &Calibration, source: &str) 
     }
     sc.cpu_profile_source = format!("{} + calibration {source}", sc.cpu_profile_source);
     sc.calibration = Some(c.clone());
+}
+
+/// [`apply`] for a profile read from a file: the CPU profile's source
+/// names it with its hash, and the scenario records where it came from.
+pub fn apply_from_file(sc: &mut crate::scenario::Scenario, c: &Calibration, source: CalibrationSource) {
+    apply(sc, c, &format!("{} (xxh3 {})", source.path, source.xxh3));
+    sc.calibration_source = Some(source);
 }
 
 #[cfg(test)]
