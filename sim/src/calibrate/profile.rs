@@ -18,6 +18,11 @@
 //!
 //! [ns_per_page]          # replace the CPU profile's, when present
 //! lz4_compress = 5200.0
+//! xbzrle_encode = 900.0
+//!
+//! [dirty.web]            # per workload archetype: scales its dirty model
+//! write_rate_factor = 0.8    # × page_write_rate
+//! working_set_factor = 1.0   # × working_set (at most all memory)
 //!
 //! [link]
 //! wan_goodput_fraction = 0.9   # migration-stream bytes per byte of WAN link rate
@@ -69,6 +74,21 @@ pub struct SizeFactorOverrides {
 pub struct CostOverrides {
     /// lz4 compress of a page.
     pub lz4_compress: Option<f64>,
+    /// XBZRLE encode of a page (per delta page sent).
+    #[serde(default)]
+    pub xbzrle_encode: Option<f64>,
+}
+
+/// How a workload archetype's guest dirties memory compared with the
+/// scenario's description of it: factors on its dirty model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirtyFactors {
+    /// Effective page writes per second / the scenario's `page_write_rate`.
+    pub write_rate_factor: f64,
+    /// Effective working set / the scenario's `working_set` (the product is
+    /// capped at all memory).
+    pub working_set_factor: f64,
 }
 
 /// Links with a one-way latency below this are not WAN links for
@@ -145,6 +165,9 @@ pub struct Calibration {
     /// Downtime components.
     #[serde(default)]
     pub downtime: DowntimeComponents,
+    /// Dirty-model factors per workload archetype (`[dirty.web]`).
+    #[serde(default)]
+    pub dirty: std::collections::BTreeMap<String, DirtyFactors>,
 }
 
 /// Where a run's calibration profile came from: the result manifest's
@@ -158,6 +181,17 @@ pub struct CalibrationSource {
     /// xxh3-64 of the file's text, hex.
     pub xxh3: String,
 }
+
+impl DirtyFactors {
+    /// Scales `spec`'s write rate and working set (the latter at most all memory).
+    pub fn apply(&self, spec: &mut crate::workload::WorkloadSpec) {
+        spec.page_write_rate *= self.write_rate_factor;
+        spec.working_set = memfabric_migration::units::Fraction((spec.working_set.0 * self.working_set_factor).min(1.0));
+    }
+}
+
+/// Largest dirty-model factor a profile may hold.
+pub const DIRTY_FACTOR_MAX: f64 = 10.0;
 
 /// A calibration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +233,7 @@ impl Calibration {
             ("size_factor.lz4", self.size_factor.lz4),
             ("size_factor.xbzrle_per_changed_byte", self.size_factor.xbzrle_per_changed_byte),
             ("ns_per_page.lz4_compress", self.ns_per_page.lz4_compress),
+            ("ns_per_page.xbzrle_encode", self.ns_per_page.xbzrle_encode),
         ];
         for (name, v) in positive {
             if let Some(v) = v {
@@ -214,6 +249,13 @@ impl Calibration {
         if let Some(cap) = self.link.wan_rate_cap_bytes_per_s {
             if !(cap.is_finite() && cap > 0.0) {
                 return Err(format!("link.wan_rate_cap_bytes_per_s = {cap}: expected a positive number"));
+            }
+        }
+        for (workload, d) in &self.dirty {
+            for (key, v) in [("write_rate_factor", d.write_rate_factor), ("working_set_factor", d.working_set_factor)] {
+                if !(v.is_finite() && v > 0.0 && v <= DIRTY_FACTOR_MAX) {
+                    return Err(format!("dirty.{workload}.{key} = {v}: expected a number in (0, {DIRTY_FACTOR_MAX}]"));
+                }
             }
         }
         for (name, v) in [("round.fixed_ms", self.round.fixed_ms), ("downtime.fixed_ms", self.downtime.fixed_ms), ("downtime.integrity_ms_per_gib", self.downtime.integrity_ms_per_gib)] {
@@ -236,7 +278,17 @@ impl Calibration {
         if let Some(v) = self.ns_per_page.lz4_compress {
             p.ns_per_page.lz4_compress = v;
         }
+        if let Some(v) = self.ns_per_page.xbzrle_encode {
+            p.ns_per_page.xbzrle_encode = v;
+        }
         p
+    }
+
+    /// `spec` with this calibration's dirty factors for its archetype (if any).
+    pub fn apply_to_workload(&self, spec: &mut crate::workload::WorkloadSpec) {
+        if let Some(d) = self.dirty.get(&spec.archetype) {
+            d.apply(spec);
+        }
     }
 
     /// The fixed cost of a pre-copy round on a path of this one-way
@@ -256,9 +308,13 @@ impl Calibration {
     }
 }
 
-/// Applies `c` to a loaded scenario: its CPU profile and switchover.
+/// Applies `c` to a loaded scenario: its CPU profile, its VMs' dirty models
+/// (by archetype), its WAN links and its switchover.
 pub fn apply(sc: &mut crate::scenario::Scenario, c: &Calibration, source: &str) {
     sc.cpu_profile = c.apply_to_profile(&sc.cpu_profile);
+    for vm in &mut sc.vms {
+        c.apply_to_workload(&mut vm.workload);
+    }
     for l in &mut sc.fabric.links {
         if l.latency.0 >= WAN_LATENCY_MIN_NS {
             l.bandwidth.0 = c.link.goodput(l.bandwidth.0);
@@ -281,6 +337,27 @@ pub fn apply_from_file(sc: &mut crate::scenario::Scenario, c: &Calibration, sour
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ABOUT: &str = "[about]\ncommand = \"x\"\ndataset = \"d\"\ntrain = \"all\"\ntrain_runs = 1\nversion = \"0\"\nloss = 0.0\n";
+
+    #[test]
+    fn dirty_factors_scale_their_archetype_only_and_bad_ones_are_named() {
+        let c: Calibration = toml::from_str(&format!("{ABOUT}[dirty.web]\nwrite_rate_factor = 0.5\nworking_set_factor = 5.0\n")).unwrap();
+        c.check().unwrap();
+        let mut web = crate::workload::archetype::lookup("web").unwrap();
+        let (rate, ws) = (web.page_write_rate, web.working_set.0);
+        c.apply_to_workload(&mut web);
+        assert_eq!(web.page_write_rate, 0.5 * rate);
+        assert_eq!(web.working_set.0, (5.0 * ws).min(1.0), "at most all memory");
+        let mut hpc = crate::workload::archetype::lookup("hpc").unwrap();
+        let before = hpc.clone();
+        c.apply_to_workload(&mut hpc);
+        assert_eq!(hpc, before, "another archetype is left alone");
+        let bad: Calibration = toml::from_str(&format!("{ABOUT}[dirty.web]\nwrite_rate_factor = -1.0\nworking_set_factor = 1.0\n")).unwrap();
+        assert!(bad.check().unwrap_err().contains("dirty.web.write_rate_factor = -1"));
+        let e = toml::from_str::<Calibration>(&format!("{ABOUT}[dirty.web]\nwrite_rate = 1.0\n")).unwrap_err();
+        assert!(e.to_string().contains("write_rate"), "{e}");
+    }
 
     #[test]
     fn a_profile_is_read_bounded_and_only_from_a_regular_file() {
