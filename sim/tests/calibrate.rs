@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use memfabric_sim::calibrate::profile::{
-    self, Calibration, CalibrationAbout, CostOverrides, DowntimeComponents, LinkCalibration, RoundCosts, SizeFactorOverrides,
+    self, Calibration, CalibrationAbout, CostOverrides, DirtyFactors, DowntimeComponents, LinkCalibration, RoundCosts,
+    SizeFactorOverrides,
 };
 use memfabric_sim::calibrate::record::{RunHeadline, RunParams, RunRecord};
 use memfabric_sim::calibrate::{dataset, fit, selector::Selector, split};
@@ -22,6 +23,7 @@ seed = {seed}
 downtime_limit = "300ms"
 max_rounds = 30
 on_non_convergence = "force-stop"
+dirty_sampling = "expected"
 strategy = "{pipeline}"
 cpu_threads = 1
 streams = 1
@@ -59,10 +61,11 @@ fn truth() -> Calibration {
     Calibration {
         about: CalibrationAbout { command: "truth".into(), dataset: "-".into(), train: "-".into(), train_runs: 0, version: "-".into(), loss: 0.0 },
         size_factor: SizeFactorOverrides { lz4: Some(0.9), xbzrle_per_changed_byte: Some(1.1) },
-        ns_per_page: CostOverrides { lz4_compress: Some(5000.0) },
+        ns_per_page: CostOverrides { lz4_compress: Some(5000.0), xbzrle_encode: Some(2000.0) },
         link: LinkCalibration { wan_goodput_fraction: 0.9, wan_rate_cap_bytes_per_s: None },
         round: RoundCosts { fixed_ms: 40.0 },
         downtime: DowntimeComponents { fixed_ms: 20.0, integrity_ms_per_gib: 90.0 },
+        dirty: [("web".to_string(), DirtyFactors { write_rate_factor: 0.7, working_set_factor: 1.2 })].into(),
     }
 }
 
@@ -82,16 +85,25 @@ fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms:
         .map(|r| {
             serde_json::json!({
                 "phase": r.phase, "pages": r.pages, "bytes_on_wire": r.bytes_on_wire,
-                "start_ns": (r.start_s * 1e9) as u64, "end_ns": (r.end_s * 1e9) as u64, "complete": r.complete
+                "start_ns": (r.start_s * 1e9) as u64, "end_ns": (r.end_s * 1e9) as u64, "complete": r.complete,
+                "dirty_pages": r.dirty_pages
             })
         })
         .collect();
+    // Encode time by the kind of record each page became, as the validator
+    // attributes it: a non-zero page's zero check is in its own kind's time.
+    let zc = sc.cpu_profile.ns_per_page.zero_check * 1e-9;
+    let checked = if m.strategy.starts_with("zero") { 1.0 } else { 0.0 };
     let source = serde_json::json!({
         "stages": {
             "pages_zero": m.pages_zero, "pages_dedup": m.pages_dedup, "pages_delta": m.pages_delta,
             "pages_compressed": m.pages_compressed, "pages_raw": m.pages_raw,
             "bytes_zero": m.bytes_zero, "bytes_dedup": m.bytes_dedup, "bytes_delta": m.bytes_delta,
-            "bytes_compressed": m.bytes_compressed, "bytes_raw": m.bytes_raw
+            "bytes_compressed": m.bytes_compressed, "bytes_raw": m.bytes_raw,
+            "cpu_s_zero": m.cpu_s_zero - checked * zc * (m.pages_delta + m.pages_compressed + m.pages_raw) as f64,
+            "cpu_s_delta": m.cpu_s_delta + checked * zc * m.pages_delta as f64,
+            "cpu_s_compress": m.cpu_s_compress + checked * zc * m.pages_compressed as f64,
+            "cpu_s_raw": checked * zc * m.pages_raw as f64,
         },
         "cpu_s_source": m.cpu_s_source,
         "rounds": rounds,
@@ -171,6 +183,10 @@ fn the_fit_recovers_known_parameters_from_synthetic_runs() {
     close("size_factor.lz4", c.size_factor.lz4.unwrap(), 0.9, 0.02);
     close("size_factor.xbzrle_per_changed_byte", c.size_factor.xbzrle_per_changed_byte.unwrap(), 1.1, 0.05);
     close("ns_per_page.lz4_compress", c.ns_per_page.lz4_compress.unwrap(), 5000.0, 0.05);
+    close("ns_per_page.xbzrle_encode", c.ns_per_page.xbzrle_encode.unwrap(), 2000.0, 0.05);
+    let web = c.dirty["web"];
+    close("dirty.web.write_rate_factor", web.write_rate_factor, 0.7, 0.05);
+    close("dirty.web.working_set_factor", web.working_set_factor, 1.2, 0.05);
     close("downtime.integrity_ms_per_gib", c.downtime.integrity_ms_per_gib, 90.0, 0.05);
     assert!((c.downtime.fixed_ms - 20.0).abs() < 2.0, "fixed_ms {}", c.downtime.fixed_ms);
     // And the held-out runs are predicted as made.

@@ -38,13 +38,14 @@ pub struct CalibrateArgs {
     pub simgrid: Option<PathBuf>,
 }
 
-/// Loads a scenario and applies a calibration profile when one is given.
+/// Loads a scenario with its calibration: the profile `calibration` names
+/// (the scenario's `[scenario] calibration` key is then not read), else the
+/// one the scenario names, if any.
 pub fn load_scenario(path: &Path, calibration: Option<&Path>) -> anyhow::Result<crate::scenario::Scenario> {
-    let mut sc = crate::scenario::load(path)?;
-    if let Some(c) = calibration {
-        let cal = Calibration::load(c)?;
-        super::profile::apply(&mut sc, &cal, &c.display().to_string());
-    }
+    let Some(c) = calibration else { return Ok(crate::scenario::load(path)?) };
+    let mut sc = crate::scenario::load_uncalibrated(path)?;
+    let (cal, source) = Calibration::load_with_source(c, &c.display().to_string())?;
+    super::profile::apply_from_file(&mut sc, &cal, source);
     Ok(sc)
 }
 

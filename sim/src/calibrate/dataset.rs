@@ -28,12 +28,30 @@ pub struct MeasuredStages {
     pub bytes_delta: u64,
     pub bytes_compressed: u64,
     pub bytes_raw: u64,
+    /// Encode time of the pages that ended as each record kind, s (wall
+    /// clock around the encoder: under load it includes preemption, alike
+    /// for every stage; 0 when the file predates it).
+    #[serde(default)]
+    pub cpu_s_zero: f64,
+    #[serde(default)]
+    pub cpu_s_dedup: f64,
+    #[serde(default)]
+    pub cpu_s_delta: f64,
+    #[serde(default)]
+    pub cpu_s_compress: f64,
+    #[serde(default)]
+    pub cpu_s_raw: f64,
 }
 
 impl MeasuredStages {
     /// Pages sent.
     pub fn pages(&self) -> u64 {
         self.pages_zero + self.pages_dedup + self.pages_delta + self.pages_compressed + self.pages_raw
+    }
+
+    /// Encode time over every record kind, s.
+    pub fn encode_s(&self) -> f64 {
+        self.cpu_s_zero + self.cpu_s_dedup + self.cpu_s_delta + self.cpu_s_compress + self.cpu_s_raw
     }
 }
 
@@ -52,6 +70,9 @@ pub struct MeasuredRound {
     pub end_ns: u64,
     /// Whether it finished.
     pub complete: bool,
+    /// Pages the guest dirtied while it ran (synced at the next round's start).
+    #[serde(default)]
+    pub dirty_pages: u64,
 }
 
 impl MeasuredRound {
@@ -129,9 +150,18 @@ pub fn load_run(dir: &Path) -> Result<MeasuredRun, CalibrateError> {
     }
     let source: SourceJson =
         serde_json::from_str(&read("source.json")?).map_err(|e| bad(&run, "source.json", format!("not a source report: {e}")))?;
+    let st = &source.stages;
+    let stage_s = [("cpu_s_zero", st.cpu_s_zero), ("cpu_s_dedup", st.cpu_s_dedup), ("cpu_s_delta", st.cpu_s_delta), ("cpu_s_compress", st.cpu_s_compress), ("cpu_s_raw", st.cpu_s_raw), ("cpu_s_source", source.cpu_s_source)];
+    if let Some((name, v)) = stage_s.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+        let at = if *name == "cpu_s_source" { "source.json: cpu_s_source".to_string() } else { format!("source.json: stages.{name}") };
+        return Err(bad(&run, &at, format!("{v}: expected a number >= 0")));
+    }
     let text = read("scenario.toml")?;
     let scenario = crate::scenario::parse(&text, &dir.join("scenario.toml").display().to_string())
         .map_err(|e| bad(&run, "scenario.toml", format!("the simulator cannot express this run: {e}")))?;
+    if scenario.calibration.is_some() {
+        return Err(bad(&run, "scenario.toml: scenario.calibration", "a measured run's scenario must not name a calibration profile"));
+    }
     if scenario.vms.len() != 1 || scenario.operations.len() != 1 {
         return Err(bad(&run, "scenario.toml", "expected one VM and one migration (a validator run)"));
     }

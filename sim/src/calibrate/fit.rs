@@ -1,7 +1,10 @@
 //! Fitting a [`Calibration`] to measured runs, and predicting runs with it.
 //!
-//! The fit goes in four steps, each on the training runs only:
+//! The fit goes in five steps, each on the training runs only:
 //!
+//! D. **Dirty model** (`[dirty.<workload>]`): write-rate and working-set
+//!    factors per workload archetype from the pages dirtied in each measured
+//!    round ([`super::dirty`]); every later step replays runs with them.
 //! 0. **WAN goodput and round cost** (`link.wan_goodput_fraction`,
 //!    `link.wan_rate_cap_bytes_per_s`, `round.fixed_ms`): each complete
 //!    pre-copy round over a WAN link is modelled as taking
@@ -14,12 +17,17 @@
 //!    relative errors of the per-stage wire bytes per page (compressed and
 //!    delta records, measured by the validator from the guest's own pages)
 //!    and of the bytes on the wire, each run replayed by the simulator.
-//! 2. **Per-page CPU cost** (`ns_per_page.lz4_compress`): linear least
+//! 2. **Per-page CPU costs**: `ns_per_page.lz4_compress` by linear least
 //!    squares (through the origin) of the source thread's measured CPU
 //!    seconds, less the profile's page read and zero check, on the pages
-//!    compressed, over runs without delta encoding. (XBZRLE's cost is not
-//!    fitted: re-sent pages are a few percent of a run's pages, so its
-//!    share of the CPU seconds is below their noise.)
+//!    compressed, over runs without delta encoding. `ns_per_page.xbzrle_encode`
+//!    from the runs with delta pages: delta pages are a few percent of a
+//!    run's pages, so a residual of the thread's CPU seconds would be mostly
+//!    noise; instead the thread's CPU seconds less the page reads are split
+//!    between record kinds in proportion to the validator's per-kind encode
+//!    times (wall clock, inflated alike for every kind when the machine is
+//!    loaded), and the delta share, less the zero check of its pages, is
+//!    fitted by least squares through the origin on the delta pages.
 //! 3. **Downtime components** ([`fit_downtime`]): `integrity_ms_per_gib`
 //!    from the source's measured hash time at the pause (least squares
 //!    through the origin on RAM), then `fixed_ms` as the median residual
@@ -284,6 +292,7 @@ pub fn fit(train: &[&MeasuredRun], about: CalibrationAbout) -> Calibration {
         link: LinkCalibration::default(),
         round: RoundCosts::default(),
         downtime: DowntimeComponents::default(),
+        dirty: super::dirty::fit_dirty(train),
     };
     // 0. WAN goodput and the per-round fixed cost: each complete pre-copy
     // round over a WAN link takes bytes / min(fraction × link rate, cap) +
@@ -350,6 +359,16 @@ pub fn fit(train: &[&MeasuredRun], about: CalibrationAbout) -> Calibration {
     });
     if den > 0.0 && num > 0.0 {
         c.ns_per_page.lz4_compress = Some(num / den);
+    }
+    let with_delta: Vec<&MeasuredRun> = train.iter().copied().filter(|r| r.stages.pages_delta > 0 && r.stages.encode_s() > 0.0).collect();
+    let (num, den) = with_delta.iter().fold((0.0, 0.0), |(n, d), r| {
+        let pd = r.stages.pages_delta as f64;
+        let encode_ns = (r.cpu_s_source * 1e9 - r.stages.pages() as f64 * profile.ns_per_page.memcpy).max(0.0);
+        let delta_ns = encode_ns * r.stages.cpu_s_delta / r.stages.encode_s() - pd * profile.ns_per_page.zero_check;
+        (n + delta_ns * pd, d + pd * pd)
+    });
+    if den > 0.0 && num > 0.0 {
+        c.ns_per_page.xbzrle_encode = Some(num / den);
     }
     // 3. Downtime components.
     c.downtime = fit_downtime(train, &c);

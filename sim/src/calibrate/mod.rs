@@ -9,11 +9,13 @@
 //! | [`selector`] | run selectors (`link=100Mbit/s,25ms & pipeline!=none`) |
 //! | [`profile`] | the calibration profile file and how the simulator applies it |
 //! | [`fit`] | the fit: Nelder–Mead, least squares, the loss; predicting a run |
+//! | [`dirty`] | the dirty model's fit: write-rate and working-set factors per workload |
 //! | [`evaluate`] | held-out tables, medians, spread, plots, CloudSim's formula |
 //! | [`cli`] | the `calibrate` command |
 
 pub mod cli;
 pub mod dataset;
+pub mod dirty;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;

@@ -18,6 +18,11 @@
 //!
 //! [ns_per_page]          # replace the CPU profile's, when present
 //! lz4_compress = 5200.0
+//! xbzrle_encode = 900.0
+//!
+//! [dirty.web]            # per workload archetype: scales its dirty model
+//! write_rate_factor = 0.8    # × page_write_rate
+//! working_set_factor = 1.0   # × working_set (at most all memory)
 //!
 //! [link]
 //! wan_goodput_fraction = 0.9   # migration-stream bytes per byte of WAN link rate
@@ -69,6 +74,21 @@ pub struct SizeFactorOverrides {
 pub struct CostOverrides {
     /// lz4 compress of a page.
     pub lz4_compress: Option<f64>,
+    /// XBZRLE encode of a page (per delta page sent).
+    #[serde(default)]
+    pub xbzrle_encode: Option<f64>,
+}
+
+/// How a workload archetype's guest dirties memory compared with the
+/// scenario's description of it: factors on its dirty model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirtyFactors {
+    /// Effective page writes per second / the scenario's `page_write_rate`.
+    pub write_rate_factor: f64,
+    /// Effective working set / the scenario's `working_set` (the product is
+    /// capped at all memory).
+    pub working_set_factor: f64,
 }
 
 /// Links with a one-way latency below this are not WAN links for
@@ -145,7 +165,33 @@ pub struct Calibration {
     /// Downtime components.
     #[serde(default)]
     pub downtime: DowntimeComponents,
+    /// Dirty-model factors per workload archetype (`[dirty.web]`).
+    #[serde(default)]
+    pub dirty: std::collections::BTreeMap<String, DirtyFactors>,
 }
+
+/// Where a run's calibration profile came from: the result manifest's
+/// `calibration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CalibrationSource {
+    /// The profile's file name without `.toml`.
+    pub name: String,
+    /// The path as written (in the scenario, relative to it, or on the command line).
+    pub path: String,
+    /// xxh3-64 of the file's text, hex.
+    pub xxh3: String,
+}
+
+impl DirtyFactors {
+    /// Scales `spec`'s write rate and working set (the latter at most all memory).
+    pub fn apply(&self, spec: &mut crate::workload::WorkloadSpec) {
+        spec.page_write_rate *= self.write_rate_factor;
+        spec.working_set = memfabric_migration::units::Fraction((spec.working_set.0 * self.working_set_factor).min(1.0));
+    }
+}
+
+/// Largest dirty-model factor a profile may hold.
+pub const DIRTY_FACTOR_MAX: f64 = 10.0;
 
 /// A calibration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -166,11 +212,19 @@ pub enum CalibrationError {
 impl Calibration {
     /// Reads and checks a calibration profile.
     pub fn load(path: &std::path::Path) -> Result<Calibration, CalibrationError> {
+        Self::load_with_source(path, &path.display().to_string()).map(|(c, _)| c)
+    }
+
+    /// [`Self::load`], with where it came from; `written` is the path as
+    /// the user wrote it.
+    pub fn load_with_source(path: &std::path::Path, written: &str) -> Result<(Calibration, CalibrationSource), CalibrationError> {
         let text = crate::input::read_text(path, crate::input::PROFILE_BYTES_MAX, "a calibration profile")?;
         let c: Calibration = toml::from_str(&text)
             .map_err(|e| CalibrationError::Invalid { path: path.display().to_string(), message: e.to_string().trim_end().into() })?;
         c.check().map_err(|message| CalibrationError::Invalid { path: path.display().to_string(), message })?;
-        Ok(c)
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let xxh3 = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
+        Ok((c, CalibrationSource { name, path: written.to_string(), xxh3 }))
     }
 
     /// Checks every value; the error names the first bad field.
@@ -179,6 +233,7 @@ impl Calibration {
             ("size_factor.lz4", self.size_factor.lz4),
             ("size_factor.xbzrle_per_changed_byte", self.size_factor.xbzrle_per_changed_byte),
             ("ns_per_page.lz4_compress", self.ns_per_page.lz4_compress),
+            ("ns_per_page.xbzrle_encode", self.ns_per_page.xbzrle_encode),
         ];
         for (name, v) in positive {
             if let Some(v) = v {
@@ -194,6 +249,13 @@ impl Calibration {
         if let Some(cap) = self.link.wan_rate_cap_bytes_per_s {
             if !(cap.is_finite() && cap > 0.0) {
                 return Err(format!("link.wan_rate_cap_bytes_per_s = {cap}: expected a positive number"));
+            }
+        }
+        for (workload, d) in &self.dirty {
+            for (key, v) in [("write_rate_factor", d.write_rate_factor), ("working_set_factor", d.working_set_factor)] {
+                if !(v.is_finite() && v > 0.0 && v <= DIRTY_FACTOR_MAX) {
+                    return Err(format!("dirty.{workload}.{key} = {v}: expected a number in (0, {DIRTY_FACTOR_MAX}]"));
+                }
             }
         }
         for (name, v) in [("round.fixed_ms", self.round.fixed_ms), ("downtime.fixed_ms", self.downtime.fixed_ms), ("downtime.integrity_ms_per_gib", self.downtime.integrity_ms_per_gib)] {
@@ -216,7 +278,17 @@ impl Calibration {
         if let Some(v) = self.ns_per_page.lz4_compress {
             p.ns_per_page.lz4_compress = v;
         }
+        if let Some(v) = self.ns_per_page.xbzrle_encode {
+            p.ns_per_page.xbzrle_encode = v;
+        }
         p
+    }
+
+    /// `spec` with this calibration's dirty factors for its archetype (if any).
+    pub fn apply_to_workload(&self, spec: &mut crate::workload::WorkloadSpec) {
+        if let Some(d) = self.dirty.get(&spec.archetype) {
+            d.apply(spec);
+        }
     }
 
     /// The fixed cost of a pre-copy round on a path of this one-way
@@ -247,9 +319,13 @@ impl Calibration {
     }
 }
 
-/// Applies `c` to a loaded scenario: its CPU profile and switchover.
+/// Applies `c` to a loaded scenario: its CPU profile, its VMs' dirty models
+/// (by archetype), its WAN links and its switchover.
 pub fn apply(sc: &mut crate::scenario::Scenario, c: &Calibration, source: &str) {
     sc.cpu_profile = c.apply_to_profile(&sc.cpu_profile);
+    for vm in &mut sc.vms {
+        c.apply_to_workload(&mut vm.workload);
+    }
     for l in &mut sc.fabric.links {
         if l.latency.0 >= WAN_LATENCY_MIN_NS {
             l.bandwidth.0 = c.link.goodput(l.bandwidth.0);
@@ -262,9 +338,37 @@ pub fn apply(sc: &mut crate::scenario::Scenario, c: &Calibration, source: &str) 
     sc.calibration = Some(c.clone());
 }
 
+/// [`apply`] for a profile read from a file: the CPU profile's source
+/// names it with its hash, and the scenario records where it came from.
+pub fn apply_from_file(sc: &mut crate::scenario::Scenario, c: &Calibration, source: CalibrationSource) {
+    apply(sc, c, &format!("{} (xxh3 {})", source.path, source.xxh3));
+    sc.calibration_source = Some(source);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ABOUT: &str = "[about]\ncommand = \"x\"\ndataset = \"d\"\ntrain = \"all\"\ntrain_runs = 1\nversion = \"0\"\nloss = 0.0\n";
+
+    #[test]
+    fn dirty_factors_scale_their_archetype_only_and_bad_ones_are_named() {
+        let c: Calibration = toml::from_str(&format!("{ABOUT}[dirty.web]\nwrite_rate_factor = 0.5\nworking_set_factor = 5.0\n")).unwrap();
+        c.check().unwrap();
+        let mut web = crate::workload::archetype::lookup("web").unwrap();
+        let (rate, ws) = (web.page_write_rate, web.working_set.0);
+        c.apply_to_workload(&mut web);
+        assert_eq!(web.page_write_rate, 0.5 * rate);
+        assert_eq!(web.working_set.0, (5.0 * ws).min(1.0), "at most all memory");
+        let mut hpc = crate::workload::archetype::lookup("hpc").unwrap();
+        let before = hpc.clone();
+        c.apply_to_workload(&mut hpc);
+        assert_eq!(hpc, before, "another archetype is left alone");
+        let bad: Calibration = toml::from_str(&format!("{ABOUT}[dirty.web]\nwrite_rate_factor = -1.0\nworking_set_factor = 1.0\n")).unwrap();
+        assert!(bad.check().unwrap_err().contains("dirty.web.write_rate_factor = -1"));
+        let e = toml::from_str::<Calibration>(&format!("{ABOUT}[dirty.web]\nwrite_rate = 1.0\n")).unwrap_err();
+        assert!(e.to_string().contains("write_rate"), "{e}");
+    }
 
     #[test]
     fn a_profile_is_read_bounded_and_only_from_a_regular_file() {

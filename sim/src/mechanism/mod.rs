@@ -78,6 +78,8 @@ pub struct Migration {
     pub cap: (f64, CapKind),
     /// What the strategy does to this VM's pages, per page.
     pub reduction: VmReduction,
+    /// The delta cache's expected content (strategies with `xbzrle`).
+    pub xbzrle_cache: Option<crate::reduction::cache::XbzrleCacheModel>,
     /// Expected outcome of the pages of the current flow.
     pub stage_tally: Tally,
     /// What the last stage that ended sent (the stop rule's evidence).

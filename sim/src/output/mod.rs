@@ -77,6 +77,9 @@ pub struct Manifest {
     pub seed: u64,
     /// CPU-cost profile used: "built-in" (profiles/default.toml) or its path.
     pub cpu_profile: String,
+    /// Calibration profile applied, if any: name, path as written, xxh3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibrate::profile::CalibrationSource>,
     /// Traces replayed: path as written and xxh3 of the files (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub traces: Vec<String>,
@@ -148,6 +151,7 @@ pub fn manifest(outs: &[RunOutput], with_plots: bool) -> Manifest {
         scenario_hash: out.scenario_hash.clone(),
         seed: out.seed,
         cpu_profile: out.cpu_profile.clone(),
+        calibration: out.calibration.clone(),
         traces: out.traces.clone(),
         simulated_time_s: outs.iter().map(|o| o.end_time.as_secs_f64()).fold(0.0, f64::max),
         events_processed: outs.iter().map(|o| o.events_processed).sum(),

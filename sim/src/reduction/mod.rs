@@ -25,9 +25,10 @@
 //! dirty set): unchanged with probability `redirty_unchanged` (a reference
 //! with dedup, since its hash was sent before; else an empty delta with
 //! `xbzrle` on a cache hit); otherwise `redirty_change` of its bytes changed:
-//! with `xbzrle` and a cache hit (probability `min(1, cache_pages /
-//! working_set_pages)`, times `1 − duplicate / (1 − zero)` with dedup, since
-//! pages sent as references are not cached), a delta of
+//! with `xbzrle` and a cache hit (its probability follows the cache's
+//! filling over the migration, [`cache::XbzrleCacheModel`]: the cache starts
+//! empty, holds the last pages sent with their bytes, and after round 0 of a
+//! VM larger than the cache it holds the pages after the working set), a delta of
 //! `change · 4096 · xbzrle_per_changed_byte` bytes when smaller than a page;
 //! otherwise compressed like a unique page. (A re-dirtied page is assumed to
 //! compress like the workload's pages; small random rewrites compress worse,
@@ -37,6 +38,7 @@
 //! content hash. CPU: the source pays a page read (`memcpy`) and each stage it
 //! runs; the destination pays the page write and each decoder it runs.
 
+pub mod cache;
 pub mod exact;
 pub mod profile;
 
@@ -103,6 +105,15 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Share of the pages sent with their bytes (delta, compressed, raw):
+    /// the pages the delta cache takes (1 when no page entered).
+    pub fn bytes_share(&self) -> f64 {
+        if self.pages <= 0.0 {
+            return 1.0;
+        }
+        ((self.pages_delta + self.pages_compressed + self.pages_raw) / self.pages).clamp(0.0, 1.0)
+    }
+
     /// Source CPU, ns.
     pub fn source_ns(&self) -> f64 {
         self.cpu_ns_read + self.cpu_ns_zero + self.cpu_ns_dedup + self.cpu_ns_delta + self.cpu_ns_compress + self.cpu_ns_encrypt
@@ -230,8 +241,16 @@ pub struct VmReduction {
     pub full_copy: Tally,
     /// Per-page tally of a full copy when it is.
     pub full_copy_image_hit: Tally,
-    /// Per-page tally of a re-sent (dirtied) page.
+    /// Per-page tally of a re-sent (dirtied) page in the steady state: a
+    /// share `min(1, cache / working set)` of the working set cached (less
+    /// pages last sent as references). The simulator follows the cache's
+    /// filling instead ([`Self::resend_with_hit`]); this is the long-run
+    /// expectation, used where no history exists (conformance tests).
     pub resend: Tally,
+    /// Per-page tally of a re-sent page that has a base in the delta cache.
+    pub resend_cached: Tally,
+    /// Per-page tally of a re-sent page that has none.
+    pub resend_uncached: Tally,
 }
 
 /// The reduction model's inputs for one VM.
@@ -304,10 +323,41 @@ impl VmReduction {
             site_index_overhead(&mut t, site, vm.site_false_positive_rate, vm.site_query);
             t
         };
-        // Re-sent pages.
-        let mut r = Tally { pages: 1.0, ..Default::default() };
-        read_and_zero_check(&mut r, 1.0, 0.0, strategy, profile);
+        // Re-sent pages, when a share `hit` of them has a base in the delta cache.
         let q = vm.workload.redirty_unchanged.0;
+        let resend_with = |hit: f64| {
+            let mut r = Tally { pages: 1.0, ..Default::default() };
+            read_and_zero_check(&mut r, 1.0, 0.0, strategy, profile);
+            if strategy.dedup.is_some() {
+                hash_lookup(&mut r, 1.0, hash_ns, profile);
+            }
+            let mut to_compress = 0.0;
+            // Unchanged pages.
+            if strategy.dedup.is_some() {
+                reference(&mut r, q, profile);
+            } else if strategy.delta {
+                delta(&mut r, q * hit, EMPTY_DELTA_BYTES, profile);
+                to_compress += q * (1.0 - hit);
+            } else {
+                to_compress += q;
+            }
+            // Changed pages.
+            let changed = 1.0 - q;
+            let delta_bytes = vm.workload.redirty_change.0 * PAGE * profile.size_factor.xbzrle_per_changed_byte;
+            if strategy.delta && delta_bytes < PAGE {
+                delta(&mut r, changed * hit, delta_bytes, profile);
+                to_compress += changed * (1.0 - hit);
+            } else {
+                if strategy.delta {
+                    // Tried and fell back: the encode was paid.
+                    r.cpu_ns_delta += changed * hit * profile.ns_per_page.xbzrle_encode;
+                }
+                to_compress += changed;
+            }
+            unique_send(&mut r, to_compress);
+            site_index_overhead(&mut r, site, vm.site_false_positive_rate, vm.site_query);
+            r
+        };
         let cached = if vm.working_set_pages == 0 {
             1.0
         } else {
@@ -317,43 +367,25 @@ impl VmReduction {
         // pipeline caches only pages whose bytes it sent), so with dedup the
         // duplicates among non-zero pages have no delta base.
         let sent_as_ref = if strategy.dedup.is_some() { (c.duplicate.0 / (1.0 - c.zero.0).max(1e-9)).min(1.0) } else { 0.0 };
-        let hit = cached * (1.0 - sent_as_ref);
-        if strategy.dedup.is_some() {
-            hash_lookup(&mut r, 1.0, hash_ns, profile);
-        }
-        let mut to_compress = 0.0;
-        // Unchanged pages.
-        if strategy.dedup.is_some() {
-            reference(&mut r, q, profile);
-        } else if strategy.delta {
-            delta(&mut r, q * hit, EMPTY_DELTA_BYTES, profile);
-            to_compress += q * (1.0 - hit);
-        } else {
-            to_compress += q;
-        }
-        // Changed pages.
-        let changed = 1.0 - q;
-        let delta_bytes = vm.workload.redirty_change.0 * PAGE * profile.size_factor.xbzrle_per_changed_byte;
-        if strategy.delta && delta_bytes < PAGE {
-            delta(&mut r, changed * hit, delta_bytes, profile);
-            to_compress += changed * (1.0 - hit);
-        } else {
-            if strategy.delta {
-                // Tried and fell back: the encode was paid.
-                r.cpu_ns_delta += changed * hit * profile.ns_per_page.xbzrle_encode;
-            }
-            to_compress += changed;
-        }
-        unique_send(&mut r, to_compress);
-        site_index_overhead(&mut r, site, vm.site_false_positive_rate, vm.site_query);
+        let (mut r, mut resend_cached, mut resend_uncached) = (resend_with(cached * (1.0 - sent_as_ref)), resend_with(1.0), resend_with(0.0));
         let (mut full_copy, mut full_copy_image_hit) = (full(false), full(true));
         if strategy.encrypt {
-            for t in [&mut full_copy, &mut full_copy_image_hit, &mut r] {
+            for t in [&mut full_copy, &mut full_copy_image_hit, &mut r, &mut resend_cached, &mut resend_uncached] {
                 let wire = t.wire_bytes;
                 encrypt(t, wire, profile);
             }
         }
-        VmReduction { full_copy, full_copy_image_hit, resend: r }
+        VmReduction { full_copy, full_copy_image_hit, resend: r, resend_cached, resend_uncached }
+    }
+
+    /// Per-page tally of a re-sent page when a share `hit` of the re-sent
+    /// pages has a base in the delta cache (from [`cache::XbzrleCacheModel`]).
+    /// The tally is linear in `hit`.
+    pub fn resend_with_hit(&self, hit: f64) -> Tally {
+        let h = hit.clamp(0.0, 1.0);
+        let mut t = self.resend_uncached.scaled(1.0 - h);
+        t.add(&self.resend_cached.scaled(h));
+        t
     }
 }
 

@@ -89,6 +89,9 @@ impl Sim<'_> {
             },
             &self.sc.cpu_profile,
         );
+        let xbzrle_cache = settings.strategy.delta.then(|| {
+            XbzrleCacheModel::new(settings.xbzrle_cache.0 / PAGE_SIZE_BYTES, &self.dirty_models[vm.index()])
+        });
         let mut mig = Migration {
             id,
             operation: op,
@@ -100,6 +103,7 @@ impl Sim<'_> {
             settings,
             cap,
             reduction,
+            xbzrle_cache,
             stage_tally: Tally::default(),
             last_stage_tally: Tally::default(),
             stage_bytes: 0.0,

@@ -100,15 +100,20 @@ impl Sim<'_> {
         if self.traced[m.index()].is_some() && stage != Stage::PostCopySwitch {
             return self.start_traced_flow(m, stage, kind, extra_bytes);
         }
-        let per_page = match kind {
-            PageKind::FullCopy => {
-                if self.image_hit(m) {
-                    self.migs[m.index()].reduction.full_copy_image_hit
-                } else {
-                    self.migs[m.index()].reduction.full_copy
+        let image_hit = kind == PageKind::FullCopy && self.image_hit(m);
+        let mig = &mut self.migs[m.index()];
+        let r = &mig.reduction;
+        // The delta cache fills as pages are sent (reduction::cache).
+        let per_page = match (kind, &mut mig.xbzrle_cache) {
+            (PageKind::FullCopy, cache) => {
+                let t = if image_hit { r.full_copy_image_hit } else { r.full_copy };
+                if let (Some(c), true) = (cache, pages > 0) {
+                    c.full_copy(pages as f64, t.bytes_share());
                 }
+                t
             }
-            PageKind::Resend => self.migs[m.index()].reduction.resend,
+            (PageKind::Resend, Some(c)) if pages > 0 => r.resend_with_hit(c.resend(pages as f64, r.resend_uncached.bytes_share())),
+            (PageKind::Resend, _) => r.resend,
         };
         let tally = per_page.scaled(pages as f64);
         self.launch_flow(m, stage, pages, tally, per_page, extra_bytes);

@@ -36,6 +36,7 @@ use crate::network::{tcp, FlowId, FlowTotals, Network};
 use crate::ops;
 use crate::policy::{FabricEvent, MigrationRequest, OperationId, Policy, Refusal};
 use crate::reduction::exact::{DeltaCache, ExactReduction, Sent};
+use crate::reduction::cache::XbzrleCacheModel;
 use crate::reduction::{Tally, VmInputs, VmReduction};
 use crate::scenario::{DedupDomains, SiteIndex};
 use crate::scenario::{Destination, DirtySampling, Scenario};

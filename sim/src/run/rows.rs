@@ -112,6 +112,8 @@ pub struct RunOutput {
     pub scenario_hash: String,
     /// Which CPU-cost profile the run used.
     pub cpu_profile: String,
+    /// The calibration profile the run used, when read from a file.
+    pub calibration: Option<crate::calibrate::profile::CalibrationSource>,
     /// The traces replayed (path as written, xxh3 of the files); empty
     /// without traced VMs.
     pub traces: Vec<String>,
@@ -284,6 +286,7 @@ impl Sim<'_> {
             seed,
             scenario_hash: self.sc.source_hash.clone(),
             cpu_profile: self.sc.cpu_profile_source.clone(),
+            calibration: self.sc.calibration_source.clone(),
             traces: self.sc.trace_sources.clone(),
             migrations,
             rounds: self.rounds,

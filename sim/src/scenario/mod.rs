@@ -330,9 +330,13 @@ pub struct Scenario {
     /// The traces the VMs replay, once each in file order: the path as
     /// written in the scenario and an xxh3-64 of the trace's three files.
     pub trace_sources: Vec<String>,
-    /// The calibration applied (`memfabric run --calibration`), if any: its
-    /// downtime components are added at every pre-copy switchover.
+    /// The calibration applied (`[scenario] calibration` or `memfabric run
+    /// --calibration`), if any: its downtime components are added at every
+    /// pre-copy switchover.
     pub calibration: Option<crate::calibrate::profile::Calibration>,
+    /// Where that calibration came from, when it came from a file (the
+    /// result manifest's `calibration`).
+    pub calibration_source: Option<crate::calibrate::profile::CalibrationSource>,
     /// Scheduled host and site failures, in file order.
     pub failures: Vec<crate::failure::ScheduledFailure>,
     /// Hosts with a random failure law.
@@ -381,6 +385,15 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     parse_in(&text, &path.display().to_string(), path.parent())
 }
 
+/// [`load`], leaving out the profile the scenario's `calibration` key names
+/// (not read, not applied): for `memfabric run --calibration`, which
+/// overrides it.
+pub fn load_uncalibrated(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = crate::input::read_text(path, crate::input::SCENARIO_BYTES_MAX, "a scenario")?;
+    let ctx = Ctx { text: &text, label: &path.display().to_string(), base: path.parent(), calibration_key: false };
+    parse_ctx(ctx)
+}
+
 /// Checks a scenario given as text; `label` names it in errors. Relative
 /// paths inside it (a `cpu_profile`) are taken from the working directory.
 pub fn parse(text: &str, label: &str) -> Result<Scenario, ScenarioError> {
@@ -395,7 +408,11 @@ pub fn parse_at(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario
 }
 
 fn parse_in(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
-    let ctx = Ctx { text, label, base };
+    parse_ctx(Ctx { text, label, base, calibration_key: true })
+}
+
+fn parse_ctx(ctx: Ctx<'_>) -> Result<Scenario, ScenarioError> {
+    let text = ctx.text;
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ctx.toml_error(&e, "toml syntax".into()))?;
     let file: ScenarioFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         // serde_spanned wraps values in an internal field; it is not the user's.
@@ -411,6 +428,8 @@ struct Ctx<'a> {
     text: &'a str,
     label: &'a str,
     base: Option<&'a Path>,
+    /// Whether the `calibration` key's profile is read and applied.
+    calibration_key: bool,
 }
 
 impl Ctx<'_> {
@@ -571,7 +590,31 @@ impl Builder<'_> {
             trace_sampling_bits,
             trace_sources,
             calibration: None,
+            calibration_source: None,
         })
+        .and_then(|mut sc| {
+            self.calibrate(&mut sc)?;
+            Ok(sc)
+        })
+    }
+
+    /// Applies the profile the `calibration` key names (relative to the
+    /// scenario file), recording its path, hash and name.
+    fn calibrate(&self, sc: &mut Scenario) -> Res<()> {
+        let Some(p) = &self.file.scenario.calibration else { return Ok(()) };
+        if !self.ctx.calibration_key {
+            return Ok(());
+        }
+        let path = match self.ctx.base {
+            Some(base) => base.join(p.get_ref()),
+            None => Path::new(p.get_ref()).to_path_buf(),
+        };
+        let (c, source) = crate::calibrate::profile::Calibration::load_with_source(&path, p.get_ref()).map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            self.err(sp(p), "scenario.calibration", format!("cannot use {e}{cause}"))
+        })?;
+        crate::calibrate::profile::apply_from_file(sc, &c, source);
+        Ok(())
     }
 
     fn settings(&self, base: &MigrationSettings, s: &MigrationSettingsFile, at: &str) -> Res<MigrationSettings> {

@@ -149,6 +149,11 @@ pub struct ScenarioSection {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub cpu_profile: Option<Spanned<String>>,
+    /// Calibration profile (TOML written by `memfabric calibrate`), relative
+    /// to the scenario file; `memfabric run --calibration` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub calibration: Option<Spanned<String>>,
     /// Who may share content by deduplication: "tenant" (default) or "global".
     #[serde(default)]
     pub dedup_domains: Option<DedupDomains>,

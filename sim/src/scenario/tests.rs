@@ -83,7 +83,7 @@ fn hash_follows_the_text() {
 
 #[test]
 fn error_locations_are_one_based() {
-    let ctx = Ctx { text: "ab\ncd\nef", label: "x", base: None };
+    let ctx = Ctx { text: "ab\ncd\nef", label: "x", base: None, calibration_key: true };
     assert_eq!(ctx.line_col(0), (1, 1));
     assert_eq!(ctx.line_col(4), (2, 2));
     assert_eq!(ctx.line_col(6), (3, 1));
