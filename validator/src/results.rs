@@ -15,9 +15,9 @@
 
 use std::path::Path;
 
-use memfabric_sim::mechanism::{MigrationRow, RoundRow};
-use memfabric_sim::output::{migrations_frame, rounds_frame, write_parquet};
-use memfabric_sim::trace::WorkloadParams;
+use memfabric_formats::rows::{MigrationRow, RoundRow};
+use memfabric_formats::tables::{migrations_frame, rounds_frame, write_parquet};
+use memfabric_formats::trace::WorkloadParams;
 use serde::Serialize;
 
 use crate::guest::GuestWorkload;
@@ -115,7 +115,7 @@ fn s(ns: u64, start: u64) -> f64 {
 }
 
 /// Writes `out` for one migration, replacing a previous validator result
-/// atomically; `force` as in [`memfabric_sim::atomic_dir::replace_dir`].
+/// atomically; `force` as in [`memfabric_formats::atomic_dir::replace_dir`].
 pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
     let src = &o.source;
     let workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
@@ -248,9 +248,9 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         ("memfabric.seed".to_string(), guest.seed.to_string()),
         ("memfabric.scenario_hash".to_string(), scenario_hash),
     ];
-    memfabric_sim::atomic_dir::replace_dir(
+    memfabric_formats::atomic_dir::replace_dir(
         out,
-        memfabric_sim::atomic_dir::DirKind::ValidatorResult,
+        memfabric_formats::atomic_dir::DirKind::ValidatorResult,
         force,
         |dir| -> anyhow::Result<()> {
             write_parquet(&mut migrations_frame(&[("validator", std::slice::from_ref(&row))]), &dir.join("migrations.parquet"), &provenance)?;
@@ -270,10 +270,10 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str) -> String {
     let w = &p.workload;
     let (hot_set, hot_share) = match w.popularity {
-        memfabric_sim::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
+        memfabric_formats::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
         _ => (1.0, 1.0),
     };
-    let popularity = if matches!(w.popularity, memfabric_sim::trace::PopularityParams::Uniform) {
+    let popularity = if matches!(w.popularity, memfabric_formats::trace::PopularityParams::Uniform) {
         "popularity = \"uniform\"".to_string()
     } else {
         format!("popularity = \"hot-cold\"\nhot_set = \"{}%\"\nhot_write_share = \"{}%\"", hot_set * 100.0, hot_share * 100.0)

@@ -17,7 +17,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;
-pub mod record;
+pub use memfabric_formats::record;
 pub mod selector;
 
 use dataset::MeasuredRun;
