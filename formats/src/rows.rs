@@ -2,7 +2,10 @@
 //! simulator (`memfabric run`) and the validator (`memfabric-validator
 //! migrate`), so that calibration joins both on the same typed values.
 //! Column meanings are documented in `docs/results.md`; [`crate::tables`]
-//! turns rows into Parquet tables.
+//! turns rows into Parquet tables. Mechanisms, outcomes and phases are the
+//! enums of `memfabric_migration::record`, written by their names.
+
+use memfabric_migration::record::{Mechanism, Outcome, RoundPhase};
 
 /// One row of the `migrations` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,8 +16,8 @@ pub struct MigrationRow {
     pub operation: String,
     /// VM name.
     pub vm: String,
-    /// Mechanism name.
-    pub mechanism: &'static str,
+    /// How memory is moved.
+    pub mechanism: Mechanism,
     /// Data-reduction strategy (canonical name).
     pub strategy: String,
     /// Reduction threads at each end.
@@ -53,8 +56,8 @@ pub struct MigrationRow {
     pub bytes_postcopy: u64,
     /// Bytes of the site-index summary sent from the destination to the source.
     pub bytes_index_sync: u64,
-    /// Outcome name.
-    pub outcome: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
     /// Whether the pre-copy stop rule was met; null for stop-and-copy,
     /// post-copy and hybrid, which do not iterate, and for a pre-copy that
     /// ended before the rule decided.
@@ -119,8 +122,8 @@ pub struct RoundRow {
     pub vm: String,
     /// Round number within the migration (0 = first full copy).
     pub round: u32,
-    /// precopy, stopcopy, postcopy-switch, postcopy-push.
-    pub phase: &'static str,
+    /// What the stage was.
+    pub phase: RoundPhase,
     /// Start time.
     pub start_s: f64,
     /// End time.

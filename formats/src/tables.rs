@@ -6,8 +6,10 @@
 //! `docs/results.md`.
 
 use crate::rows::{MigrationRow, RoundRow};
+use memfabric_migration::record::UnknownName;
 use polars::prelude::*;
 use std::path::Path;
+use std::str::FromStr;
 
 /// Writing results failed.
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +170,61 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path, provenance: &[(String, Str
     Ok(())
 }
 
+/// A result table read back does not hold what its schema says.
+#[derive(Debug, thiserror::Error)]
+pub enum TableReadError {
+    /// The column is missing or not a string column.
+    #[error("{path}: column `{column}`: {message}")]
+    Column {
+        /// The table file.
+        path: String,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A value is not one of the column's names (or is null).
+    #[error("{path}: row {row}: column `{column}`: {detail}")]
+    Value {
+        /// The table file.
+        path: String,
+        /// Row index, from 0.
+        row: usize,
+        /// The column.
+        column: &'static str,
+        /// The value and the names accepted.
+        detail: UnknownName,
+    },
+}
+
+/// The values of an enum-valued string column (`outcome`, `mechanism`,
+/// `phase`), each parsed by its name; an unknown name or a null is an error
+/// naming the file, the row and the column, the value and every accepted
+/// name. `path` is only for the messages.
+pub fn enum_column<T>(df: &DataFrame, column: &'static str, path: &Path) -> Result<Vec<T>, TableReadError>
+where
+    T: FromStr<Err = UnknownName>,
+{
+    let path_s = || path.display().to_string();
+    let bad = |message: String| TableReadError::Column { path: path_s(), column, message };
+    let ca = df.column(column).map_err(|e| bad(e.to_string()))?.str().map_err(|e| bad(e.to_string()))?;
+    (0..ca.len())
+        .map(|row| {
+            let v = ca.get(row);
+            // A null parses as "", which is no enum's name, and says "(null)".
+            v.unwrap_or("").parse::<T>().map_err(|detail| {
+                let detail = if v.is_none() { UnknownName { value: "(null)".into(), ..detail } } else { detail };
+                TableReadError::Value { path: path_s(), row, column, detail }
+            })
+        })
+        .collect()
+}
+
 /// Reads a Parquet table (for tests, notebooks-in-Rust and the validator).
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     let file = std::fs::File::open(path)?;
     ParquetReader::new(file).finish()
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,7 @@
 //! "#;
 //! let scenario = memfabric_sim::scenario::parse(text, "doc.toml").unwrap();
 //! let out = memfabric_sim::run::run(&scenario, None);
-//! assert_eq!(out.migrations[0].outcome, "completed");
+//! assert_eq!(out.migrations[0].outcome, memfabric_migration::record::Outcome::Completed);
 //! // A 2 GiB VM over 1 Gbit/s needs at least 2 GiB * 8 / 1e9 = 17.2 s.
 //! assert!(out.migrations[0].total_time_s > 17.1);
 //! ```

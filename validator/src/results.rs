@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use memfabric_formats::rows::{MigrationRow, RoundRow};
+use memfabric_migration::record::{Mechanism, Outcome, RoundPhase};
 use memfabric_formats::tables::{migrations_frame, rounds_frame, write_parquet};
 use memfabric_formats::trace::WorkloadParams;
 use serde::Serialize;
@@ -40,8 +41,8 @@ pub struct Manifest {
     pub scenario_hash: String,
     /// The case, as the simulator needs it to replay it.
     pub parameters: Parameters,
-    /// Outcome name (as in `migrations.outcome`).
-    pub outcome: String,
+    /// Outcome (as in `migrations.outcome`).
+    pub outcome: Outcome,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// Whether every chunk of guest RAM hashed equal at switchover and the
@@ -110,6 +111,13 @@ pub struct Parameters {
     pub tsc_hz: u64,
 }
 
+/// How the migration ended, as written in `migrations.outcome`, the
+/// manifest and `run.json`.
+pub fn outcome(o: &MigrateOutcome) -> Outcome {
+    let name = o.outcome_name();
+    name.parse().unwrap_or_else(|e| panic!("the orchestrator's outcome is not a result-table outcome: {e}"))
+}
+
 fn s(ns: u64, start: u64) -> f64 {
     ns.saturating_sub(start) as f64 * 1e-9
 }
@@ -138,7 +146,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
     };
     let params_json = serde_json::to_string(&parameters)?;
     let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
-    let outcome = o.outcome_name();
+    let outcome = outcome(o);
     let start = src.start_ns;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
@@ -149,7 +157,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         migration_id: 0,
         operation: "validator".into(),
         vm: "guest".into(),
-        mechanism: "pre-copy",
+        mechanism: Mechanism::PreCopy,
         strategy: src.strategy.clone(),
         cpu_threads: 1,
         src_site: "source".into(),
@@ -204,7 +212,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
                 migration_id: 0,
                 vm: "guest".into(),
                 round: r.round,
-                phase: if r.phase == "stopcopy" { "stopcopy" } else { "precopy" },
+                phase: if r.phase == "stopcopy" { RoundPhase::StopCopy } else { RoundPhase::PreCopy },
                 start_s: s(r.start_ns, start),
                 end_s: s(r.end_ns, start),
                 pages: r.pages,
@@ -224,7 +232,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         seed: guest.seed,
         scenario_hash: scenario_hash.clone(),
         parameters,
-        outcome: outcome.into(),
+        outcome,
         error: o.failure(),
         integrity_held: o.integrity_held,
         integrity_checked: o.integrity_checked,

@@ -25,7 +25,7 @@ use crate::network::FlowId;
 use crate::reduction::{Tally, VmReduction};
 use crate::scenario::MigrationSettings;
 use memfabric_migration::precopy::AutoConverge;
-use memfabric_migration::record::Outcome;
+use memfabric_migration::record::{Outcome, RoundPhase};
 use memfabric_migration::state::MigrationPhase;
 use memfabric_migration::units::Nanos;
 
@@ -165,14 +165,14 @@ pub enum CapKind {
 }
 
 impl Stage {
-    /// The `phase` name of the stage in the `rounds` table, if it moves data.
-    pub fn round_phase(self) -> Option<&'static str> {
+    /// The `phase` of the stage in the `rounds` table, if it moves data.
+    pub fn round_phase(self) -> Option<RoundPhase> {
         match self {
-            Stage::IndexSync => Some("index-sync"),
-            Stage::PreCopyRound => Some("precopy"),
-            Stage::StopCopy => Some("stopcopy"),
-            Stage::PostCopySwitch => Some("postcopy-switch"),
-            Stage::PostCopyPush => Some("postcopy-push"),
+            Stage::IndexSync => Some(RoundPhase::IndexSync),
+            Stage::PreCopyRound => Some(RoundPhase::PreCopy),
+            Stage::StopCopy => Some(RoundPhase::StopCopy),
+            Stage::PostCopySwitch => Some(RoundPhase::PostCopySwitch),
+            Stage::PostCopyPush => Some(RoundPhase::PostCopyPush),
             Stage::Connecting | Stage::Arriving | Stage::Done => None,
         }
     }

@@ -16,10 +16,12 @@
 //! set size. Hot/cold popularity gives two classes; uniform gives one; Zipf is
 //! discretised into log-spaced rank buckets (see [`Popularity`]).
 //!
-//! The content mix (zero, same-image shared, duplicate within the VM, unique
-//! with a compressibility) and the change made by a re-write are carried here
-//! for the data-reduction pipeline; the archetype defaults and their reasoning
-//! are in `docs/model.md`.
+//! The spec itself ([`WorkloadSpec`]: the content mix — zero, same-image
+//! shared, duplicate within the VM, unique with a compressibility — the change
+//! made by a re-write, the popularity law) and the [`archetype`]s are
+//! `memfabric_formats::workload`, shared with the validator's guest and
+//! re-exported here; this module owns the dirty-set model built from a spec.
+//! The archetype defaults and their reasoning are in `docs/model.md`.
 
 pub use memfabric_formats::workload::{archetype, ContentMix, Popularity, WorkloadSpec};
 

@@ -112,11 +112,7 @@ fn params(m: &Matrix, run: &RunSpec) -> RunParams {
 fn headline(o: &MigrateOutcome) -> RunHeadline {
     let src = &o.source;
     RunHeadline {
-        outcome: match (src.outcome.as_str(), o.failure()) {
-            ("completed", None) => "completed".into(),
-            ("completed", Some(_)) => "failed".into(),
-            (other, _) => other.into(),
-        },
+        outcome: crate::results::outcome(o),
         total_time_s: (src.end_ns.saturating_sub(src.start_ns)) as f64 / 1e9,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
         bytes_on_wire: src.bytes_on_wire,
