@@ -11,6 +11,8 @@
 //! - [`state`]: the migration state machine, which refuses bad transitions;
 //! - [`record`]: the names of mechanisms and outcomes written into result tables;
 //! - [`strategy`]: data-reduction strategy names (`zero+xbzrle+zstd`, …);
+//! - [`tcp`]: the rate cap of TCP streams (window/RTT and Mathis' loss bound),
+//!   which the simulator's flows and the validator's emulated link both use;
 //! - [`pipeline`]: the data-reduction pipeline as real codecs on real pages
 //!   (zero pages, content hashing, dedup with scopes and domains, Bloom
 //!   summaries, XBZRLE-like delta, lz4/zstd), its versioned wire format and
@@ -28,6 +30,7 @@ pub mod precopy;
 pub mod record;
 pub mod state;
 pub mod strategy;
+pub mod tcp;
 pub mod units;
 
 /// Size of a guest page in bytes (x86-64 base page).

@@ -11,6 +11,7 @@
 //! any file. Wall time is read here, around the run, and never by model code.
 
 use crate::run::run;
+use memfabric_migration::record::Outcome;
 use crate::scenario;
 use std::time::Instant;
 
@@ -229,7 +230,7 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<V
             Ok(BenchRow {
                 vms,
                 migrations: out.migrations.len(),
-                completed: out.migrations.iter().filter(|m| m.outcome == "completed").count(),
+                completed: out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count(),
                 events: out.events_processed,
                 solves: out.flow_solves,
                 simulated_s: out.end_time.as_secs_f64(),

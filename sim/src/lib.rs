@@ -33,7 +33,7 @@
 //! "#;
 //! let scenario = memfabric_sim::scenario::parse(text, "doc.toml").unwrap();
 //! let out = memfabric_sim::run::run(&scenario, None);
-//! assert_eq!(out.migrations[0].outcome, "completed");
+//! assert_eq!(out.migrations[0].outcome, memfabric_migration::record::Outcome::Completed);
 //! // A 2 GiB VM over 1 Gbit/s needs at least 2 GiB * 8 / 1e9 = 17.2 s.
 //! assert!(out.migrations[0].total_time_s > 17.1);
 //! ```
@@ -55,8 +55,10 @@
 //! - [`run`]: the simulation: event loop, migration driver, flows, content index, result rows;
 //! - [`output`]: Parquet tables, manifest, summary, plots;
 //! - [`atomic_dir`]: writing a result or trace directory all or nothing,
-//!   never replacing what memfabric did not write;
-//! - [`input`]: the one bounded reader for every file the simulator reads;
+//!   never replacing what memfabric did not write (in `memfabric_formats`,
+//!   re-exported here);
+//! - [`input`]: the one bounded reader for every file the simulator reads
+//!   (in `memfabric_formats`, re-exported here);
 //! - [`interrupt`]: SIGINT/SIGTERM remove unfinished output folders;
 //! - [`reduction`]: the data-reduction model (per page class, CPU profile);
 //! - [`profiling`]: `memfabric profile`, measuring the real codecs;
@@ -67,7 +69,7 @@
 //! - [`study`]: capacity-planning sweeps, plans, shards and merges;
 //! - [`report`]: the one-file HTML report of a results folder.
 
-pub mod atomic_dir;
+pub use memfabric_formats::atomic_dir;
 pub mod bench;
 pub mod calibrate;
 pub mod cli_args;
@@ -76,7 +78,7 @@ pub mod energy;
 pub mod engine;
 pub mod fabric;
 pub mod failure;
-pub mod input;
+pub use memfabric_formats::input;
 pub mod interrupt;
 pub mod mechanism;
 pub mod network;

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use memfabric_migration::RAW_PAGE_WIRE_BYTES;
+use memfabric_migration::record::{Outcome, RoundPhase};
 
 const W: f64 = RAW_PAGE_WIRE_BYTES as f64;
 
@@ -41,7 +42,7 @@ to = "b"
     );
     let out = run_text(&text);
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "completed");
+    assert_eq!(m.outcome, Outcome::Completed);
     assert_eq!(m.converged, Some(true));
 
     let rho = r * W / b;
@@ -52,7 +53,7 @@ to = "b"
     }
     let n = pages.len() - 1; // rounds before the stop-and-copy
     assert_eq!(m.rounds as usize, n, "number of pre-copy rounds");
-    let rounds: Vec<_> = out.rounds.iter().filter(|r| r.phase == "precopy").collect();
+    let rounds: Vec<_> = out.rounds.iter().filter(|r| r.phase == RoundPhase::PreCopy).collect();
     for (i, row) in rounds.iter().enumerate() {
         // Round 1 is the only one where 1 - e^{-x} differs from x noticeably (x = ρ ≈ 1%).
         assert_close(row.pages as f64, pages[i].round().max(1.0), 0.01, &format!("pages of round {i}"));
@@ -95,7 +96,7 @@ to = "b"
 fn non_convergence_is_reported_not_looped() {
     let out = run_text(&hot_vm("on_non_convergence = \"abort\"\nmax_rounds = 8"));
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "not-converged");
+    assert_eq!(m.outcome, Outcome::NotConverged);
     assert_eq!(m.converged, Some(false));
     assert_eq!(m.rounds, 8, "stops at max_rounds");
     assert_eq!(m.downtime_ms, 0.0, "an aborted pre-copy never pauses the VM");
@@ -106,7 +107,7 @@ fn non_convergence_is_reported_not_looped() {
 fn forced_stop_exceeds_the_downtime_limit() {
     let out = run_text(&hot_vm("on_non_convergence = \"force-stop\"\nmax_rounds = 8"));
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "completed");
+    assert_eq!(m.outcome, Outcome::Completed);
     assert_eq!(m.converged, Some(false));
     assert!(m.downtime_ms > 300.0, "downtime {} ms", m.downtime_ms);
 }
@@ -115,13 +116,13 @@ fn forced_stop_exceeds_the_downtime_limit() {
 fn post_copy_fallback_completes_with_short_downtime() {
     let out = run_text(&hot_vm("on_non_convergence = \"post-copy\"\nmax_rounds = 8"));
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "completed");
+    assert_eq!(m.outcome, Outcome::Completed);
     assert_eq!(m.converged, Some(false));
     assert!(m.bytes_postcopy > 0);
     assert!(m.downtime_ms < 50.0, "only device state is sent during the pause: {} ms", m.downtime_ms);
     assert!(m.postcopy_faults > 0);
     // The stalls the faults cause are bounded by the vCPUs' time during the push.
-    let push = out.rounds.iter().find(|r| r.phase == "postcopy-push").unwrap();
+    let push = out.rounds.iter().find(|r| r.phase == RoundPhase::PostCopyPush).unwrap();
     let vcpu_secs = 2.0 * (push.end_s - push.start_s);
     assert!(m.postcopy_fault_wait_ms / 1e3 <= vcpu_secs * (1.0 - m.postcopy_guest_speed) * 1.01 + 1e-3);
     assert!(m.postcopy_guest_speed > 0.0 && m.postcopy_guest_speed <= 1.0);
@@ -131,11 +132,11 @@ fn post_copy_fallback_completes_with_short_downtime() {
 fn auto_converge_throttles_until_it_converges() {
     let out = run_text(&hot_vm("on_non_convergence = \"abort\"\nauto_converge = true\nmax_rounds = 30"));
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "completed", "{:?}", m);
+    assert_eq!(m.outcome, Outcome::Completed, "{:?}", m);
     assert_eq!(m.converged, Some(true));
     assert!(m.throttle_pct_max >= 20, "throttle {}", m.throttle_pct_max);
     // The throttle steps follow QEMU: 0, then 20, then +10 per step.
-    let steps: Vec<u32> = out.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.throttle_pct).collect();
+    let steps: Vec<u32> = out.rounds.iter().filter(|r| r.phase == RoundPhase::PreCopy).map(|r| r.throttle_pct).collect();
     assert_eq!(steps[0], 0);
     for w in steps.windows(2) {
         assert!(w[1] == w[0] || w[1] == if w[0] == 0 { 20 } else { w[0] + 10 }, "steps {steps:?}");
@@ -166,7 +167,7 @@ workload = {{ page_write_rate = "0pages/s" }}
 fn equal_flows_share_the_link_equally() {
     let out = run_text(&idle_vms(4, "bandwidth = \"1Gbit/s\"\nlatency = \"0ms\"", ""));
     for r in &out.rounds {
-        if r.phase == "precopy" {
+        if r.phase == RoundPhase::PreCopy {
             assert_close(r.rate_bytes_per_s, 125e6 / 4.0, 1e-6, "fair share");
         }
     }

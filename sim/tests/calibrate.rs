@@ -12,6 +12,7 @@ use memfabric_sim::calibrate::profile::{
 };
 use memfabric_sim::calibrate::record::{RunHeadline, RunParams, RunRecord};
 use memfabric_sim::calibrate::{dataset, fit, selector::Selector, split};
+use memfabric_migration::record::Outcome;
 
 /// The simulator's description of a validator run (as `results.rs` writes it).
 fn scenario_text(mem_mib: u64, rate_bytes_per_s: f64, delay_ms: f64, pipeline: &str, writes: f64, seed: u64) -> String {
@@ -116,7 +117,7 @@ fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms:
         params: p,
         load_avg_1m_at_start: 0.0,
         headline: RunHeadline {
-            outcome: m.outcome.to_string(),
+            outcome: m.outcome,
             total_time_s: m.total_time_s,
             downtime_ms: m.downtime_ms,
             bytes_on_wire: m.bytes_on_wire,
@@ -286,7 +287,7 @@ fn the_fit_on_the_committed_dataset_reproduces_the_committed_profile() {
     let runs = dataset::load(Path::new(COMMITTED_DATASET)).unwrap();
     let train_sel = Selector::parse(&committed.about.train).unwrap();
     let train: Vec<&dataset::MeasuredRun> =
-        runs.iter().filter(|r| train_sel.matches(&r.record.params) && r.record.headline.outcome == "completed").collect();
+        runs.iter().filter(|r| train_sel.matches(&r.record.params) && r.record.headline.outcome == Outcome::Completed).collect();
     assert_eq!(train.len(), committed.about.train_runs);
     let c = fit::fit(&train, committed.about.clone());
     let same = |name: &str, a: Option<f64>, b: Option<f64>| match (a, b) {

@@ -2,6 +2,7 @@
 //! to exactly the hosts that lack one of the model's features (or are of
 //! another vendor), and accepted by every other.
 
+use memfabric_migration::record::Outcome;
 use memfabric_sim::cpu::named_model;
 use memfabric_sim::scenario::parse;
 
@@ -25,7 +26,7 @@ fn a_pinned_vm_is_refused_exactly_the_hosts_lacking_a_feature() {
             "[[sites.hosts]]\nname = \"h{i}\"\ncores = 8\nram = \"16GiB\"\ncpu_vendor = \"{vendor}\"\ncpu_features = [{}]\n",
             quoted(&fs)
         ));
-        expected.push((format!("h{i}"), if i == n { "completed" } else { "cpu-incompatible" }));
+        expected.push((format!("h{i}"), if i == n { Outcome::Completed } else { Outcome::CpuIncompatible }));
     }
     let migrations: String =
         (0..n + 2).map(|i| format!("[[migrations]]\nvm = \"vm\"\nto = \"h{i}\"\nat = \"{}s\"\n", 100 * i)).collect();
@@ -55,13 +56,13 @@ cpu_model = "Cascadelake-Server"
     let out = memfabric_sim::run::run(&sc, None);
     // After the one success the VM sits on h{n}; later migrations start from
     // there (a superset host), which changes nothing for a named model.
-    let got: Vec<(String, &str)> = out
+    let got: Vec<(String, Outcome)> = out
         .migrations
         .iter()
         .map(|m| (if m.dst_host.is_empty() { String::new() } else { m.dst_host.clone() }, m.outcome))
         .collect();
-    let want: Vec<(String, &str)> =
-        expected.iter().map(|(h, o)| (if *o == "completed" { h.clone() } else { String::new() }, *o)).collect();
+    let want: Vec<(String, Outcome)> =
+        expected.iter().map(|(h, o)| (if *o == Outcome::Completed { h.clone() } else { String::new() }, *o)).collect();
     assert_eq!(got, want);
 }
 
@@ -111,7 +112,7 @@ fn a_refused_migration_can_fall_back_to_a_cold_restart_across_vendors() {
     // The live attempt is refused (a row, nothing sent); the VM is stopped at
     // 60 s and boots in Madrid for 45 s.
     let row = out.migrations.iter().find(|m| m.vm == "portable" && m.dst_site == "madrid").unwrap();
-    assert_eq!((row.outcome, row.bytes_on_wire), ("cpu-incompatible", 0));
+    assert_eq!((row.outcome, row.bytes_on_wire), (Outcome::CpuIncompatible, 0));
     let v = out.vm_availability.iter().find(|v| v.vm == "portable").unwrap();
     assert_eq!((v.failures, v.restarts, v.final_state), (0, 1, "running"));
     assert!((v.downtime_s - 45.0).abs() < 1e-9, "{v:?}");

@@ -3,6 +3,7 @@
 
 use memfabric_sim::run::run;
 use memfabric_sim::scenario::parse;
+use memfabric_migration::record::Outcome;
 
 /// Site `a` with hosts a-0..a-2 (16 GiB), site `b` with one host; VMs of
 /// 4 GiB; `extra` appended.
@@ -122,12 +123,13 @@ max_concurrent = 1
 admission_host_failures = 1
 "#;
     let out = run(&parse(text, "adm.toml").unwrap(), None);
-    let outcomes: Vec<&str> = out.migrations.iter().map(|m| m.outcome).collect();
-    assert_eq!(outcomes, ["completed", "completed", "completed", "completed", "admission-control", "admission-control"]);
+    let outcomes: Vec<Outcome> = out.migrations.iter().map(|m| m.outcome).collect();
+    use Outcome::{AdmissionControl, Completed};
+    assert_eq!(outcomes, [Completed, Completed, Completed, Completed, AdmissionControl, AdmissionControl]);
     let pct = text.replace("admission_host_failures = 1", "admission_percent = \"40%\"");
     // 40% of 32 GiB = 12.8 GiB must stay free: 32 - 4k >= 12.8 for k <= 4.
     let out = run(&parse(&pct, "adm.toml").unwrap(), None);
-    assert_eq!(out.migrations.iter().filter(|m| m.outcome == "completed").count(), 4);
+    assert_eq!(out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count(), 4);
 }
 
 /// One VM migrating a → b, and a failure of `host` at `at`.
@@ -170,23 +172,23 @@ at = "{at}"
 fn a_failure_during_a_migration_follows_the_documented_fate() {
     // Pre-copy, destination fails: abort, the VM runs on at the source.
     let out = migration_with_failure("pre-copy", "b", "5s");
-    assert_eq!(out.migrations[0].outcome, "aborted-host-failure");
+    assert_eq!(out.migrations[0].outcome, Outcome::AbortedHostFailure);
     assert!(out.vm_availability.is_empty(), "the VM never went down");
     // Pre-copy, source fails: abort, the VM is down with its host.
     let out = migration_with_failure("pre-copy", "a", "5s");
-    assert_eq!(out.migrations[0].outcome, "aborted-host-failure");
+    assert_eq!(out.migrations[0].outcome, Outcome::AbortedHostFailure);
     assert_eq!(out.vm_availability[0].final_state, "down");
     // Post-copy after the switch (4 GiB at 1 Gbit/s takes > 30 s to push):
     // losing either end loses the VM's memory; it is down (HA may restart it).
     for end in ["a", "b"] {
         let out = migration_with_failure("post-copy", end, "5s");
-        assert_eq!(out.migrations[0].outcome, "lost", "{end}");
+        assert_eq!(out.migrations[0].outcome, Outcome::Lost, "{end}");
         assert_eq!(out.vm_availability[0].final_state, "down", "{end}");
         assert!(out.fabric_events.iter().any(|e| e.kind.as_str() == "vm-down"));
     }
     // A failure after the migration completed does not touch the row.
     let out = migration_with_failure("pre-copy", "a", "1000s");
-    assert_eq!(out.migrations[0].outcome, "completed");
+    assert_eq!(out.migrations[0].outcome, Outcome::Completed);
     assert!(out.vm_availability.is_empty());
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use memfabric_migration::record::Outcome;
 
 fn evacuation(n: usize, cap: &str, dst_hosts: &str, link_extra: &str, settings: &str) -> String {
     format!(
@@ -40,7 +41,7 @@ settings = {{ {settings} }}
 fn evacuation_respects_its_concurrency_cap_and_moves_everything() {
     let out = run_text(&evacuation(6, "max_concurrent = 2", "{ name = \"b-h\", cores = 64, ram = \"1TiB\" }", "", ""));
     assert_eq!(out.migrations.len(), 6);
-    assert!(out.migrations.iter().all(|m| m.outcome == "completed" && m.dst_site == "b"));
+    assert!(out.migrations.iter().all(|m| m.outcome == Outcome::Completed && m.dst_site == "b"));
     // Never more than two in flight at any instant.
     for m in &out.migrations {
         let t = m.start_s + 1e-6;
@@ -58,13 +59,13 @@ fn evacuation_respects_its_concurrency_cap_and_moves_everything() {
 fn evacuation_stops_placing_when_the_destination_is_full() {
     // Room for 3 VMs of 1 GiB at b.
     let out = run_text(&evacuation(5, "", "{ name = \"b-h\", cores = 64, ram = \"3GiB\" }", "", ""));
-    let done = out.migrations.iter().filter(|m| m.outcome == "completed").count();
-    let full = out.migrations.iter().filter(|m| m.outcome == "no-capacity").count();
+    let done = out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count();
+    let full = out.migrations.iter().filter(|m| m.outcome == Outcome::NoCapacity).count();
     assert_eq!((done, full), (3, 2));
     assert!(out
         .migrations
         .iter()
-        .filter(|m| m.outcome == "no-capacity")
+        .filter(|m| m.outcome == Outcome::NoCapacity)
         .all(|m| m.dst_host.is_empty() && m.dst_site == "b" && m.bytes_on_wire == 0));
 }
 
@@ -74,7 +75,7 @@ fn outage_aborts_pre_copy_and_loses_post_copy() {
     let link = "outages = [{ at = \"4s\", duration = \"10s\" }]";
     let pre = run_text(&evacuation(1, "", "{ name = \"b-h\", cores = 64, ram = \"1TiB\" }", link, ""));
     let m = &pre.migrations[0];
-    assert_eq!(m.outcome, "aborted-link-failure");
+    assert_eq!(m.outcome, Outcome::AbortedLinkFailure);
     assert_close(m.end_s, 4.0, 1e-9, "aborted when the link died");
     assert_eq!(m.downtime_ms, 0.0);
     let partial = pre.rounds.iter().find(|r| !r.complete).expect("the cut round is recorded");
@@ -82,12 +83,12 @@ fn outage_aborts_pre_copy_and_loses_post_copy() {
 
     let post = run_text(&evacuation(1, "", "{ name = \"b-h\", cores = 64, ram = \"1TiB\" }", link, "mechanism = \"post-copy\""));
     let m = &post.migrations[0];
-    assert_eq!(m.outcome, "lost");
+    assert_eq!(m.outcome, Outcome::Lost);
     assert!(m.downtime_ms < 100.0, "the VM had resumed at the destination before it was lost");
 
     // A migration that starts during the outage fails at once.
     let late = run_text(&evacuation(1, "at = \"5s\"", "{ name = \"b-h\", cores = 64, ram = \"1TiB\" }", link, ""));
-    assert_eq!(late.migrations[0].outcome, "aborted-link-failure");
+    assert_eq!(late.migrations[0].outcome, Outcome::AbortedLinkFailure);
     assert_eq!(late.migrations[0].bytes_on_wire, 0);
 }
 
@@ -107,7 +108,7 @@ fn capacity_changes_slow_flows_down_mid_transfer() {
 fn horizon_leaves_migrations_unfinished() {
     let text = evacuation(1, "", "{ name = \"b-h\", cores = 64, ram = \"1TiB\" }", "", "").replace("name = \"evac\"", "name = \"evac\"\nhorizon = \"3s\"");
     let out = run_text(&text);
-    assert_eq!(out.migrations[0].outcome, "unfinished");
+    assert_eq!(out.migrations[0].outcome, Outcome::Unfinished);
     assert_close(out.migrations[0].end_s, 3.0, 1e-9, "ends at the horizon");
     assert!(!out.rounds[0].complete);
 }
@@ -158,7 +159,7 @@ fn intra_site_migration_runs_at_lan_rate() {
     .replace("seed = 1", "seed = 1\nlan_bandwidth = \"25Gbit/s\"");
     let out = run_text(&text);
     let m = &out.migrations[0];
-    assert_eq!((m.outcome, m.dst_host.as_str(), m.bottleneck.as_str()), ("completed", "a-h-1", "lan"));
+    assert_eq!((m.outcome, m.dst_host.as_str(), m.bottleneck.as_str()), (Outcome::Completed, "a-h-1", "lan"));
     let bytes = 262_144.0 * 4104.0 + 1048576.0;
     assert_close(m.total_time_s, bytes / (25e9 / 8.0), 1e-6, "LAN transfer time");
     assert!(out.links.is_empty(), "no WAN link carried anything");
@@ -174,7 +175,7 @@ fn outage_catches_the_post_copy_switch_in_flight() {
     );
     let out = run_text(&text);
     let m = &out.migrations[0];
-    assert_eq!(m.outcome, "aborted-link-failure", "the VM never resumed at b, so it resumes at the source");
+    assert_eq!(m.outcome, Outcome::AbortedLinkFailure, "the VM never resumed at b, so it resumes at the source");
     assert_close(m.end_s, 0.1, 1e-9, "ends at the outage");
     assert_close(m.downtime_ms, 100.0 - 80.0, 1e-6, "paused from the switch to the outage");
 }
@@ -188,5 +189,5 @@ fn evacuation_skips_vms_another_operation_moved() {
     let out = run_text(&text);
     let rows: Vec<(&str, &str)> = out.migrations.iter().map(|m| (m.operation.as_str(), m.vm.as_str())).collect();
     assert_eq!(rows, [("evacuate-a", "vm-0"), ("migrate-vm-2", "vm-2"), ("evacuate-a", "vm-1")]);
-    assert!(out.migrations.iter().all(|m| m.outcome == "completed" && m.src_site == "a"));
+    assert!(out.migrations.iter().all(|m| m.outcome == Outcome::Completed && m.src_site == "a"));
 }

@@ -84,11 +84,11 @@ fn commands_are_answered_refused_by_type_timed_and_cancelled() {
     assert_eq!(kinds, ["started 0", "refused 0 busy", "refused 1 no-capacity", "timer 7", "ended 0 cancelled"]);
     assert!(matches!(log[2], FabricEvent::Refused { refusal: Refusal::NoCapacity, .. }));
     // Rows: the cancelled migration and the refused one (no row for "busy").
-    let rows: Vec<(&str, &str)> = out.migrations.iter().map(|m| (m.vm.as_str(), m.outcome)).collect();
-    assert_eq!(rows, [("small", "cancelled"), ("big", "no-capacity")]);
+    let rows: Vec<(&str, Outcome)> = out.migrations.iter().map(|m| (m.vm.as_str(), m.outcome)).collect();
+    assert_eq!(rows, [("small", Outcome::Cancelled), ("big", Outcome::NoCapacity)]);
     assert_eq!(out.migrations[0].operation, "probe");
     assert!((out.migrations[0].end_s - 0.5).abs() < 1e-9);
-    assert_eq!(out.migrations[0].outcome, Outcome::Cancelled.as_str());
+    assert_eq!(out.migrations[0].outcome, Outcome::Cancelled);
 }
 
 /// Switches host b off at start, and asks again (refused: not on).

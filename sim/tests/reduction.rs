@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use memfabric_migration::record::RoundPhase;
 
 /// One 4 GiB web VM (no dirtying), one stream, no TCP cap (0 ms latency), on a
 /// link of `bandwidth`, with `strategy`.
@@ -201,8 +202,8 @@ fn site_index_summary_costs_sync_traffic_before_the_copy() {
     // The resident VM holds 8 GiB of which 75% is non-zero (web: 25% zero pages).
     let resident = (2_097_152.0f64 * 0.75).round();
     assert_eq!(m.bytes_index_sync, (resident * 16.0 / 8.0).ceil() as u64);
-    let sync = out.rounds.iter().find(|r| r.phase == "index-sync").expect("sync stage recorded");
-    let round0 = out.rounds.iter().find(|r| r.phase == "precopy").unwrap();
+    let sync = out.rounds.iter().find(|r| r.phase == RoundPhase::IndexSync).expect("sync stage recorded");
+    let round0 = out.rounds.iter().find(|r| r.phase == RoundPhase::PreCopy).unwrap();
     assert!(round0.start_s >= sync.end_s, "the copy waits for the summary");
     // Exact: no sync, no false positives, fewer bytes.
     let exact = site_index("site_index = \"exact\"", "0ms");
@@ -216,7 +217,7 @@ fn site_index_queries_cost_a_round_trip_per_batch() {
     let out = site_index("site_index = \"query\"\nquery_batch = 16", "20ms");
     let m = &out.migrations[0];
     assert_eq!(m.bottleneck, "index-query");
-    let round0 = out.rounds.iter().find(|r| r.phase == "precopy").unwrap();
+    let round0 = out.rounds.iter().find(|r| r.phase == RoundPhase::PreCopy).unwrap();
     let per_page = round0.bytes_on_wire as f64 / round0.pages as f64;
     assert_close(round0.rate_bytes_per_s, 16.0 * per_page / 0.04, 1e-6, "query-bound rate");
     // Large batches lift the bound.

@@ -11,6 +11,7 @@ use memfabric_sim::trace::gen::{generate, GenConfig};
 use memfabric_sim::trace::Trace;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use memfabric_migration::record::Outcome;
 
 /// A fresh directory for one test.
 fn tmp(name: &str) -> PathBuf {
@@ -67,7 +68,7 @@ fn trace_driven_run_matches_the_synthetic_model() {
             let traced = migration_over("200Mbit/s", &format!("archetype = \"web\"\ntrace = \"{}\"", dir.display()), strategy, extra);
             let model = migration_over("200Mbit/s", "archetype = \"web\"\nmemory = \"256MiB\"", strategy, extra);
             let (t, m) = (&traced.migrations[0], &model.migrations[0]);
-            assert_eq!(t.outcome, "completed", "{strategy} seed {seed}");
+            assert_eq!(t.outcome, Outcome::Completed, "{strategy} seed {seed}");
             assert_eq!(t.memory_bytes, memory);
             let what = format!("{strategy}, seed {seed}: traced {} rounds, model {} rounds", t.rounds, m.rounds);
             println!(

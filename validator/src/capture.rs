@@ -1,6 +1,6 @@
 //! Trace capture (`memfabric-validator capture`): runs the workload guest and
 //! records its memory and the pages it dirties as a memory trace in the
-//! simulator's format (`docs/trace-format.md`, [`memfabric_sim::trace`]), so
+//! simulator's format (`docs/trace-format.md`, [`memfabric_formats::trace`]), so
 //! the simulator can replay a real guest next to its synthetic model.
 //!
 //! This module owns the capture loop ([`capture`]), the per-page
@@ -72,11 +72,11 @@ use memfabric_migration::pipeline::{
 use memfabric_migration::strategy::Codec;
 use memfabric_migration::units::{Bytes, Nanos};
 use memfabric_migration::PAGE_SIZE_BYTES;
-use memfabric_sim::trace::gen::{DEFAULT_DURATION_NS, DEFAULT_EPOCH_NS};
-use memfabric_sim::trace::{
+use memfabric_formats::trace::{DEFAULT_DURATION_NS, DEFAULT_EPOCH_NS};
+use memfabric_formats::trace::{
     zero_page_hash, CapturedSource, DirtyPage, Manifest, SnapshotPage, Source, Trace, FORMAT_NAME, FORMAT_VERSION,
 };
-use memfabric_sim::workload::Popularity;
+use memfabric_formats::workload::Popularity;
 
 use crate::guest::abi;
 use crate::guest::GuestWorkload;
@@ -569,7 +569,7 @@ pub struct CaptureArgs {
 
 /// Runs `capture`, writes the trace and prints a summary.
 pub fn capture_main(args: &CaptureArgs) -> anyhow::Result<()> {
-    memfabric_sim::atomic_dir::check_target(&args.out, memfabric_sim::atomic_dir::DirKind::Trace, args.force)?;
+    memfabric_formats::atomic_dir::check_target(&args.out, memfabric_formats::atomic_dir::DirKind::Trace, args.force)?;
     let cfg = CaptureConfig {
         memory_bytes: args.mem.0,
         workload: GuestWorkload::from_archetype(&args.workload, args.dirty_rate, args.seed)?,

@@ -203,7 +203,7 @@ fn main() -> ExitCode {
             // Bad input (arguments, a refused --out) exits 2 (as clap's own refusals do), anything else 1.
             if e.downcast_ref::<orchestrate::MigrateInputError>().is_some()
                 || e.chain().any(|c| c.is::<memfabric_validator::calibrate_runs::matrix::MatrixError>())
-                || memfabric_sim::atomic_dir::is_refusal(&e)
+                || memfabric_formats::atomic_dir::is_refusal(&e)
             {
                 ExitCode::from(2)
             } else {

@@ -15,9 +15,10 @@
 
 use std::path::Path;
 
-use memfabric_sim::mechanism::{MigrationRow, RoundRow};
-use memfabric_sim::output::{migrations_frame, rounds_frame, write_parquet};
-use memfabric_sim::trace::WorkloadParams;
+use memfabric_formats::rows::{MigrationRow, RoundRow};
+use memfabric_migration::record::{Mechanism, Outcome, RoundPhase};
+use memfabric_formats::tables::{migrations_frame, rounds_frame, write_parquet};
+use memfabric_formats::trace::WorkloadParams;
 use serde::Serialize;
 
 use crate::guest::GuestWorkload;
@@ -40,8 +41,8 @@ pub struct Manifest {
     pub scenario_hash: String,
     /// The case, as the simulator needs it to replay it.
     pub parameters: Parameters,
-    /// Outcome name (as in `migrations.outcome`).
-    pub outcome: String,
+    /// Outcome (as in `migrations.outcome`).
+    pub outcome: Outcome,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// Whether every chunk of guest RAM hashed equal at switchover and the
@@ -110,12 +111,19 @@ pub struct Parameters {
     pub tsc_hz: u64,
 }
 
+/// How the migration ended, as written in `migrations.outcome`, the
+/// manifest and `run.json`.
+pub fn outcome(o: &MigrateOutcome) -> Outcome {
+    let name = o.outcome_name();
+    name.parse().unwrap_or_else(|e| panic!("the orchestrator's outcome is not a result-table outcome: {e}"))
+}
+
 fn s(ns: u64, start: u64) -> f64 {
     ns.saturating_sub(start) as f64 * 1e-9
 }
 
 /// Writes `out` for one migration, replacing a previous validator result
-/// atomically; `force` as in [`memfabric_sim::atomic_dir::replace_dir`].
+/// atomically; `force` as in [`memfabric_formats::atomic_dir::replace_dir`].
 pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
     let src = &o.source;
     let workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
@@ -138,7 +146,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
     };
     let params_json = serde_json::to_string(&parameters)?;
     let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
-    let outcome = o.outcome_name();
+    let outcome = outcome(o);
     let start = src.start_ns;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
@@ -149,7 +157,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         migration_id: 0,
         operation: "validator".into(),
         vm: "guest".into(),
-        mechanism: "pre-copy",
+        mechanism: Mechanism::PreCopy,
         strategy: src.strategy.clone(),
         cpu_threads: 1,
         src_site: "source".into(),
@@ -204,7 +212,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
                 migration_id: 0,
                 vm: "guest".into(),
                 round: r.round,
-                phase: if r.phase == "stopcopy" { "stopcopy" } else { "precopy" },
+                phase: if r.phase == "stopcopy" { RoundPhase::StopCopy } else { RoundPhase::PreCopy },
                 start_s: s(r.start_ns, start),
                 end_s: s(r.end_ns, start),
                 pages: r.pages,
@@ -224,7 +232,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         seed: guest.seed,
         scenario_hash: scenario_hash.clone(),
         parameters,
-        outcome: outcome.into(),
+        outcome,
         error: o.failure(),
         integrity_held: o.integrity_held,
         integrity_checked: o.integrity_checked,
@@ -248,9 +256,9 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         ("memfabric.seed".to_string(), guest.seed.to_string()),
         ("memfabric.scenario_hash".to_string(), scenario_hash),
     ];
-    memfabric_sim::atomic_dir::replace_dir(
+    memfabric_formats::atomic_dir::replace_dir(
         out,
-        memfabric_sim::atomic_dir::DirKind::ValidatorResult,
+        memfabric_formats::atomic_dir::DirKind::ValidatorResult,
         force,
         |dir| -> anyhow::Result<()> {
             write_parquet(&mut migrations_frame(&[("validator", std::slice::from_ref(&row))]), &dir.join("migrations.parquet"), &provenance)?;
@@ -274,10 +282,10 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, control_bytes: u64) -> String {
     let w = &p.workload;
     let (hot_set, hot_share) = match w.popularity {
-        memfabric_sim::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
+        memfabric_formats::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
         _ => (1.0, 1.0),
     };
-    let popularity = if matches!(w.popularity, memfabric_sim::trace::PopularityParams::Uniform) {
+    let popularity = if matches!(w.popularity, memfabric_formats::trace::PopularityParams::Uniform) {
         "popularity = \"uniform\"".to_string()
     } else {
         format!("popularity = \"hot-cold\"\nhot_set = \"{}%\"\nhot_write_share = \"{}%\"", hot_set * 100.0, hot_share * 100.0)

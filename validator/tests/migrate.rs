@@ -10,6 +10,7 @@ use std::process::Command;
 use common::{column_str, column_u64, migrate, migrate_at, serial, Run};
 use memfabric_sim::output::read_parquet;
 use memfabric_validator::kvm::kvm_or_skip;
+use memfabric_migration::record::Outcome;
 
 fn assert_completed(r: &Run) -> u64 {
     assert!(r.ok, "migration failed:\n{}\n{}", r.stdout, r.stderr);
@@ -48,7 +49,7 @@ fn migrates_with_integrity_across_pipelines() {
     let scenario = memfabric_sim::scenario::load(&zero_run.out.join("scenario.toml")).expect("scenario.toml loads");
     let sim = memfabric_sim::run::run(&scenario, None);
     assert_eq!(sim.migrations.len(), 1);
-    assert_eq!(sim.migrations[0].outcome, "completed");
+    assert_eq!(sim.migrations[0].outcome, Outcome::Completed);
     let ratio = sim.migrations[0].bytes_on_wire as f64 / zero as f64;
     assert!((0.7..1.4).contains(&ratio), "simulated bytes {} vs real {zero}", sim.migrations[0].bytes_on_wire);
     let best = assert_completed(&migrate("best", &["--pipeline", "zero+dedup-vm+xbzrle+lz4"]));

@@ -19,11 +19,12 @@ pub mod dirty;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;
-pub mod record;
+pub use memfabric_formats::record;
 pub mod selector;
 
 use dataset::MeasuredRun;
 use selector::Selector;
+use memfabric_migration::record::Outcome;
 
 /// Bad calibration input: each names the run (or selector) and the field.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,7 @@ pub enum CalibrateError {
 /// Splits `runs` into the completed runs each selector selects; errors when
 /// a selector selects no completed run or the two share a (workload, seed).
 pub fn split<'a>(runs: &'a [MeasuredRun], train: &Selector, test: &Selector) -> Result<(Vec<&'a MeasuredRun>, Vec<&'a MeasuredRun>), CalibrateError> {
-    let completed = |r: &&MeasuredRun| r.record.headline.outcome == "completed";
+    let completed = |r: &&MeasuredRun| r.record.headline.outcome == Outcome::Completed;
     let pick = |s: &Selector| -> Result<Vec<&MeasuredRun>, CalibrateError> {
         let v: Vec<&MeasuredRun> = runs.iter().filter(|r| s.matches(&r.record.params)).filter(completed).collect();
         if v.is_empty() {

@@ -35,7 +35,7 @@
 //! rounding of sums (`n · rate` here against `n` additions there).
 
 pub mod reference;
-pub mod tcp;
+pub use memfabric_migration::tcp;
 
 use crate::engine::SimTime;
 use std::collections::{BTreeSet, HashMap};

@@ -3,6 +3,7 @@
 //! `points.parquet` rows.
 
 use crate::run::RunOutput;
+use memfabric_migration::record::Outcome;
 use serde::{Deserialize, Serialize};
 
 /// Headline metrics of one operation of one variant of a run (a study point's row).
@@ -60,8 +61,8 @@ pub fn op_metrics(outs: &[RunOutput]) -> Vec<OpMetrics> {
         }
         for op in ops {
             let ms: Vec<_> = out.migrations.iter().filter(|m| m.operation == op).collect();
-            let done: Vec<_> = ms.iter().filter(|m| m.outcome == "completed").collect();
-            let count = |o: &str| ms.iter().filter(|m| m.outcome == o).count() as u32;
+            let done: Vec<_> = ms.iter().filter(|m| m.outcome == Outcome::Completed).collect();
+            let count = |o: Outcome| ms.iter().filter(|m| m.outcome == o).count() as u32;
             let mut totals: Vec<f64> = done.iter().map(|m| m.total_time_s).collect();
             totals.sort_by(f64::total_cmp);
             let mut downs: Vec<f64> = done.iter().map(|m| m.downtime_ms).collect();
@@ -75,11 +76,11 @@ pub fn op_metrics(outs: &[RunOutput]) -> Vec<OpMetrics> {
                 migrations: ms.len() as u32,
                 completed: done.len() as u32,
                 failed: (ms.len() - done.len()) as u32,
-                not_converged: count("not-converged"),
-                aborted_link_failure: count("aborted-link-failure"),
-                lost: count("lost"),
-                no_capacity: count("no-capacity"),
-                unfinished: count("unfinished"),
+                not_converged: count(Outcome::NotConverged),
+                aborted_link_failure: count(Outcome::AbortedLinkFailure),
+                lost: count(Outcome::Lost),
+                no_capacity: count(Outcome::NoCapacity),
+                unfinished: count(Outcome::Unfinished),
                 makespan_s: (end - start).max(0.0),
                 total_s_p50: pct(&totals, 50.0),
                 total_s_p95: pct(&totals, 95.0),

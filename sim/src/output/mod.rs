@@ -22,39 +22,7 @@ pub(crate) use plots::register_font;
 use crate::run::RunOutput;
 use std::path::Path;
 
-/// Writing results failed.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    /// A file or folder could not be written.
-    #[error("{path}: cannot write")]
-    Io {
-        /// What was being written.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A table could not be built or encoded.
-    #[error("{path}: cannot write table")]
-    Table {
-        /// The table file.
-        path: String,
-        /// Why.
-        #[source]
-        source: polars::error::PolarsError,
-    },
-    /// `--out` names something that must not be replaced.
-    #[error(transparent)]
-    Out(#[from] crate::atomic_dir::OutDirError),
-    /// A plot could not be drawn.
-    #[error("{path}: cannot draw plot: {message}")]
-    Plot {
-        /// The plot file.
-        path: String,
-        /// Why.
-        message: String,
-    },
-}
+pub use memfabric_formats::tables::OutputError;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |source| OutputError::Io { path: path.display().to_string(), source }

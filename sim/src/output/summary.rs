@@ -7,6 +7,7 @@
 //! and statistic), and the last, free-text column is cut to what is left.
 
 use crate::run::RunOutput;
+use memfabric_migration::record::Outcome;
 use std::fmt::Write;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -117,7 +118,7 @@ pub fn summary(out: &RunOutput) -> String {
     ]);
     s.push_str(&table.header());
     for op in super::op_metrics(std::slice::from_ref(out)) {
-        let done: Vec<_> = out.migrations.iter().filter(|m| m.operation == op.operation && m.outcome == "completed").collect();
+        let done: Vec<_> = out.migrations.iter().filter(|m| m.operation == op.operation && m.outcome == Outcome::Completed).collect();
         let rounds = if done.is_empty() { 0.0 } else { done.iter().map(|m| m.rounds as f64).sum::<f64>() / done.len() as f64 };
         s.push_str(&table.row(&[
             op.operation.clone(),
@@ -135,9 +136,9 @@ pub fn summary(out: &RunOutput) -> String {
     }
     let mut outcomes: Vec<(&str, usize)> = Vec::new();
     for m in &out.migrations {
-        match outcomes.iter_mut().find(|(o, _)| *o == m.outcome) {
+        match outcomes.iter_mut().find(|(o, _)| *o == m.outcome.as_str()) {
             Some((_, n)) => *n += 1,
-            None => outcomes.push((m.outcome, 1)),
+            None => outcomes.push((m.outcome.as_str(), 1)),
         }
     }
     outcomes.sort();
@@ -305,7 +306,7 @@ pub fn summary_all(outs: &[RunOutput]) -> String {
         s.push_str(&table.header());
         for o in outs {
             let rows: Vec<_> = o.migrations.iter().filter(|m| m.operation == op).collect();
-            let done: Vec<_> = rows.iter().filter(|m| m.outcome == "completed").collect();
+            let done: Vec<_> = rows.iter().filter(|m| m.outcome == Outcome::Completed).collect();
             let start = rows.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
             let end = rows.iter().map(|m| m.end_s).fold(0.0, f64::max);
             let wire: f64 = rows.iter().map(|m| m.bytes_on_wire as f64).sum();

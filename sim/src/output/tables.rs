@@ -1,120 +1,15 @@
-//! The Parquet tables. Column order and names here are the schema documented
-//! in `docs/results.md`; the validator writes the same `migrations` and
-//! `rounds` columns.
+//! The simulator's own Parquet tables (`links`, `fabric_events`,
+//! `vm_availability`, `energy`). Column order and names here are the schema
+//! documented in `docs/results.md`; the `migrations` and `rounds` tables,
+//! which the validator writes too, and the Parquet writer are in
+//! `memfabric_formats::tables` and re-exported here.
 
-use super::OutputError;
-use crate::mechanism::{MigrationRow, RoundRow};
 use crate::run::{FabricEventRow, LinkRow, VmAvailabilityRow};
+use memfabric_formats::column;
+use memfabric_formats::tables::{flatten, frame};
 use polars::prelude::*;
-use std::path::Path;
 
-fn col<T, P>(name: &str, values: T) -> Column
-where
-    Series: NamedFrom<T, P>,
-    P: ?Sized,
-{
-    Column::new(name.into(), values)
-}
-
-fn frame(height: usize, columns: Vec<Column>) -> DataFrame {
-    DataFrame::new(height, columns).expect("columns have equal length")
-}
-
-/// Rows of several variants, flattened, and the `variant` column for them.
-fn flatten<'a, R>(runs: &[(&str, &'a [R])]) -> (Column, Vec<&'a R>) {
-    let variant: Vec<String> = runs.iter().flat_map(|(v, r)| std::iter::repeat_n(v.to_string(), r.len())).collect();
-    let rows = runs.iter().flat_map(|(_, r)| r.iter()).collect();
-    (col("variant", variant), rows)
-}
-
-/// A column named `$name` from a closure over the rows.
-macro_rules! column {
-    ($rows:expr, $name:literal, $f:expr) => {
-        col($name, $rows.iter().copied().map($f).collect::<Vec<_>>())
-    };
-}
-
-/// The `migrations` table of several variants (`variant` is the first column).
-pub fn migrations_frame(runs: &[(&str, &[MigrationRow])]) -> DataFrame {
-    let (variant, rows) = flatten(runs);
-    frame(
-        rows.len(),
-        vec![
-            variant,
-            column!(rows, "migration_id", |r| r.migration_id),
-            column!(rows, "operation", |r| r.operation.clone()),
-            column!(rows, "vm", |r| r.vm.clone()),
-            column!(rows, "mechanism", |r| r.mechanism.to_string()),
-            column!(rows, "strategy", |r| r.strategy.clone()),
-            column!(rows, "cpu_threads", |r| r.cpu_threads),
-            column!(rows, "src_site", |r| r.src_site.clone()),
-            column!(rows, "dst_site", |r| r.dst_site.clone()),
-            column!(rows, "src_host", |r| r.src_host.clone()),
-            column!(rows, "dst_host", |r| r.dst_host.clone()),
-            column!(rows, "memory_bytes", |r| r.memory_bytes),
-            column!(rows, "streams", |r| r.streams),
-            column!(rows, "rtt_ms", |r| r.rtt_ms),
-            column!(rows, "start_s", |r| r.start_s),
-            column!(rows, "end_s", |r| r.end_s),
-            column!(rows, "total_time_s", |r| r.total_time_s),
-            column!(rows, "downtime_ms", |r| r.downtime_ms),
-            column!(rows, "rounds", |r| r.rounds),
-            column!(rows, "bytes_on_wire", |r| r.bytes_on_wire),
-            column!(rows, "bytes_precopy", |r| r.bytes_precopy),
-            column!(rows, "bytes_stopcopy", |r| r.bytes_stopcopy),
-            column!(rows, "bytes_postcopy", |r| r.bytes_postcopy),
-            column!(rows, "bytes_index_sync", |r| r.bytes_index_sync),
-            column!(rows, "outcome", |r| r.outcome.to_string()),
-            column!(rows, "converged", |r| r.converged),
-            column!(rows, "throttle_pct_max", |r| r.throttle_pct_max),
-            column!(rows, "postcopy_faults", |r| r.postcopy_faults),
-            column!(rows, "postcopy_fault_wait_ms", |r| r.postcopy_fault_wait_ms),
-            column!(rows, "postcopy_guest_speed", |r| r.postcopy_guest_speed),
-            column!(rows, "bottleneck", |r| r.bottleneck.clone()),
-            column!(rows, "mean_rate_bytes_per_s", |r| r.mean_rate_bytes_per_s),
-            column!(rows, "bytes_unreduced", |r| r.bytes_unreduced),
-            column!(rows, "pages_zero", |r| r.pages_zero),
-            column!(rows, "pages_dedup", |r| r.pages_dedup),
-            column!(rows, "pages_delta", |r| r.pages_delta),
-            column!(rows, "pages_compressed", |r| r.pages_compressed),
-            column!(rows, "pages_raw", |r| r.pages_raw),
-            column!(rows, "bytes_zero", |r| r.bytes_zero),
-            column!(rows, "bytes_dedup", |r| r.bytes_dedup),
-            column!(rows, "bytes_delta", |r| r.bytes_delta),
-            column!(rows, "bytes_compressed", |r| r.bytes_compressed),
-            column!(rows, "bytes_raw", |r| r.bytes_raw),
-            column!(rows, "cpu_s_source", |r| r.cpu_s_source),
-            column!(rows, "cpu_s_zero", |r| r.cpu_s_zero),
-            column!(rows, "cpu_s_dedup", |r| r.cpu_s_dedup),
-            column!(rows, "cpu_s_delta", |r| r.cpu_s_delta),
-            column!(rows, "cpu_s_compress", |r| r.cpu_s_compress),
-            column!(rows, "cpu_s_destination", |r| r.cpu_s_destination),
-        ],
-    )
-}
-
-/// The `rounds` table of several variants.
-pub fn rounds_frame(runs: &[(&str, &[RoundRow])]) -> DataFrame {
-    let (variant, rows) = flatten(runs);
-    frame(
-        rows.len(),
-        vec![
-            variant,
-            column!(rows, "migration_id", |r| r.migration_id),
-            column!(rows, "vm", |r| r.vm.clone()),
-            column!(rows, "round", |r| r.round),
-            column!(rows, "phase", |r| r.phase.to_string()),
-            column!(rows, "start_s", |r| r.start_s),
-            column!(rows, "end_s", |r| r.end_s),
-            column!(rows, "pages", |r| r.pages),
-            column!(rows, "bytes_on_wire", |r| r.bytes_on_wire),
-            column!(rows, "rate_bytes_per_s", |r| r.rate_bytes_per_s),
-            column!(rows, "dirty_pages", |r| r.dirty_pages),
-            column!(rows, "throttle_pct", |r| r.throttle_pct),
-            column!(rows, "complete", |r| r.complete),
-        ],
-    )
-}
+pub use memfabric_formats::tables::{migrations_frame, read_parquet, rounds_frame, write_parquet};
 
 /// The `links` table of several variants.
 pub fn links_frame(runs: &[(&str, &[LinkRow])]) -> DataFrame {
@@ -185,23 +80,4 @@ pub fn energy_frame(runs: &[(&str, &[crate::energy::EnergyRow])]) -> DataFrame {
             column!(rows, "energy_j", |r| r.energy_j),
         ],
     )
-}
-
-/// Writes a frame as Parquet (zstd, single-threaded so the bytes are the same
-/// on every run), with `provenance` as the file's key-value metadata so that a
-/// table on its own still says which run made it.
-pub fn write_parquet(df: &mut DataFrame, path: &Path, provenance: &[(String, String)]) -> Result<(), OutputError> {
-    let file = std::fs::File::create(path).map_err(|source| OutputError::Io { path: path.display().to_string(), source })?;
-    ParquetWriter::new(file)
-        .set_parallel(false)
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(provenance.to_vec())))
-        .finish(df)
-        .map_err(|source| OutputError::Table { path: path.display().to_string(), source })?;
-    Ok(())
-}
-
-/// Reads a Parquet table (for tests, notebooks-in-Rust and the validator).
-pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
-    let file = std::fs::File::open(path)?;
-    ParquetReader::new(file).finish()
 }

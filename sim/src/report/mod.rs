@@ -9,6 +9,7 @@
 
 use crate::study::folder::StudyManifest;
 use crate::study::table::{read_jsonl, PointRecord};
+use memfabric_migration::record::Outcome;
 use polars::prelude::*;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ pub enum ReportError {
         /// What is wrong.
         message: String,
     },
+    /// A value of a table is not one its column allows (located by row).
+    #[error(transparent)]
+    Table(#[from] memfabric_formats::tables::TableReadError),
 }
 
 fn esc(s: &str) -> String {
@@ -227,7 +231,8 @@ fn run_sections(dir: &Path, b: &mut String) -> Result<(), ReportError> {
         let ca = c.f64().map_err(fmt_err)?;
         Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or(f64::NAN)).collect())
     };
-    let (variant, operation, outcome) = (text("variant")?, text("operation")?, text("outcome")?);
+    let (variant, operation) = (text("variant")?, text("operation")?);
+    let outcome: Vec<Outcome> = memfabric_formats::tables::enum_column(&df, "outcome", &path)?;
     let (start, end, total, down, wire) = (num("start_s")?, num("end_s")?, num("total_time_s")?, num("downtime_ms")?, num("bytes_on_wire")?);
     let mut groups: Vec<(String, String)> = Vec::new();
     for i in 0..df.height() {
@@ -239,7 +244,7 @@ fn run_sections(dir: &Path, b: &mut String) -> Result<(), ReportError> {
     b.push_str("<h2>Summary</h2>\n<table><tr><th class=\"l\">variant</th><th class=\"l\">operation</th><th>migrations</th><th>completed</th><th>makespan_s</th><th>total_s_p50</th><th>total_s_max</th><th>downtime_ms_max</th><th>wire GiB</th></tr>\n");
     for (v, op) in &groups {
         let idx: Vec<usize> = (0..df.height()).filter(|&i| &variant[i] == v && &operation[i] == op).collect();
-        let done: Vec<usize> = idx.iter().copied().filter(|&i| outcome[i] == "completed").collect();
+        let done: Vec<usize> = idx.iter().copied().filter(|&i| outcome[i] == Outcome::Completed).collect();
         let mut totals: Vec<f64> = done.iter().map(|&i| total[i]).collect();
         totals.sort_by(f64::total_cmp);
         let first = idx.iter().map(|&i| start[i]).fold(f64::INFINITY, f64::min);

@@ -237,7 +237,7 @@ impl Sim<'_> {
         }
     }
 
-    pub(super) fn push_round(&mut self, m: MigrationId, round: u32, phase: &'static str, sent: f64, dirty: u64, throttle: u32) {
+    pub(super) fn push_round(&mut self, m: MigrationId, round: u32, phase: RoundPhase, sent: f64, dirty: u64, throttle: u32) {
         let now = self.now();
         self.push_round_row(m, now, round, phase, sent, dirty, throttle, true);
     }
@@ -248,7 +248,7 @@ impl Sim<'_> {
         m: MigrationId,
         now: SimTime,
         round: u32,
-        phase: &'static str,
+        phase: RoundPhase,
         sent: f64,
         dirty: u64,
         throttle: u32,
@@ -278,7 +278,7 @@ impl Sim<'_> {
         match stage {
             Stage::IndexSync => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, "index-sync", sent, 0, 0);
+                self.push_round(m, r, RoundPhase::IndexSync, sent, 0, 0);
                 self.begin_transfer(m);
             }
             Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns(self.migs[m.index()].route.one_way_latency)) {
@@ -290,7 +290,7 @@ impl Sim<'_> {
             },
             Stage::StopCopy => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.index()].throttle.throttle_pct());
+                self.push_round(m, r, RoundPhase::StopCopy, sent, 0, self.migs[m.index()].throttle.throttle_pct());
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 // Calibrated switchover costs (pause, state, resume, and the
@@ -302,7 +302,7 @@ impl Sim<'_> {
             }
             Stage::PostCopySwitch => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, "postcopy-switch", sent, 0, 0);
+                self.push_round(m, r, RoundPhase::PostCopySwitch, sent, 0, 0);
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Resume));
@@ -333,7 +333,7 @@ impl Sim<'_> {
                 mig.postcopy_faults = faults;
                 mig.postcopy_fault_wait = Nanos::from_secs_ceil(faults as f64 * per_fault);
                 mig.postcopy_guest_speed = speed;
-                self.push_round(m, r, "postcopy-push", sent, 0, 0);
+                self.push_round(m, r, RoundPhase::PostCopyPush, sent, 0, 0);
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
@@ -363,7 +363,7 @@ impl Sim<'_> {
             }
             None => self.draw_dirty(vm, secs * run_fraction, sampling),
         };
-        self.push_round(m, round, "precopy", sent, dirty, throttle_during);
+        self.push_round(m, round, RoundPhase::PreCopy, sent, dirty, throttle_during);
         let mig = &mut self.migs[m.index()];
         mig.rounds += 1;
         if auto {

@@ -49,7 +49,7 @@ use flows::{FlowSpec, PageKind};
 use memfabric_migration::precopy::{
     precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyContext, PrecopyDecision, RoundWire,
 };
-use memfabric_migration::record::{Mechanism, Outcome};
+use memfabric_migration::record::{Mechanism, Outcome, RoundPhase};
 use memfabric_migration::state::MigrationPhase;
 use memfabric_migration::units::{BytesPerSecond, Nanos};
 use memfabric_migration::{PAGE_SIZE_BYTES, RAW_PAGE_WIRE_BYTES};

@@ -50,10 +50,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Binomial, Distribution};
 
-/// Default trace length: 60 s.
-pub const DEFAULT_DURATION_NS: u64 = 60_000_000_000;
-/// Default epoch length: 1 s (a typical dirty-log sync interval).
-pub const DEFAULT_EPOCH_NS: u64 = 1_000_000_000;
+pub use super::{DEFAULT_DURATION_NS, DEFAULT_EPOCH_NS};
 /// Default seed.
 pub const DEFAULT_SEED: u64 = 1;
 /// Most guest memory generated: 64 GiB (16 Mi pages; the snapshot alone

@@ -3,6 +3,8 @@
 
 use super::gen::{generate, image_page_hash, GenConfig, GenError};
 use super::*;
+use memfabric_migration::pipeline::hash::{hash_page, HashAlgo};
+use std::path::Path;
 
 /// A small idle-linux trace: 1 MiB, 5 epochs of 1 s.
 fn small() -> Trace {

@@ -1,4 +1,5 @@
 use super::*;
+use memfabric_migration::units::Fraction;
 use rand::SeedableRng;
 
 fn spec(popularity: Popularity, wws: f64, rate: f64) -> WorkloadSpec {

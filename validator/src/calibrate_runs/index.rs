@@ -51,7 +51,7 @@ pub fn write(out: &Path, m: &Matrix, errors: &[(String, String)]) -> anyhow::Res
                 let h = &r.headline;
                 cols.extend([
                     "complete".into(),
-                    field(&h.outcome),
+                    field(h.outcome.as_str()),
                     format!("{:.6}", h.total_time_s),
                     format!("{:.3}", h.downtime_ms),
                     h.bytes_on_wire.to_string(),

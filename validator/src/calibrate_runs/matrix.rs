@@ -42,7 +42,7 @@ const GUEST_SIZE_ALIGN_BYTES: u64 = 2 << 20;
 pub enum MatrixError {
     /// Not a readable regular file, or larger than a matrix may be.
     #[error(transparent)]
-    Input(#[from] memfabric_sim::input::InputError),
+    Input(#[from] memfabric_formats::input::InputError),
     /// TOML syntax or an unknown/missing key.
     #[error("{path}: {message}")]
     Syntax {
@@ -159,7 +159,7 @@ fn slug(s: &str) -> String {
 
 /// Reads and checks a matrix file.
 pub fn load(path: &Path) -> Result<Matrix, MatrixError> {
-    let text = memfabric_sim::input::read_text(path, memfabric_sim::input::SCENARIO_BYTES_MAX, "a calibration matrix")?;
+    let text = memfabric_formats::input::read_text(path, memfabric_formats::input::SCENARIO_BYTES_MAX, "a calibration matrix")?;
     parse(&text, &path.display().to_string())
 }
 

@@ -10,7 +10,7 @@
 //! DIR/runs/<run id>/         migrate's result folder (scenario.toml, the
 //!                            migrations and rounds tables, manifest.json,
 //!                            source.json, destination.json) plus run.json
-//!                            (memfabric_sim::calibrate::record::RunRecord)
+//!                            (memfabric_formats::record::RunRecord)
 //! ```
 //!
 //! A run folder is complete when its `run.json` reads back: `migrate`
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use memfabric_migration::units::Bytes;
-use memfabric_sim::calibrate::record::{RunHeadline, RunParams, RunRecord, RUN_RECORD_FILE};
+use memfabric_formats::record::{RunHeadline, RunParams, RunRecord, RUN_RECORD_FILE};
 
 use crate::migrate::orchestrate::{self, GuestArgs, MigrateArgs, MigrateOutcome};
 use crate::migrate::write_json;
@@ -112,11 +112,7 @@ fn params(m: &Matrix, run: &RunSpec) -> RunParams {
 fn headline(o: &MigrateOutcome) -> RunHeadline {
     let src = &o.source;
     RunHeadline {
-        outcome: match (src.outcome.as_str(), o.failure()) {
-            ("completed", None) => "completed".into(),
-            ("completed", Some(_)) => "failed".into(),
-            (other, _) => other.into(),
-        },
+        outcome: crate::results::outcome(o),
         total_time_s: (src.end_ns.saturating_sub(src.start_ns)) as f64 / 1e9,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
         bytes_on_wire: src.bytes_on_wire,
@@ -131,8 +127,8 @@ fn headline(o: &MigrateOutcome) -> RunHeadline {
 /// missing or empty folder, or a dataset it made from the same matrix (its
 /// `matrix.toml` equal to the one given), so resuming never overwrites a
 /// user's file.
-fn check_out(out: &Path, matrix_path: &Path) -> Result<(), memfabric_sim::atomic_dir::OutDirError> {
-    use memfabric_sim::atomic_dir::OutDirError;
+fn check_out(out: &Path, matrix_path: &Path) -> Result<(), memfabric_formats::atomic_dir::OutDirError> {
+    use memfabric_formats::atomic_dir::OutDirError;
     let meta = match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(_) => return Err(OutDirError::Foreign { path: out.into() }),

@@ -5,7 +5,7 @@
 pub mod abi;
 
 use memfabric_migration::units::Fraction;
-use memfabric_sim::workload::{archetype, Popularity, WorkloadSpec};
+use memfabric_formats::workload::{archetype, Popularity, WorkloadSpec};
 
 /// The guest's flat binary, loaded at [`abi::GUEST_IMAGE_GPA`].
 pub const IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));

@@ -468,7 +468,7 @@ fn interrupted(link: bool) -> anyhow::Error {
 /// Runs `migrate`: returns the outcome after writing the result folder.
 pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     check_migrate_args(args)?; // before starting anything
-    memfabric_sim::atomic_dir::check_target(&args.out, memfabric_sim::atomic_dir::DirKind::ValidatorResult, args.force)?;
+    memfabric_formats::atomic_dir::check_target(&args.out, memfabric_formats::atomic_dir::DirKind::ValidatorResult, args.force)?;
     // With --tls the stream is encrypted: the strategy (in the reports, the
     // result tables and the scenario the simulator replays) says so.
     let mut guest = args.guest.clone();

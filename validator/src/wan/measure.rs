@@ -2,7 +2,7 @@
 //! machine has no `ping` or `iperf3`: a UDP echo probe for the round-trip time,
 //! a single TCP stream for throughput, a paced UDP burst for loss, and the table
 //! `memfabric-validator wan measure` prints next to the simulator's predictions
-//! (`memfabric_sim::network::tcp::stream_cap`).
+//! (`memfabric_migration::tcp::stream_cap`).
 //!
 //! All endpoints are sockets of this process: each is created by a thread that
 //! has entered the site's namespace ([`WanLink::run_in`]), then used from
@@ -10,7 +10,7 @@
 
 use super::{LinkSpec, Side, WanError, WanLink};
 use memfabric_migration::units::{BytesPerSecond, Fraction, Nanos};
-use memfabric_sim::network::tcp::{stream_cap, TcpLimit, DEFAULT_MSS, DEFAULT_TCP_WINDOW};
+use memfabric_migration::tcp::{stream_cap, TcpLimit, DEFAULT_MSS, DEFAULT_TCP_WINDOW};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;

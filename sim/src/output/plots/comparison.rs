@@ -5,6 +5,7 @@
 use super::legend::{Legend, Swatch};
 use super::{notice, series_colour, titled, DrawResult, Fonts, LEGEND_WIDTH_PX, TICK_PX};
 use crate::run::RunOutput;
+use memfabric_migration::record::Outcome;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -26,7 +27,7 @@ pub(super) fn draw<DB: DrawingBackend>(outs: &[RunOutput], fonts: Fonts, root: &
             let wire = o.migrations.iter().map(|m| m.bytes_on_wire as f64).sum::<f64>() / GIB;
             let start = o.migrations.iter().map(|m| m.start_s).fold(f64::INFINITY, f64::min);
             let end = o.migrations.iter().map(|m| m.end_s).fold(0.0, f64::max);
-            let down = o.migrations.iter().filter(|m| m.outcome == "completed").map(|m| m.downtime_ms).fold(0.0, f64::max);
+            let down = o.migrations.iter().filter(|m| m.outcome == Outcome::Completed).map(|m| m.downtime_ms).fold(0.0, f64::max);
             [wire, (end - start).max(0.0), down]
         })
         .collect();

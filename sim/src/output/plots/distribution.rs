@@ -6,6 +6,7 @@ use super::legend::{Legend, Swatch};
 use super::{notice, series_colour, titled, variant_suffix, DrawResult, Fonts, AXIS_DESC_PX, LEGEND_WIDTH_PX, TICK_PX};
 use crate::output::summary::percentile;
 use crate::run::RunOutput;
+use memfabric_migration::record::Outcome;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -14,12 +15,12 @@ const P99: RGBColor = RGBColor(215, 40, 40);
 
 /// Completed migrations of a run.
 pub(super) fn completed(out: &RunOutput) -> usize {
-    out.migrations.iter().filter(|m| m.outcome == "completed").count()
+    out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count()
 }
 
 /// Sorted values of completed migrations.
 fn sorted(out: &RunOutput, value: impl Fn(&crate::mechanism::MigrationRow) -> f64) -> Vec<f64> {
-    let mut v: Vec<f64> = out.migrations.iter().filter(|m| m.outcome == "completed").map(value).collect();
+    let mut v: Vec<f64> = out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).map(value).collect();
     v.sort_by(f64::total_cmp);
     v
 }

@@ -6,6 +6,7 @@
 use super::legend::{Legend, Swatch};
 use super::{notice, titled, variant_suffix, DrawResult, Fonts, AXIS_DESC_PX, LEGEND_WIDTH_PX, TICK_PX};
 use crate::run::RunOutput;
+use memfabric_migration::record::{Outcome, RoundPhase};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -67,19 +68,19 @@ pub(super) fn draw<DB: DrawingBackend>(out: &RunOutput, fonts: Fonts, root: &Dra
     let min_w = t_max * 2e-3;
     chart.draw_series(out.rounds.iter().filter_map(|r| {
         let fill = match r.phase {
-            "precopy" if r.round % 2 == 0 => PRECOPY_DARK,
-            "precopy" => PRECOPY_LIGHT,
-            "stopcopy" | "postcopy-switch" => PAUSE,
-            "postcopy-push" => PUSH,
-            _ => return None,
+            RoundPhase::PreCopy if r.round % 2 == 0 => PRECOPY_DARK,
+            RoundPhase::PreCopy => PRECOPY_LIGHT,
+            RoundPhase::StopCopy | RoundPhase::PostCopySwitch => PAUSE,
+            RoundPhase::PostCopyPush => PUSH,
+            RoundPhase::IndexSync => return None,
         };
         let (y0, y1) = bar(r.migration_id);
         Some(Rectangle::new([(r.start_s, y0), (r.end_s.max(r.start_s + min_w), y1)], fill.filled()))
     }))?;
     // A triangle under each pause, so that short ones are found.
-    let pauses = out.rounds.iter().filter(|r| matches!(r.phase, "stopcopy" | "postcopy-switch"));
+    let pauses = out.rounds.iter().filter(|r| r.phase.pauses());
     chart.draw_series(pauses.map(|r| TriangleMarker::new((r.start_s, row(r.migration_id) - 0.42), 6, PAUSE.filled())))?;
-    let failed: Vec<_> = out.migrations.iter().filter(|m| m.outcome != "completed").collect();
+    let failed: Vec<_> = out.migrations.iter().filter(|m| m.outcome != Outcome::Completed).collect();
     chart.draw_series(failed.iter().map(|m| Cross::new((m.end_s, row(m.migration_id)), 7, BLACK.stroke_width(2))))?;
 
     downtime_panel(out, fonts, &downs, n)?;

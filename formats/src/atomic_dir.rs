@@ -21,7 +21,7 @@
 //!   then removed;
 //! - on every failure path the staging folder, and any parent folder this
 //!   call created, are removed; on SIGINT/SIGTERM [`remove_unfinished`] does
-//!   the same (see [`crate::interrupt`]).
+//!   the same (the binaries' `interrupt` modules call it).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -183,8 +183,8 @@ pub fn is_refusal(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         let out = c
             .downcast_ref::<OutDirError>()
-            .or_else(|| match c.downcast_ref::<crate::output::OutputError>() {
-                Some(crate::output::OutputError::Out(o)) => Some(o),
+            .or_else(|| match c.downcast_ref::<crate::tables::OutputError>() {
+                Some(crate::tables::OutputError::Out(o)) => Some(o),
                 _ => None,
             })
             .or_else(|| match c.downcast_ref::<crate::trace::TraceError>() {

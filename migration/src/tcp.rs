@@ -7,7 +7,7 @@
 //! `n` parallel streams (QEMU multifd) gets `n` times the per-stream bound; the
 //! links it crosses still bound the total (see the flow solver).
 
-use memfabric_migration::units::{Bytes, BytesPerSecond, Nanos};
+use crate::units::{Bytes, BytesPerSecond, Nanos};
 
 /// Mathis constant `C = sqrt(3/2)` for periodic loss with delayed ACKs off.
 pub const MATHIS_C: f64 = 1.224_744_871_391_589;

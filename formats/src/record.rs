@@ -4,6 +4,7 @@
 //! The validator writes it (it depends on this crate), the simulator reads
 //! it, so there is one definition of a dataset run.
 
+use memfabric_migration::record::Outcome;
 use serde::{Deserialize, Serialize};
 
 /// File name of the record inside a run folder.
@@ -35,8 +36,9 @@ pub struct RunParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunHeadline {
-    /// Outcome as in `migrations.outcome`.
-    pub outcome: String,
+    /// Outcome as in `migrations.outcome` (written by its name; an unknown
+    /// name is an error naming the file, line and column).
+    pub outcome: Outcome,
     /// Source start to the end of the migration, s.
     pub total_time_s: f64,
     /// Source pause to destination resume, ms.
@@ -67,4 +69,39 @@ pub struct RunRecord {
     pub load_avg_1m_at_start: f64,
     /// What was measured.
     pub headline: RunHeadline,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_json(outcome: &str) -> String {
+        format!(
+            r#"{{
+  "run_id": "r1",
+  "params": {{ "workload": "web", "dirty_rate_pages_per_s": 1000.0, "memory_bytes": 268435456,
+    "link": "loopback", "pipeline": "none", "seed": 1, "repeat": 0, "integrity_check": true }},
+  "load_avg_1m_at_start": 0.5,
+  "headline": {{ "outcome": "{outcome}", "total_time_s": 1.0, "downtime_ms": 2.0, "bytes_on_wire": 3,
+    "rounds": 2, "cpu_s_source": 0.1, "cpu_s_destination": 0.2, "source_verify_ms": null }}
+}}"#
+        )
+    }
+
+    #[test]
+    fn outcomes_read_and_write_by_name() {
+        for o in Outcome::ALL {
+            let r: RunRecord = serde_json::from_str(&record_json(o.as_str())).unwrap();
+            assert_eq!(r.headline.outcome, o);
+            let back = serde_json::to_string(&r).unwrap();
+            assert!(back.contains(&format!("\"outcome\":\"{o}\"")), "{back}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_names_the_value_and_where() {
+        let e = serde_json::from_str::<RunRecord>(&record_json("interrupted")).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `interrupted`, expected one of `completed`"), "{e}");
+        assert!(e.contains("at line 6 column"), "{e}");
+    }
 }

@@ -17,7 +17,7 @@ pub const PROFILE_BYTES_MAX: u64 = 1 << 20;
 pub const TRACE_MANIFEST_BYTES_MAX: u64 = 16 << 20;
 /// Largest trace table (Parquet) read: 4 GiB. A table is decoded whole into
 /// memory; 4 GiB of Parquet is well beyond the traces of a 1 TiB guest
-/// ([`crate::trace::gen`] caps generated memory at 64 GiB).
+/// (the simulator's trace generator caps generated memory at 64 GiB).
 pub const TRACE_TABLE_BYTES_MAX: u64 = 4 << 30;
 
 /// A file could not be read.
