@@ -4,11 +4,12 @@
 //! |---|---|
 //! | [`wire`] | framing: magic, version, kind, sequence number, xxh3 trailer |
 //! | [`source`] | the source VMM: boot, pre-copy rounds with the shared stop rule, stop-and-copy, handover |
-//! | [`dest`] | the destination VMM: receive and decode pages, verify, restore the vCPU, resume |
+//! | [`dest`] | the destination VMM: receive and decode pages straight into guest RAM, verify, restore the vCPU, resume |
 //! | [`orchestrate`] | `migrate`: starts both processes (optionally across a WAN link or a fault proxy), gathers their reports, writes results |
 //! | [`fault`] | fault injection at a byte count or a named phase: the proxy (link cut, corruption, killing either VMM) and the destination's page flip |
 //! | [`tls`] | the authenticated, encrypted channel (mutual TLS 1.3) and the connection type frames go through |
 //! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
+//! | [`datapath_bench`] | `datapath-bench`: source and destination CPU per GiB per pipeline on loopback, against memcpy |
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
 //!
 //! This module itself owns what both ends share: the control messages, the
@@ -40,6 +41,7 @@
 //! and without an answer leaves its guest paused (`unknown`).
 
 pub mod arbiter;
+pub mod datapath_bench;
 pub mod dest;
 pub mod fault;
 pub mod orchestrate;
@@ -122,7 +124,7 @@ pub struct Abort {
 /// Both ends compute it from per-page hashes of what their RAM holds: the
 /// source hashes its RAM at the pause (on a spare thread while the last
 /// pages go out); the destination hashes every page right after writing it,
-/// reading it back from RAM ([`PageHashes`]), and nothing else writes its RAM
+/// where it lies in RAM ([`PageHashes`]), and nothing else writes its RAM
 /// before the resume, so at switchover it only combines the hashes and its
 /// check adds well under a millisecond to the downtime. A page the dirty log
 /// missed, a page lost or misdecoded all show as a differing chunk.
