@@ -25,8 +25,11 @@
 //! 5. **raw**: the page itself.
 //!
 //! The [`Encoder`] runs these stages and keeps per-stage statistics
-//! ([`PipelineStats`]); the [`Decoder`] rebuilds the exact bytes. Records
-//! travel in [`Batch`]es whose binary format is documented in [`wire`].
+//! ([`PipelineStats`]); the [`Decoder`] rebuilds the exact bytes, into
+//! owned pages or straight into the destination's memory
+//! ([`Decoder::decode_wire_into`], [`PageTarget`]: payloads are read where
+//! they lie in the wire bytes, [`RecordView`]). Records travel in
+//! [`Batch`]es whose binary format is documented in [`wire`].
 //! The submodules document each stage's format and assumptions: [`hash`]
 //! (collision assumption), [`dedup`] (scopes and domains), [`bloom`]
 //! (false-positive rate), [`delta`] (run format and cache eviction),
