@@ -34,6 +34,9 @@ enum Command {
     /// Measures the CPU cost of the migration channel's TLS encryption and
     /// decryption in memory, against memcpy.
     TlsBench(memfabric_validator::migrate::tls_bench::TlsBenchArgs),
+    /// Source and destination CPU per GiB per pipeline on loopback, against
+    /// memcpy measured in the same run.
+    DatapathBench(memfabric_validator::migrate::datapath_bench::DatapathBenchArgs),
     /// Runs a matrix of live migrations (TOML) into a calibration dataset
     /// for `memfabric calibrate`; resumable.
     CalibrateRuns(memfabric_validator::calibrate_runs::CalibrateRunsArgs),
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
         Command::Wan(a) => memfabric_validator::wan::cli::run(a),
         Command::Dest(a) => orchestrate::dest_main(a),
         Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
+        Command::DatapathBench(a) => memfabric_validator::migrate::datapath_bench::run(a),
         Command::CalibrateRuns(a) => memfabric_validator::calibrate_runs::run(a),
     };
     match r {

@@ -9,9 +9,9 @@
 //! vCPU state), not TCP/IP headers; per-stage bytes are record header +
 //! payload; `downtime_ms` is the real pause, from the instant the source
 //! vCPU stopped to the instant the destination vCPU entered KVM_RUN
-//! (CLOCK_MONOTONIC, shared by both processes), which includes hashing RAM
-//! on both sides for the integrity check (`source_verify_ms`,
-//! `dest_verify_ms` in the manifest).
+//! (CLOCK_MONOTONIC, shared by both processes), which includes combining
+//! the running page hashes on both sides for the integrity check
+//! (`source_verify_ms`, `dest_verify_ms` in the manifest).
 
 use std::path::Path;
 

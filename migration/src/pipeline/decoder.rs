@@ -5,8 +5,8 @@ use super::dedup::ContentStore;
 use super::delta::{xbzrle_apply, DeltaCache, DeltaError};
 use super::encoder::PipelineConfig;
 use super::hash::ContentHash;
-use super::record::{Batch, PageRecord, Record};
-use super::wire::{decode_batch, WireError};
+use super::record::{Batch, BatchView, PageRecord, PageRecordView, RecordView};
+use super::wire::{parse_batch, WireError};
 use super::{Page, PAGE_SIZE};
 use std::collections::BTreeMap;
 
@@ -64,6 +64,12 @@ pub enum DecodeError {
         /// The hash referenced.
         hash: ContentHash,
     },
+    /// A record for a page the [`PageTarget`] does not have.
+    #[error("page {page_index} is outside the destination's memory")]
+    OutsideTarget {
+        /// The page index.
+        page_index: u64,
+    },
     /// A fallback batch holds a reference or a delta.
     #[error("page {page_index}: a fallback batch cannot carry a {kind} record")]
     InvalidFallbackRecord {
@@ -72,6 +78,36 @@ pub enum DecodeError {
         /// The record kind.
         kind: &'static str,
     },
+}
+
+/// Where a decoder writes pages in place: the destination's memory. The
+/// decoder rebuilds each page directly in the page `page_mut` returns (a
+/// compressed page is decompressed into it, a delta applied to the cached
+/// base and copied into it once), so no page passes through an
+/// intermediate buffer.
+pub trait PageTarget {
+    /// Page `page_index`, to be overwritten in full (None: no such page,
+    /// [`DecodeError::OutsideTarget`]).
+    fn page_mut(&mut self, page_index: u64) -> Option<&mut Page>;
+    /// Page `page_index` now holds its decoded content.
+    fn written(&mut self, page_index: u64);
+}
+
+/// A [`PageTarget`] that rebuilds each page in its own buffer and hands it
+/// to a closure (what [`Decoder::decode_batch_with`] uses).
+struct SinkTarget<F> {
+    page: Box<Page>,
+    sink: F,
+}
+
+impl<F: FnMut(u64, &Page)> PageTarget for SinkTarget<F> {
+    fn page_mut(&mut self, _page_index: u64) -> Option<&mut Page> {
+        Some(&mut self.page)
+    }
+
+    fn written(&mut self, page_index: u64) {
+        (self.sink)(page_index, &self.page);
+    }
 }
 
 /// A page rebuilt by the decoder.
@@ -123,7 +159,6 @@ pub struct Decoder {
     delta: Option<DeltaCache>,
     decompressor: PageDecompressor,
     pending: BTreeMap<u64, ContentHash>,
-    scratch: Box<Page>,
     stats: DecoderStats,
 }
 
@@ -135,7 +170,6 @@ impl Decoder {
             delta: config.delta_cache(),
             decompressor: PageDecompressor::new(),
             pending: BTreeMap::new(),
-            scratch: Box::new([0u8; PAGE_SIZE]),
             stats: DecoderStats::default(),
         }
     }
@@ -164,8 +198,9 @@ impl Decoder {
     /// the store cannot resolve is [`DecodeError::MissingReference`] (and the
     /// page becomes pending).
     pub fn decode_record(&mut self, store: &mut ContentStore, record: &PageRecord) -> Result<Box<Page>, DecodeError> {
-        match self.apply(store, record)? {
-            None => Ok(Box::new(*self.scratch)),
+        let mut page = Box::new([0u8; PAGE_SIZE]);
+        match self.apply(store, record.page_index, record.record.view(), &mut page)? {
+            None => Ok(page),
             Some(m) => Err(DecodeError::MissingReference { page_index: m.page_index, hash: m.hash }),
         }
     }
@@ -176,17 +211,59 @@ impl Decoder {
         &mut self,
         store: &mut ContentStore,
         batch: &Batch,
-        mut sink: F,
+        sink: F,
     ) -> Result<Vec<MissingReference>, DecodeError>
     where
         F: FnMut(u64, &Page),
     {
+        self.decode_view_into(store, &batch.view(), &mut SinkTarget { page: Box::new([0u8; PAGE_SIZE]), sink })
+    }
+
+    /// Decodes a batch into owned pages.
+    pub fn decode_batch(&mut self, store: &mut ContentStore, batch: &Batch) -> Result<DecodedBatch, DecodeError> {
+        self.decode_view(store, &batch.view())
+    }
+
+    /// Decodes a batch from its wire encoding.
+    pub fn decode_wire(&mut self, store: &mut ContentStore, bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
+        self.decode_view(store, &parse_batch(bytes)?)
+    }
+
+    /// Decodes a batch from its wire encoding straight into `target`: each
+    /// payload is read where it lies in `bytes` and rebuilt in the page it
+    /// belongs to. The whole batch is checked ([`parse_batch`]) before any
+    /// page is written. Returns the references that could not be resolved
+    /// (nothing was written for them).
+    pub fn decode_wire_into(
+        &mut self,
+        store: &mut ContentStore,
+        bytes: &[u8],
+        target: &mut impl PageTarget,
+    ) -> Result<Vec<MissingReference>, DecodeError> {
+        self.decode_view_into(store, &parse_batch(bytes)?, target)
+    }
+
+    fn decode_view(&mut self, store: &mut ContentStore, batch: &BatchView<'_>) -> Result<DecodedBatch, DecodeError> {
+        let mut pages = Vec::with_capacity(batch.records.len());
+        let sink = |page_index, page: &Page| pages.push(DecodedPage { page_index, page: Box::new(*page) });
+        let missing = self.decode_view_into(store, batch, &mut SinkTarget { page: Box::new([0u8; PAGE_SIZE]), sink })?;
+        Ok(DecodedBatch { pages, missing })
+    }
+
+    /// Decodes the records of `batch` in order into `target`.
+    fn decode_view_into(
+        &mut self,
+        store: &mut ContentStore,
+        batch: &BatchView<'_>,
+        target: &mut impl PageTarget,
+    ) -> Result<Vec<MissingReference>, DecodeError> {
         let mut missing = Vec::new();
-        for record in &batch.records {
+        for &PageRecordView { page_index, record } in &batch.records {
+            let page = target.page_mut(page_index).ok_or(DecodeError::OutsideTarget { page_index })?;
             let written = if batch.fallback {
-                self.apply_fallback(store, record)?
+                self.apply_fallback(store, page_index, record, page)?
             } else {
-                match self.apply(store, record)? {
+                match self.apply(store, page_index, record, page)? {
                     None => true,
                     Some(m) => {
                         missing.push(m);
@@ -195,42 +272,28 @@ impl Decoder {
                 }
             };
             if written {
-                sink(record.page_index, &self.scratch);
+                target.written(page_index);
             }
         }
         Ok(missing)
     }
 
-    /// Decodes a batch into owned pages.
-    pub fn decode_batch(&mut self, store: &mut ContentStore, batch: &Batch) -> Result<DecodedBatch, DecodeError> {
-        let mut pages = Vec::with_capacity(batch.records.len());
-        let missing = self.decode_batch_with(store, batch, |page_index, page| {
-            pages.push(DecodedPage { page_index, page: Box::new(*page) });
-        })?;
-        Ok(DecodedBatch { pages, missing })
-    }
-
-    /// Decodes a batch from its wire encoding.
-    pub fn decode_wire(&mut self, store: &mut ContentStore, bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
-        let batch = decode_batch(bytes)?;
-        self.decode_batch(store, &batch)
-    }
-
-    /// Applies an ordinary record: rebuilds the page into `scratch`, or
-    /// returns the reference it could not resolve.
+    /// Applies an ordinary record: rebuilds the page into `out`, or returns
+    /// the reference it could not resolve (leaving `out` as it was).
     fn apply(
         &mut self,
         store: &mut ContentStore,
-        record: &PageRecord,
+        page_index: u64,
+        record: RecordView<'_>,
+        out: &mut Page,
     ) -> Result<Option<MissingReference>, DecodeError> {
         self.stats.records += 1;
-        let page_index = record.page_index;
         // Any newer record supersedes a pending reference.
         self.pending.remove(&page_index);
-        if let Record::Ref(hash) = record.record {
+        if let RecordView::Ref(hash) = record {
             return match store.get(self.config.domain, hash) {
                 Some(page) => {
-                    self.scratch.copy_from_slice(page);
+                    out.copy_from_slice(page);
                     self.stats.pages_written += 1;
                     Ok(None)
                 }
@@ -241,76 +304,93 @@ impl Decoder {
                 }
             };
         }
-        self.rebuild(store, page_index, &record.record, true)?;
+        self.rebuild(store, page_index, record, true, out)?;
         self.stats.pages_written += 1;
         Ok(None)
     }
 
-    /// Applies a fallback record; returns whether the page is to be written.
-    fn apply_fallback(&mut self, store: &mut ContentStore, record: &PageRecord) -> Result<bool, DecodeError> {
+    /// Applies a fallback record; returns whether the page was written to
+    /// `out` (it is only when the page still waits for it).
+    fn apply_fallback(
+        &mut self,
+        store: &mut ContentStore,
+        page_index: u64,
+        record: RecordView<'_>,
+        out: &mut Page,
+    ) -> Result<bool, DecodeError> {
         self.stats.records += 1;
-        let page_index = record.page_index;
-        let kind = match record.record {
-            Record::Ref(_) => Some("ref"),
-            Record::Delta(_) => Some("delta"),
+        let kind = match record {
+            RecordView::Ref(_) => Some("ref"),
+            RecordView::Delta(_) => Some("delta"),
             _ => None,
         };
         if let Some(kind) = kind {
             return Err(DecodeError::InvalidFallbackRecord { page_index, kind });
         }
-        // Rebuilt even when superseded: that validates it and stores the content.
-        self.rebuild(store, page_index, &record.record, false)?;
         if self.pending.remove(&page_index).is_some() {
+            self.rebuild(store, page_index, record, false, out)?;
             self.stats.fallback_applied += 1;
             self.stats.pages_written += 1;
             Ok(true)
         } else {
+            // Rebuilt even when superseded (aside, not over the newer page):
+            // that validates it and stores the content.
+            let mut aside = Box::new([0u8; PAGE_SIZE]);
+            self.rebuild(store, page_index, record, false, &mut aside)?;
             self.stats.fallback_superseded += 1;
             Ok(false)
         }
     }
 
-    /// Rebuilds a content record (zero, delta, compressed, raw) into
-    /// `scratch`; records it in the delta cache (if `cache`) and in the store.
+    /// Rebuilds a content record (zero, delta, compressed, raw) into `out`;
+    /// records it in the delta cache (if `cache`) and in the store.
     fn rebuild(
         &mut self,
         store: &mut ContentStore,
         page_index: u64,
-        record: &Record,
+        record: RecordView<'_>,
         cache: bool,
+        out: &mut Page,
     ) -> Result<(), DecodeError> {
         match record {
-            Record::Zero => {
-                self.scratch.fill(0);
+            RecordView::Zero => {
+                out.fill(0);
                 return Ok(());
             }
-            Record::Ref(hash) => {
+            RecordView::Ref(hash) => {
                 // Callers handle references; treat one here as unresolvable.
-                return Err(DecodeError::MissingReference { page_index, hash: *hash });
+                return Err(DecodeError::MissingReference { page_index, hash });
             }
-            Record::Delta(delta) => {
-                let base = self
+            RecordView::Delta(delta) => {
+                // The delta applies to the cached base in place (the cache
+                // must hold the new content anyway), then the result is
+                // copied out once.
+                let page = self
                     .delta
-                    .as_ref()
-                    .and_then(|c| c.get(page_index))
-                    .ok_or(DecodeError::DeltaNoBase { page_index })?;
-                self.scratch.copy_from_slice(base);
-                xbzrle_apply(&mut self.scratch, delta).map_err(|source| DecodeError::Delta { page_index, source })?;
+                    .as_mut()
+                    .and_then(|c| c.update(page_index, |base| xbzrle_apply(base, delta)))
+                    .ok_or(DecodeError::DeltaNoBase { page_index })?
+                    .map_err(|source| DecodeError::Delta { page_index, source })?;
+                out.copy_from_slice(page);
+                if self.config.strategy.dedup.is_some() {
+                    store.insert_page(self.config.domain, self.config.hash_algo, out);
+                }
+                return Ok(());
             }
-            Record::Compressed { codec, bytes } => {
+            RecordView::Compressed { codec, bytes } => {
                 self.decompressor
-                    .decompress(*codec, bytes, &mut self.scratch)
-                    .map_err(|source| DecodeError::Decompress { page_index, codec: *codec, source })?;
+                    .decompress(codec, bytes, out)
+                    .map_err(|source| DecodeError::Decompress { page_index, codec, source })?;
             }
-            Record::Raw(page) => self.scratch.copy_from_slice(&page[..]),
+            RecordView::Raw(page) => out.copy_from_slice(page),
         }
         if cache {
             if let Some(c) = &mut self.delta {
-                c.insert(page_index, &self.scratch);
+                c.insert(page_index, out);
             }
         }
         if self.config.strategy.dedup.is_some() {
-            store.insert_page(self.config.domain, self.config.hash_algo, &self.scratch);
+            store.insert_page(self.config.domain, self.config.hash_algo, out);
         }
         Ok(())
     }

@@ -248,6 +248,21 @@ impl DeltaCache {
         self.by_recency.insert(stamp, page_index);
     }
 
+    /// Changes the cached content of `page_index` in place with `f` and
+    /// makes it the most recently sent, as [`insert`](Self::insert) of the
+    /// changed content would (the decoder applies a delta to its base this
+    /// way, without copying the base out). None if the page is not held.
+    /// If `f` fails the entry is left as `f` left it: callers treat the
+    /// stream as corrupt from then on.
+    pub fn update<E>(&mut self, page_index: u64, f: impl FnOnce(&mut Page) -> Result<(), E>) -> Option<Result<&Page, E>> {
+        let entry = self.entries.get_mut(&page_index)?;
+        self.clock += 1;
+        self.by_recency.remove(&entry.stamp);
+        entry.stamp = self.clock;
+        self.by_recency.insert(entry.stamp, page_index);
+        Some(f(&mut entry.page).map(|()| &*entry.page))
+    }
+
     /// Page indexes held, least recently sent first.
     pub fn page_indexes(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_recency.values().copied()
@@ -341,6 +356,26 @@ mod tests {
             assert_eq!(apply(&old, delta).unwrap_err(), want, "{delta:?}");
         }
         assert!(matches!(apply(&old, &[0x80]), Err(DeltaError::Malformed { what: "truncated ULEB128", .. })));
+    }
+
+    #[test]
+    fn update_in_place_equals_insert_of_the_result() {
+        let (mut a, mut b) = (DeltaCache::new(2), DeltaCache::new(2));
+        for c in [&mut a, &mut b] {
+            c.insert(1, &[1; PAGE_SIZE]);
+            c.insert(2, &[2; PAGE_SIZE]);
+        }
+        let mut changed = [1u8; PAGE_SIZE];
+        changed[7] = 9;
+        let mut delta = Vec::new();
+        assert!(xbzrle_encode(&[1; PAGE_SIZE], &changed, PAGE_SIZE, &mut delta));
+        let got = *a.update(1, |p| xbzrle_apply(p, &delta)).unwrap().unwrap();
+        assert_eq!(got, changed);
+        b.insert(1, &changed);
+        assert_eq!(a, b, "same content and recency: 1 is now the most recent");
+        a.insert(3, &[3; PAGE_SIZE]);
+        assert_eq!(a.page_indexes().collect::<Vec<_>>(), vec![1, 3], "2 was the least recent");
+        assert!(a.update(2, |_| Ok::<(), ()>(())).is_none());
     }
 
     #[test]

@@ -25,8 +25,11 @@
 //! 5. **raw**: the page itself.
 //!
 //! The [`Encoder`] runs these stages and keeps per-stage statistics
-//! ([`PipelineStats`]); the [`Decoder`] rebuilds the exact bytes. Records
-//! travel in [`Batch`]es whose binary format is documented in [`wire`].
+//! ([`PipelineStats`]); the [`Decoder`] rebuilds the exact bytes, into
+//! owned pages or straight into the destination's memory
+//! ([`Decoder::decode_wire_into`], [`PageTarget`]: payloads are read where
+//! they lie in the wire bytes, [`RecordView`]). Records travel in
+//! [`Batch`]es whose binary format is documented in [`wire`].
 //! The submodules document each stage's format and assumptions: [`hash`]
 //! (collision assumption), [`dedup`] (scopes and domains), [`bloom`]
 //! (false-positive rate), [`delta`] (run format and cache eviction),
@@ -107,13 +110,13 @@ mod tests;
 
 pub use bloom::{BloomError, BloomFilter, DEFAULT_BLOOM_BITS_PER_ITEM, DEFAULT_BLOOM_HASH_COUNT};
 pub use compress::{CodecKind, CompressError, DecompressError, PageCompressor, PageDecompressor};
-pub use decoder::{DecodeError, DecodedBatch, DecodedPage, Decoder, DecoderStats, MissingReference};
+pub use decoder::{DecodeError, DecodedBatch, DecodedPage, Decoder, DecoderStats, MissingReference, PageTarget};
 pub use dedup::{ContentStore, DedupIndex, DedupSource, DomainId};
 pub use delta::{xbzrle_apply, xbzrle_encode, DeltaCache, DeltaError, DEFAULT_DELTA_CACHE_PAGES, MIN_ZERO_RUN_BYTES};
 pub use encoder::{EncodeError, Encoder, PipelineConfig, DEFAULT_DELTA_MAX_BYTES};
 pub use exchange::{exchange_batch, Exchange, ExchangeError};
 pub use hash::{hash_page, ContentHash, HashAlgo};
-pub use record::{Batch, PageRecord, Record};
+pub use record::{Batch, BatchView, PageRecord, PageRecordView, Record, RecordView};
 pub use stats::{PipelineStats, Stage, StageStats};
 pub use wire::WireError;
 pub use zero::is_zero_page;

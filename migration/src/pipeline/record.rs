@@ -28,6 +28,17 @@ pub enum Record {
 }
 
 impl Record {
+    /// This record borrowed as a [`RecordView`].
+    pub fn view(&self) -> RecordView<'_> {
+        match self {
+            Record::Zero => RecordView::Zero,
+            Record::Ref(hash) => RecordView::Ref(*hash),
+            Record::Delta(d) => RecordView::Delta(d),
+            Record::Compressed { codec, bytes } => RecordView::Compressed { codec: *codec, bytes },
+            Record::Raw(page) => RecordView::Raw(page),
+        }
+    }
+
     /// Bytes of payload after the record's header.
     pub fn payload_len(&self) -> usize {
         match self {
@@ -84,5 +95,79 @@ impl Batch {
     /// Sum of [`Record::model_wire_bytes`] over the records.
     pub fn model_wire_bytes(&self) -> u64 {
         self.records.iter().map(|r| r.record.model_wire_bytes()).sum()
+    }
+}
+
+/// A [`Record`] whose payload is borrowed (from a batch's wire encoding, see
+/// [`parse_batch`](super::wire::parse_batch)): what the decoder reads, so
+/// that a payload is never copied before it is decoded into its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordView<'a> {
+    /// An all-zero page.
+    Zero,
+    /// Content the destination holds under this hash.
+    Ref(ContentHash),
+    /// XBZRLE runs against the cached previous content.
+    Delta(&'a [u8]),
+    /// The page compressed with `codec`.
+    Compressed {
+        /// The codec.
+        codec: CodecKind,
+        /// The compressed bytes.
+        bytes: &'a [u8],
+    },
+    /// The page itself.
+    Raw(&'a Page),
+}
+
+impl RecordView<'_> {
+    /// The owned record.
+    pub fn to_record(self) -> Record {
+        match self {
+            RecordView::Zero => Record::Zero,
+            RecordView::Ref(hash) => Record::Ref(hash),
+            RecordView::Delta(d) => Record::Delta(d.to_vec()),
+            RecordView::Compressed { codec, bytes } => Record::Compressed { codec, bytes: bytes.to_vec() },
+            RecordView::Raw(page) => Record::Raw(Box::new(*page)),
+        }
+    }
+}
+
+/// A [`PageRecord`] with a borrowed payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRecordView<'a> {
+    /// Index of the page in guest memory.
+    pub page_index: u64,
+    /// What the page became.
+    pub record: RecordView<'a>,
+}
+
+/// A [`Batch`] whose payloads borrow its wire encoding (already checked in
+/// full: checksum, tags, lengths, record count).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchView<'a> {
+    /// See [`Batch::fallback`].
+    pub fallback: bool,
+    /// The records, in encoding order.
+    pub records: Vec<PageRecordView<'a>>,
+}
+
+impl BatchView<'_> {
+    /// The owned batch.
+    pub fn to_batch(&self) -> Batch {
+        Batch {
+            fallback: self.fallback,
+            records: self.records.iter().map(|r| PageRecord { page_index: r.page_index, record: r.record.to_record() }).collect(),
+        }
+    }
+}
+
+impl Batch {
+    /// This batch borrowed as a [`BatchView`].
+    pub fn view(&self) -> BatchView<'_> {
+        BatchView {
+            fallback: self.fallback,
+            records: self.records.iter().map(|r| PageRecordView { page_index: r.page_index, record: r.record.view() }).collect(),
+        }
     }
 }

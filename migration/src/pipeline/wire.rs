@@ -62,8 +62,8 @@
 
 use super::compress::CodecKind;
 use super::hash::ContentHash;
-use super::record::{Batch, PageRecord, Record};
-use super::{Page, PAGE_SIZE};
+use super::record::{Batch, BatchView, PageRecord, PageRecordView, Record, RecordView};
+use super::PAGE_SIZE;
 
 /// First bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"MFPB";
@@ -213,6 +213,12 @@ pub fn encode_batch(batch: &Batch, out: &mut Vec<u8>) -> Result<(), WireError> {
 
 /// Decodes one batch that fills `bytes` exactly.
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
+    parse_batch(bytes).map(|view| view.to_batch())
+}
+
+/// Checks one batch that fills `bytes` exactly, as [`decode_batch`] does,
+/// and returns its records with their payloads borrowed from `bytes`.
+pub fn parse_batch(bytes: &[u8]) -> Result<BatchView<'_>, WireError> {
     let mut r = Reader { bytes, pos: 0 };
     let magic: [u8; 4] = r.array()?;
     if magic != MAGIC {
@@ -257,10 +263,10 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     if extra != 0 {
         return Err(WireError::RecordCountMismatch { declared: count, extra: extra as u64 });
     }
-    Ok(Batch { fallback: flags & FLAG_FALLBACK != 0, records })
+    Ok(BatchView { fallback: flags & FLAG_FALLBACK != 0, records })
 }
 
-fn read_record(r: &mut Reader<'_>, record: u32) -> Result<PageRecord, WireError> {
+fn read_record<'a>(r: &mut Reader<'a>, record: u32) -> Result<PageRecordView<'a>, WireError> {
     let [tag] = r.array()?;
     let page_index = u64::from_le_bytes(r.array()?);
     let len = u32::from_le_bytes(r.array()?) as usize;
@@ -270,23 +276,20 @@ fn read_record(r: &mut Reader<'_>, record: u32) -> Result<PageRecord, WireError>
     let bad_len = |kind| WireError::BadPayloadLength { record, kind, len: len as u64 };
     let payload = r.take(len)?;
     let record = match tag {
-        TAG_ZERO if len == 0 => Record::Zero,
+        TAG_ZERO if len == 0 => RecordView::Zero,
         TAG_ZERO => return Err(bad_len("zero")),
         TAG_REF => {
             let hash: [u8; 16] = payload.try_into().map_err(|_| bad_len("ref"))?;
-            Record::Ref(ContentHash::from_le_bytes(hash))
+            RecordView::Ref(ContentHash::from_le_bytes(hash))
         }
-        TAG_DELTA => Record::Delta(payload.to_vec()),
+        TAG_DELTA => RecordView::Delta(payload),
         TAG_LZ4 | TAG_ZSTD if len == 0 => return Err(bad_len("compressed")),
-        TAG_LZ4 => Record::Compressed { codec: CodecKind::Lz4, bytes: payload.to_vec() },
-        TAG_ZSTD => Record::Compressed { codec: CodecKind::Zstd, bytes: payload.to_vec() },
-        TAG_RAW => {
-            let page: &Page = payload.try_into().map_err(|_| bad_len("raw"))?;
-            Record::Raw(Box::new(*page))
-        }
+        TAG_LZ4 => RecordView::Compressed { codec: CodecKind::Lz4, bytes: payload },
+        TAG_ZSTD => RecordView::Compressed { codec: CodecKind::Zstd, bytes: payload },
+        TAG_RAW => RecordView::Raw(payload.try_into().map_err(|_| bad_len("raw"))?),
         tag => return Err(WireError::UnknownTag { record, tag }),
     };
-    Ok(PageRecord { page_index, record })
+    Ok(PageRecordView { page_index, record })
 }
 
 struct Reader<'a> {

@@ -84,6 +84,19 @@ impl GuestRam {
         self.write(index * PAGE_SIZE_BYTES, page)
     }
 
+    /// Page `index` in place, for a writer that rebuilds it there (the
+    /// migration destination decodes straight into guest RAM).
+    ///
+    /// # Safety
+    /// No vCPU of this RAM may run, and no other reference to the page may
+    /// be alive, while the returned one is.
+    pub unsafe fn page_mut(&self, index: u64) -> &mut [u8; PAGE] {
+        self.check(index * PAGE_SIZE_BYTES, PAGE);
+        // SAFETY: inside the mapping (checked), page-aligned; exclusivity is
+        // the caller's contract.
+        unsafe { &mut *(self.region.as_ptr().add((index * PAGE_SIZE_BYTES) as usize) as *mut [u8; PAGE]) }
+    }
+
     /// A little-endian u64 at `gpa`.
     pub fn read_u64(&self, gpa: u64) -> u64 {
         let mut b = [0u8; 8];

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memfabric_migration::pipeline::{ContentStore, Decoder, PipelineConfig};
+use memfabric_migration::pipeline::{ContentStore, Decoder, Page, PageTarget, PipelineConfig};
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover, CHUNK_PAGES};
-use crate::kvm::{VcpuState, Vm};
+use crate::kvm::{GuestRam, VcpuState, Vm};
 use crate::machine::Machine;
 
 /// How to run the destination.
@@ -100,6 +100,31 @@ impl DestReport {
     }
 }
 
+/// The decoder's target: guest RAM, rebuilt in place page by page, each
+/// page hashed where it lies right after it was written.
+struct RamTarget<'a> {
+    ram: &'a GuestRam,
+    pages: u64,
+    hashes: &'a mut PageHashes,
+    written: u64,
+}
+
+impl PageTarget for RamTarget<'_> {
+    fn page_mut(&mut self, page_index: u64) -> Option<&mut Page> {
+        // SAFETY: the destination's vCPU does not exist before the resume,
+        // and the decoder holds one page reference at a time.
+        (page_index < self.pages).then(|| unsafe { self.ram.page_mut(page_index) })
+    }
+
+    fn written(&mut self, page_index: u64) {
+        // Hash what RAM now holds, read where it lies.
+        // SAFETY: as in `page_mut`; the reference lives for this call only.
+        let page = unsafe { self.ram.page_mut(page_index) };
+        self.hashes.set(page_index, page);
+        self.written += 1;
+    }
+}
+
 struct Receiver {
     reader: FrameReader<BufReader<Conn>>,
     writer: FrameWriter<BufWriter<Conn>>,
@@ -141,7 +166,9 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
             None => Conn::Plain(stream.try_clone().map_err(io)?),
         };
         Ok(Receiver {
-            reader: FrameReader::new(BufReader::with_capacity(1 << 20, conn.handle().map_err(io)?)),
+            // Small: a payload larger than the buffer is read past it, straight
+            // into the frame buffer, instead of being copied through it.
+            reader: FrameReader::new(BufReader::with_capacity(64 << 10, conn.handle().map_err(io)?)),
             writer: FrameWriter::new(BufWriter::new(conn)),
         })
     };
@@ -210,36 +237,31 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     // Prepared RAM is all zero; from here every write updates the hashes.
     let mut hashes = PageHashes::zeroed(pages);
     let mut readback = [0u8; memfabric_migration::pipeline::PAGE_SIZE];
+    // One buffer for every frame of the stream: pages are decoded from it in place.
+    let mut buf = Vec::new();
     let switchover: Switchover = loop {
-        let f = recv(rx, "pages")?;
-        match f.kind {
+        let head = rx.reader.recv_into(&mut buf).map_err(|e| format!("receiving pages: {e}"))?;
+        let payload = &buf[..head.len];
+        match head.kind {
             Kind::Pages => {
-                let batch = decoder.decode_wire(&mut store, &f.payload).map_err(|e| format!("page batch: {e}"))?;
-                if let Some(m) = batch.missing.first() {
+                let mut target = RamTarget { ram: vm.ram(), pages, hashes: &mut hashes, written: 0 };
+                let missing = decoder.decode_wire_into(&mut store, payload, &mut target).map_err(|e| format!("page batch: {e}"))?;
+                report.pages_received += target.written;
+                if let Some(m) = missing.first() {
                     return Err(format!(
                         "page {} refers to content this destination does not hold ({} missing references; the validator runs no site index)",
                         m.page_index,
-                        batch.missing.len()
+                        missing.len()
                     ));
                 }
-                for p in &batch.pages {
-                    if p.page_index >= pages {
-                        return Err(format!("page {} is outside guest RAM ({pages} pages)", p.page_index));
-                    }
-                    vm.ram().write_page(p.page_index, &p.page[..]);
-                    // Hash what RAM now holds, not what we meant to write.
-                    vm.ram().read_page(p.page_index, &mut readback);
-                    hashes.set(p.page_index, &readback);
-                }
-                report.pages_received += batch.pages.len() as u64;
             }
             Kind::RoundEnd => {
-                let _: RoundEnd = serde_json::from_slice(&f.payload).map_err(|e| format!("RoundEnd: {e}"))?;
+                let _: RoundEnd = serde_json::from_slice(payload).map_err(|e| format!("RoundEnd: {e}"))?;
                 report.rounds_seen += 1;
             }
-            Kind::Switchover => break serde_json::from_slice(&f.payload).map_err(|e| format!("Switchover: {e}"))?,
+            Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
             Kind::Abort => {
-                let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable)".into() });
+                let a: Abort = serde_json::from_slice(payload).unwrap_or(Abort { reason: "(unreadable)".into() });
                 report.outcome = "aborted-by-source".into();
                 return Err(format!("the source aborted: {}", a.reason));
             }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
-use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
+use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover};
 use crate::guest::{abi, GuestWorkload};
 use crate::kvm::{monotonic_ns, DirtyBitmap, ProgressSnapshot};
 use crate::machine::Machine;
@@ -46,8 +46,10 @@ pub struct SourceConfig {
     pub io_timeout: Duration,
     /// After a failed migration, how long to watch the source guest run on.
     pub watch_after_abort: Duration,
-    /// Hash all RAM at the pause so that the destination can prove every
-    /// page arrived (costs downtime: one pass over RAM on one core).
+    /// Keep the hash of every page as it is sent, so that at switchover the
+    /// destination can prove that every page of its RAM equals the source's
+    /// at the pause ([`PageHashes`]; off the pause: the stop-and-copy only
+    /// hashes the pages it sends).
     pub integrity_check: bool,
     /// When the handover's end is unknown (the connection failed after the
     /// vCPU state went out), ask the orchestrator on stdin whether the
@@ -198,7 +200,7 @@ pub struct SourceReport {
     pub resume_ns: Option<u64>,
     /// Time to map and pre-fault the destination's RAM, ms.
     pub dest_prefault_ms: Option<f64>,
-    /// Hashing the source RAM at the pause, ms (overlaps the stop-and-copy send).
+    /// Combining the source's page hashes into chunk digests at the pause, ms.
     pub source_verify_ms: Option<f64>,
     /// Hashing and comparing at the destination, ms (part of the downtime).
     pub dest_verify_ms: Option<f64>,
@@ -276,6 +278,8 @@ struct Migration<'a> {
     m: &'a mut Machine,
     encoder: Encoder,
     index: DedupIndex,
+    /// The hash of each page as last sent (with the integrity check).
+    sent: Option<PageHashes>,
     writer: FrameWriter<BufWriter<Conn>>,
     reader: FrameReader<Conn>,
     /// The TCP connection under the frames (timeouts, send queue, shutdown).
@@ -325,6 +329,9 @@ impl Migration<'_> {
             records.clear();
             for index in pages.by_ref().take(BATCH_PAGES) {
                 self.m.ram().read_page(index, &mut page);
+                if let Some(sent) = &mut self.sent {
+                    sent.set(index, &page);
+                }
                 let t = Instant::now();
                 let rec = self.encoder.encode_page(&mut self.index, index, &page).map_err(|e| fail(format!("encoding page {index}: {e}")))?;
                 let secs = t.elapsed().as_secs_f64();
@@ -432,24 +439,17 @@ impl Migration<'_> {
         let start_ns = paused.at_monotonic_ns;
         let last = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
         to_send.merge(&last);
-        // RAM is frozen now: hash it for the integrity check on another
-        // thread while the last pages go out.
-        let hasher = self.cfg.integrity_check.then(|| {
-            let ram = self.m.ram().clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                (chunk_digests(&ram.page_hashes()), t.elapsed())
-            })
-        });
+        // RAM is frozen now. Every page not in `to_send` holds what it held
+        // when it was last sent (the dirty log says so), and the
+        // stop-and-copy hashes the pages it sends: after it, `sent` is the
+        // hash of every page of RAM at the pause.
         let sent = self.send_pages(to_send.iter());
-        let hashes = match hasher {
-            Some(h) => {
-                let (hashes, hash_time) = h.join().map_err(|_| fail("the integrity hashing thread panicked"))?;
-                self.report.source_verify_ms = Some(hash_time.as_secs_f64() * 1e3);
-                Some(hashes)
-            }
-            None => None,
-        };
+        let hashes = self.sent.as_ref().map(|h| {
+            let t = Instant::now();
+            let digests = chunk_digests(&h.0);
+            self.report.source_verify_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+            digests
+        });
         let (pages, bytes) = sent?;
         let state = paused.state.to_bytes();
         let sw = Switchover {
@@ -585,7 +585,10 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     let reader = FrameReader::new(conn.handle()?);
     let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
     let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
-    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, tcp: stream, report, paused: false };
+    // Round 0 sends every page, so every entry is set before it is read.
+    let sent = cfg.integrity_check.then(|| PageHashes::zeroed(m.ram().pages()));
+    let mut mig =
+        Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), sent, writer, reader, tcp: stream, report, paused: false };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;

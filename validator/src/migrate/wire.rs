@@ -240,6 +240,16 @@ impl<R: Read> FrameReader<R> {
 
     /// Reads the next frame.
     pub fn recv(&mut self) -> Result<Frame, FrameError> {
+        let mut payload = Vec::new();
+        let head = self.recv_into(&mut payload)?;
+        payload.truncate(head.len);
+        Ok(Frame { kind: head.kind, flags: head.flags, payload })
+    }
+
+    /// Reads the next frame's payload into `buf[..len]` (growing `buf` if
+    /// needed, never shrinking it, so that one buffer serves a whole stream
+    /// without allocating or clearing per frame); returns its header.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<FrameHead, FrameError> {
         let mut header = [0u8; HEADER_BYTES];
         self.inner.read_exact(&mut header)?;
         let magic: [u8; 4] = header[..4].try_into().expect("4 bytes");
@@ -256,13 +266,16 @@ impl<R: Read> FrameReader<R> {
         if len > MAX_PAYLOAD_BYTES {
             return Err(FrameError::TooLarge { seq, len });
         }
-        let mut payload = vec![0u8; len];
-        self.inner.read_exact(&mut payload)?;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let payload = &mut buf[..len];
+        self.inner.read_exact(payload)?;
         let mut trailer = [0u8; TRAILER_BYTES];
         self.inner.read_exact(&mut trailer)?;
         let mut h = Xxh3::new();
         h.update(&header);
-        h.update(&payload);
+        h.update(payload);
         let computed = h.digest();
         let stored = u64::from_le_bytes(trailer);
         if computed != stored {
@@ -273,8 +286,19 @@ impl<R: Read> FrameReader<R> {
         }
         self.seq = self.seq.wrapping_add(1);
         self.bytes += Frame::wire_bytes(len);
-        Ok(Frame { kind, flags, payload })
+        Ok(FrameHead { kind, flags, len })
     }
+}
+
+/// The header of a frame read by [`FrameReader::recv_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHead {
+    /// Kind.
+    pub kind: Kind,
+    /// Flags ([`FLAG_GUEST_PAUSED`]).
+    pub flags: u16,
+    /// Payload bytes.
+    pub len: usize,
 }
 
 #[cfg(test)]
@@ -311,6 +335,19 @@ mod tests {
             let all_ok = (0..3).all(|_| r.recv().is_ok());
             assert!(!all_ok, "flipping byte {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn one_buffer_serves_frames_of_any_size() {
+        let bytes = frames();
+        let mut r = FrameReader::new(&bytes[..]);
+        let mut buf = Vec::new();
+        let h = r.recv_into(&mut buf).unwrap();
+        assert_eq!((h.kind, &buf[..h.len]), (Kind::Hello, &b"{\"a\":1}"[..]));
+        let h = r.recv_into(&mut buf).unwrap();
+        assert_eq!((h.kind, &buf[..h.len]), (Kind::Pages, &[7u8; 1000][..]));
+        let h = r.recv_into(&mut buf).unwrap();
+        assert_eq!((h.kind, h.len, buf.len()), (Kind::Abort, 0, 1000), "shorter frame, buffer kept");
     }
 
     #[test]

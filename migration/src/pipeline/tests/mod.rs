@@ -7,6 +7,7 @@ mod bloom_fallback;
 mod dedup_counts;
 mod delta_stream;
 mod harness;
+mod in_place;
 mod roundtrip;
 mod wire_errors;
 mod wire_fuzz;
