@@ -48,9 +48,13 @@
 
 #define GUEST_PARAMS_MAGIC   0x314d524150474d46ULL /* "FMGPARM1" little-endian */
 #define GUEST_STATUS_MAGIC   0x3154415453474d46ULL /* "FMGSTAT1" */
-#define GUEST_ABI_VERSION    2
+#define GUEST_ABI_VERSION    3
 
 #define GUEST_PPM            1000000
+
+/* write_rate_pages_per_s of a CPU-bound guest: it dirties as fast as its
+ * CPU lets it, never idles, and is slowed down only by the VMM (throttling). */
+#define GUEST_WRITE_RATE_UNPACED 0xffffffffffffffffULL
 
 #ifndef __ASSEMBLER__
 /* Written by the VMM before the first instruction; read-only for the guest. */
@@ -63,7 +67,7 @@ struct guest_params {
     unsigned long long work_gpa;           /* first workload page */
     unsigned long long work_pages;
     unsigned long long tsc_hz;
-    unsigned long long write_rate_pages_per_s;  /* page writes per second, re-writes included */
+    unsigned long long write_rate_pages_per_s;  /* page writes per second, re-writes included; GUEST_WRITE_RATE_UNPACED: CPU-bound */
     unsigned long long zero_ppm;
     unsigned long long shared_image_ppm;
     unsigned long long duplicate_ppm;

@@ -87,6 +87,8 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             watch: memfabric_migration::units::Nanos::from_millis(1_000),
             no_integrity_check: !s.integrity_check,
             ram_split: Bytes(3 << 30),
+            cpu_bound: false,
+            auto_converge: false,
         },
         fault: None,
         link: run.link.clone(),

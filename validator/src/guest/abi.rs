@@ -65,9 +65,12 @@ pub const GUEST_PARAMS_MAGIC: u64 = 0x314d_5241_5047_4d46;
 /// [`GuestStatus::magic`].
 pub const GUEST_STATUS_MAGIC: u64 = 0x3154_4154_5347_4d46;
 /// ABI version the VMM speaks.
-pub const GUEST_ABI_VERSION: u64 = 2;
+pub const GUEST_ABI_VERSION: u64 = 3;
 /// Parts per million: the unit of every fraction in [`GuestParams`].
 pub const GUEST_PPM: u64 = 1_000_000;
+/// [`GuestParams::write_rate_pages_per_s`] of a CPU-bound guest: it dirties
+/// as fast as its vCPU runs and never idles (only a VMM throttle slows it).
+pub const GUEST_WRITE_RATE_UNPACED: u64 = u64::MAX;
 
 /// Default split: RAM below 3 GiB sits at the same guest-physical address,
 /// the rest from [`GUEST_HIGH_RAM_GPA`] on. The local APIC page at
@@ -276,7 +279,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_header() {
-        let pairs: [(&str, u64); 32] = [
+        let pairs: [(&str, u64); 33] = [
             ("GUEST_GDT_GPA", GUEST_GDT_GPA),
             ("GUEST_IDT_GPA", GUEST_IDT_GPA),
             ("GUEST_TSS_GPA", GUEST_TSS_GPA),
@@ -309,6 +312,7 @@ mod tests {
             ("GUEST_STATUS_MAGIC", GUEST_STATUS_MAGIC),
             ("GUEST_ABI_VERSION", GUEST_ABI_VERSION),
             ("GUEST_PPM", GUEST_PPM),
+            ("GUEST_WRITE_RATE_UNPACED", GUEST_WRITE_RATE_UNPACED),
         ];
         for (name, value) in pairs {
             assert_eq!(define(name), value, "{name}");

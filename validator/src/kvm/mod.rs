@@ -1,6 +1,7 @@
 //! The KVM side of the VMM: one VM with its guest RAM in a single memory slot
 //! ([`vm`]), long-mode boot of the workload guest ([`boot`]), the vCPU thread
-//! with pause/resume ([`vcpu`]), and the vCPU state that migrates ([`state`]).
+//! with pause/resume ([`vcpu`]) and throttling ([`throttle`]), and the vCPU
+//! state that migrates ([`state`]).
 //!
 //! Written against /dev/kvm as found on hardware hosts; the notes on
 //! `kvm-pvm` (nested, shadow paging) in shared/MACHINE.md explain the few
@@ -8,6 +9,7 @@
 
 pub mod boot;
 pub mod state;
+pub mod throttle;
 pub mod vcpu;
 pub mod vm;
 

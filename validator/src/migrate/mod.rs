@@ -10,6 +10,7 @@
 //! | [`tls`] | the authenticated, encrypted channel (mutual TLS 1.3) and the connection type frames go through |
 //! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
+//! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -44,6 +45,7 @@ pub mod dest;
 pub mod fault;
 pub mod orchestrate;
 pub mod source;
+pub mod throttle;
 pub mod tls;
 pub mod tls_bench;
 pub mod wire;

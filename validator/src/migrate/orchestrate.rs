@@ -76,6 +76,14 @@ pub struct GuestArgs {
     /// to exercise the second memory slot with a small guest).
     #[arg(long = "ram-split", default_value = "3GiB", value_parser = Bytes::parse, hide = true)]
     pub ram_split: Bytes,
+    /// The guest dirties as fast as its vCPU runs (CPU-bound), ignoring
+    /// --dirty-rate; scenario.toml gets the rate it reached in round 0.
+    #[arg(long = "cpu-bound", conflicts_with = "dirty_rate")]
+    pub cpu_bound: bool,
+    /// QEMU-style auto-converge: throttle the guest's vCPU (20 %, +10 %,
+    /// up to 99 %) when it dirties faster than the rounds send.
+    #[arg(long = "auto-converge")]
+    pub auto_converge: bool,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -120,6 +128,9 @@ impl GuestArgs {
     pub fn source_config(&self) -> anyhow::Result<SourceConfig> {
         let mut workload = GuestWorkload::from_archetype(&self.workload, self.dirty_rate, self.seed)?;
         workload.ram_split = self.ram_split.0;
+        if self.cpu_bound {
+            workload.pace = crate::guest::DirtyPace::CpuBound;
+        }
         workload.layout(self.mem.0)?;
         Ok(SourceConfig {
             memory_bytes: self.mem.0,
@@ -136,6 +147,7 @@ impl GuestArgs {
             integrity_check: !self.no_integrity_check,
             arbiter: false,
             tls: None,
+            auto_converge: self.auto_converge,
         })
     }
 
@@ -169,6 +181,12 @@ impl GuestArgs {
         }
         if self.no_integrity_check {
             v.push("--no-integrity-check".into());
+        }
+        if self.cpu_bound {
+            v.push("--cpu-bound".into());
+        }
+        if self.auto_converge {
+            v.push("--auto-converge".into());
         }
         v
     }

@@ -19,6 +19,7 @@ use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
+use super::throttle::{AutoConvergeDriver, GuestDuring};
 use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, Resumed, RoundEnd, Switchover};
@@ -55,6 +56,9 @@ pub struct SourceConfig {
     pub arbiter: bool,
     /// Mutual TLS 1.3 to the destination (None: plain TCP).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// QEMU-style auto-converge: throttle the vCPU when the guest dirties
+    /// faster than the rounds send ([`super::throttle`]).
+    pub auto_converge: bool,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -111,6 +115,15 @@ pub struct RoundReport {
     pub dirty_pages: u64,
     /// False if the round was cut short by a failure.
     pub complete: bool,
+    /// Auto-converge throttle in force during the round, percent.
+    #[serde(default)]
+    pub throttle_pct: u32,
+    /// Time the vCPU slept under the throttle during the round, ms.
+    #[serde(default)]
+    pub throttled_ms: f64,
+    /// Page writes the guest reported during the round.
+    #[serde(default)]
+    pub guest_writes: u64,
 }
 
 /// Pages and real bytes (record header + payload) resolved at each stage.
@@ -224,6 +237,12 @@ pub struct SourceReport {
     /// (`resume` or `discard`; None when it was not asked or did not answer).
     #[serde(default)]
     pub arbiter_verdict: Option<String>,
+    /// Whether auto-converge was on.
+    #[serde(default)]
+    pub auto_converge: bool,
+    /// Largest auto-converge throttle applied, percent.
+    #[serde(default)]
+    pub throttle_pct_max: u32,
 }
 
 impl SourceReport {
@@ -259,6 +278,8 @@ impl SourceReport {
             guest_at_pause: None,
             guest_after_abort: None,
             arbiter_verdict: None,
+            auto_converge: false,
+            throttle_pct_max: 0,
         }
     }
 }
@@ -282,6 +303,8 @@ struct Migration<'a> {
     tcp: TcpStream,
     report: SourceReport,
     paused: bool,
+    /// Auto-converge (off unless configured).
+    throttle: AutoConvergeDriver,
 }
 
 /// A failure, and whether the destination may have resumed the guest.
@@ -366,6 +389,7 @@ impl Migration<'_> {
         let mut round = 0u32;
         let converged = loop {
             let start_ns = monotonic_ns();
+            let guest_before = self.m.vcpu.progress();
             let before = self.report.stages;
             let (pages, bytes) = self.send_pages(to_send.iter())?;
             self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
@@ -377,6 +401,7 @@ impl Migration<'_> {
             wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
             let end_ns = monotonic_ns();
             let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+            let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
             self.report.rounds.push(RoundReport {
                 round,
                 phase: "precopy".into(),
@@ -386,7 +411,14 @@ impl Migration<'_> {
                 bytes_on_wire: bytes,
                 dirty_pages: dirty.count(),
                 complete: true,
+                throttle_pct: self.throttle.pct(),
+                throttled_ms: guest.throttled_ns as f64 * 1e-6,
+                guest_writes: guest.writes,
             });
+            // Auto-converge: the shared trigger on what this round dirtied
+            // and sent sets the throttle for the next one.
+            self.throttle.on_round(&self.m.vcpu, dirty.count(), bytes).map_err(|e| fail(e.to_string()))?;
+            self.report.throttle_pct_max = self.throttle.pct_max();
             // Remaining bytes after reduction: the shared estimator (the
             // simulator calls it too) on what this round sent.
             let wire = RoundWire {
@@ -471,6 +503,9 @@ impl Migration<'_> {
             bytes_on_wire: bytes + n,
             dirty_pages: 0,
             complete: true,
+            throttle_pct: self.throttle.pct(),
+            throttled_ms: 0.0,
+            guest_writes: 0,
         });
         // From here the destination may resume the guest.
         // An explicit Abort means the destination did not resume: the guest
@@ -585,13 +620,18 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     let reader = FrameReader::new(conn.handle()?);
     let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
     let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
-    let mut mig = Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, tcp: stream, report, paused: false };
+    report.auto_converge = cfg.auto_converge;
+    let throttle = AutoConvergeDriver::new(cfg.auto_converge);
+    let mut mig =
+        Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), writer, reader, tcp: stream, report, paused: false, throttle };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;
     mig.report.bytes_from_destination = mig.reader.bytes;
     mig.report.cpu_s_source = thread_cpu_s() - cpu0;
     if let Err(f) = result {
+        // The guest stays here (or may): it runs on unthrottled.
+        mig.throttle.release(&mig.m.vcpu);
         // A guest paused for a handover that did not happen runs again at
         // once, before the destination's reason is read and it is told.
         let mut resume_error = None;
