@@ -21,6 +21,7 @@
  * against what they must hold: a page lost or corrupted by a migration is
  * reported on PORT_VERIFY_FAIL. Progress (writes, a hash chain over every
  * write, verified pages) goes to the status block and PORT_PROGRESS.
+ * (The ring-0 entry dumps CPUID for the VMM before this runs: entry.S.)
  * When ahead of its pace the guest asks the VMM to idle it (PORT_IDLE), as a
  * real guest would halt until its next timer tick.
  */

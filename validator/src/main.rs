@@ -190,6 +190,9 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         }
     );
     println!("results: {}", args.out.display());
+    if let Some(e) = &o.source.cpu_incompatible {
+        return Err(anyhow::Error::new(e.clone()).context("migration refused, the guest runs on at the source"));
+    }
     if let Some(f) = o.failure() {
         anyhow::bail!("migration failed: {f}");
     }
@@ -218,6 +221,9 @@ fn main() -> ExitCode {
                 || memfabric_sim::atomic_dir::is_refusal(&e)
             {
                 ExitCode::from(2)
+            } else if e.chain().any(|c| c.is::<memfabric_validator::migrate::cpu::CpuIncompatible>()) {
+                // A refusal, not bad input: the result folder says what happened.
+                ExitCode::from(3)
             } else {
                 ExitCode::FAILURE
             }

@@ -89,10 +89,13 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             ram_split: Bytes(3 << 30),
             cpu_bound: false,
             auto_converge: false,
+            cpu: Default::default(),
         },
         fault: None,
         link: run.link.clone(),
         tls: None,
+        dest_cpu_model: None,
+        dest_cpu_features: None,
         force: false,
         out,
     }

@@ -10,6 +10,7 @@
 //! | [`tls`] | the authenticated, encrypted channel (mutual TLS 1.3) and the connection type frames go through |
 //! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
+//! | [`cpu`] | CPU baselines: the guest's CPU in `Hello`, the destination's offer in `HelloAck`, the simulator's compatibility rule |
 //! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
 //!
 //! This module itself owns what both ends share: the control messages, the
@@ -41,6 +42,7 @@
 //! and without an answer leaves its guest paused (`unknown`).
 
 pub mod arbiter;
+pub mod cpu;
 pub mod dest;
 pub mod fault;
 pub mod orchestrate;
@@ -70,6 +72,10 @@ pub struct Hello {
     pub tsc_hz: u64,
     /// RAM offsets from here on are mapped at 4 GiB ([`crate::guest::abi::Layout`]).
     pub ram_split: u64,
+    /// The guest's CPU: the model (or `host`) and the features it was
+    /// started with ([`cpu`]); the destination gives its vCPU the same.
+    #[serde(default)]
+    pub cpu: Option<cpu::CpuWire>,
 }
 
 /// Destination → source: ready to receive.
@@ -77,6 +83,9 @@ pub struct Hello {
 pub struct HelloAck {
     /// Time to map and pre-fault guest RAM, ms.
     pub prefault_ms: f64,
+    /// The CPU the destination's host offers ([`cpu`]).
+    #[serde(default)]
+    pub cpu: Option<cpu::CpuWire>,
 }
 
 /// Source → destination: a round ended.

@@ -84,6 +84,9 @@ pub struct GuestArgs {
     /// up to 99 %) when it dirties faster than the rounds send.
     #[arg(long = "auto-converge")]
     pub auto_converge: bool,
+    /// The guest's CPU model.
+    #[command(flatten)]
+    pub cpu: super::cpu::CpuArgs,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -148,6 +151,7 @@ impl GuestArgs {
             arbiter: false,
             tls: None,
             auto_converge: self.auto_converge,
+            cpu: self.cpu.guest_cpu(),
         })
     }
 
@@ -188,6 +192,7 @@ impl GuestArgs {
         if self.auto_converge {
             v.push("--auto-converge".into());
         }
+        v.extend(self.cpu.to_cli());
         v
     }
 }
@@ -213,6 +218,14 @@ pub struct MigrateArgs {
     /// (`scripts/tls-keygen.sh DIR` makes them).
     #[arg(long, value_name = "DIR")]
     pub tls: Option<PathBuf>,
+    /// The destination host's CPU model (emulated: its VMM offers exactly
+    /// the model's features); a guest started with a feature it lacks is
+    /// refused before any page moves. Default: what KVM supports here.
+    #[arg(long = "dest-cpu-model", value_parser = super::cpu::parse_model, conflicts_with = "dest_cpu_features")]
+    pub dest_cpu_model: Option<String>,
+    /// The destination host's CPU as a feature list.
+    #[arg(long = "dest-cpu-features", value_parser = super::cpu::parse_features)]
+    pub dest_cpu_features: Option<std::collections::BTreeSet<String>>,
     /// Result folder: new, empty, or a previous validator result (replaced
     /// atomically); anything else is refused before the migration starts.
     #[arg(long, default_value = "results/validator-migrate")]
@@ -273,6 +286,9 @@ pub struct DestArgs {
     /// Mutual TLS with the source.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// The CPU this destination's host offers.
+    #[command(flatten)]
+    pub cpu: super::cpu::CpuArgs,
 }
 
 /// Runs the hidden `source` command.
@@ -304,6 +320,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         corrupt_page: args.corrupt_page,
         announce_resume: true,
         tls,
+        cpu: args.cpu.guest_cpu(),
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -360,6 +377,7 @@ impl MigrateOutcome {
             ("not-converged", _) => "not-converged",
             ("unknown", _) => "unknown",
             ("source-lost", _) => "source-lost",
+            ("cpu-incompatible", _) => "cpu-incompatible",
             _ => "aborted",
         }
     }
@@ -433,6 +451,16 @@ pub enum MigrateInputError {
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
+    /// A CPU asked for (the guest's or the destination's) cannot be had on
+    /// this host.
+    #[error("{flag}: {source}")]
+    Cpu {
+        /// `--cpu-model`/`--cpu-features` or `--dest-cpu-model`/`--dest-cpu-features`.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: crate::kvm::cpuid::CpuError,
+    },
 }
 
 /// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
@@ -464,6 +492,14 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
         let pages = mem / memfabric_migration::PAGE_SIZE_BYTES;
         if page >= pages {
             return Err(MigrateInputError::FaultPageBeyondGuest { page, last: pages - 1, mem_mib: mem >> 20 });
+        }
+    }
+    // CPU models KVM cannot offer here (only checkable where KVM opens;
+    // without it the source fails to boot and says so).
+    if let Ok(supported) = kvm_ioctls::Kvm::new().and_then(|k| k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)) {
+        let dest = super::cpu::CpuArgs { cpu_model: args.dest_cpu_model.clone(), cpu_features: args.dest_cpu_features.clone() };
+        for (flag, cpu) in [("--cpu-model/--cpu-features", args.guest.cpu.guest_cpu()), ("--dest-cpu-model/--dest-cpu-features", dest.guest_cpu())] {
+            crate::kvm::cpuid::vm_cpu(&cpu, &supported).map_err(|source| MigrateInputError::Cpu { flag, source })?;
         }
     }
     if let Some(available) = available_memory_bytes() {
@@ -523,6 +559,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     if let Some(dir) = &args.tls {
         dest.args(TlsFiles::in_dir(dir, "destination").to_cli());
     }
+    dest.args(super::cpu::CpuArgs { cpu_model: args.dest_cpu_model.clone(), cpu_features: args.dest_cpu_features.clone() }.to_cli());
     if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
         dest.args(["--corrupt-page", &page.to_string()]);
     }

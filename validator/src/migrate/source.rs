@@ -59,6 +59,8 @@ pub struct SourceConfig {
     /// QEMU-style auto-converge: throttle the vCPU when the guest dirties
     /// faster than the rounds send ([`super::throttle`]).
     pub auto_converge: bool,
+    /// The guest's CPU (model, feature list, or what KVM supports).
+    pub cpu: crate::kvm::cpuid::GuestCpu,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -243,6 +245,26 @@ pub struct SourceReport {
     /// Largest auto-converge throttle applied, percent.
     #[serde(default)]
     pub throttle_pct_max: u32,
+    /// The guest's CPU as started (model and features).
+    #[serde(default)]
+    pub cpu: Option<super::cpu::CpuWire>,
+    /// The features the guest saw when it ran CPUID (of those that tell
+    /// models apart).
+    #[serde(default)]
+    pub guest_cpu_features: Option<std::collections::BTreeSet<String>>,
+    /// With a CPU model or feature list: whether the guest saw exactly
+    /// those features (of the ones that tell models apart); false where the
+    /// CPUID table does not reach the guest (kvm-pvm: it sees the physical
+    /// CPU's). None without a model, or if the guest wrote no dump.
+    #[serde(default)]
+    pub cpuid_enforced: Option<bool>,
+    /// The destination host's CPU, from its HelloAck.
+    #[serde(default)]
+    pub dest_cpu: Option<super::cpu::CpuWire>,
+    /// The refusal when the destination lacked features the guest has
+    /// (outcome `cpu-incompatible`; no page was sent).
+    #[serde(default)]
+    pub cpu_incompatible: Option<super::cpu::CpuIncompatible>,
 }
 
 impl SourceReport {
@@ -280,6 +302,11 @@ impl SourceReport {
             arbiter_verdict: None,
             auto_converge: false,
             throttle_pct_max: 0,
+            cpu: None,
+            guest_cpu_features: None,
+            cpuid_enforced: None,
+            dest_cpu: None,
+            cpu_incompatible: None,
         }
     }
 }
@@ -377,11 +404,23 @@ impl Migration<'_> {
             strategy: self.cfg.strategy.to_string(),
             tsc_hz: self.m.tsc_hz,
             ram_split: self.cfg.workload.ram_split,
+            cpu: self.report.cpu.clone(),
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
         let ack: HelloAck = self.expect(Kind::HelloAck)?;
         self.report.dest_prefault_ms = Some(ack.prefault_ms);
+        // CPU baseline: refuse a destination lacking a feature the guest
+        // was started with, before any page moves (the guest runs on here).
+        if let (Some(guest), Some(dest)) = (&self.report.cpu, &ack.cpu) {
+            self.report.dest_cpu = Some(dest.clone());
+            if let Err(e) = super::cpu::check_destination(guest, dest) {
+                self.report.outcome = "cpu-incompatible".into();
+                let reason = e.to_string();
+                self.report.cpu_incompatible = Some(e);
+                return Err(fail(reason));
+            }
+        }
 
         self.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
         let total_pages = self.m.ram().pages();
@@ -572,8 +611,21 @@ fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()
 /// happened and the guest is left running at the source.
 pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<TcpStream>) -> anyhow::Result<SourceReport> {
     let boot = Instant::now();
-    let mut m = Machine::boot(cfg.memory_bytes, &cfg.workload)?;
+    let mut m = Machine::boot_with_cpu(cfg.memory_bytes, &cfg.workload, &cfg.cpu)?;
+    let supported = m.vm.supported_cpuid()?;
+    let cpu = super::cpu::CpuWire::of(&cfg.cpu, &supported)?;
     m.wait_for_phase(abi::GUEST_PHASE_FILLED as u64, Duration::from_secs(600)).map_err(anyhow::Error::msg)?;
+    let guest_cpu_features = m.guest_cpu_features();
+    // Only a model or a feature list is a claim about what the guest sees.
+    let asked = cfg.cpu != crate::kvm::cpuid::GuestCpu::Host;
+    let cpuid_enforced = guest_cpu_features.as_ref().filter(|_| asked).map(|seen| *seen == cpu.features);
+    if cpuid_enforced == Some(false) {
+        eprintln!(
+            "source: warning: the guest sees CPU features {:?}, not the {:?} it was given: KVM here does not intercept CPUID",
+            guest_cpu_features.as_ref().map(|f| f.iter().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            cpu.features.iter().cloned().collect::<Vec<_>>().join(",")
+        );
+    }
     let fill_s = boot.elapsed().as_secs_f64();
     std::thread::sleep(cfg.warmup);
     if let Some(f) = m.vcpu.failure() {
@@ -586,6 +638,9 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
         tsc_hz: m.tsc_hz,
         fill_s,
         start_ns,
+        cpu: Some(cpu),
+        guest_cpu_features,
+        cpuid_enforced,
         ..SourceReport::empty("completed", cfg.memory_bytes, cfg.strategy.to_string())
     };
     let stream = match connect() {
