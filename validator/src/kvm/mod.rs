@@ -1,7 +1,8 @@
 //! The KVM side of the VMM: one VM with its guest RAM in a single memory slot
 //! ([`vm`]), long-mode boot of the workload guest ([`boot`]), the vCPU thread
 //! with pause/resume ([`vcpu`]) and throttling ([`throttle`]), the vCPU
-//! state that migrates ([`state`]), and the guest's CPU model ([`cpuid`]).
+//! state that migrates ([`state`]), the guest's CPU model ([`cpuid`]), and
+//! userfaultfd on guest RAM for post-copy ([`uffd`]).
 //!
 //! Written against /dev/kvm as found on hardware hosts; the notes on
 //! `kvm-pvm` (nested, shadow paging) in shared/MACHINE.md explain the few
@@ -11,6 +12,7 @@ pub mod boot;
 pub mod cpuid;
 pub mod state;
 pub mod throttle;
+pub mod uffd;
 pub mod vcpu;
 pub mod vm;
 

@@ -103,7 +103,8 @@ impl GuestRam {
             .collect()
     }
 
-    fn host_addr(&self) -> u64 {
+    /// Where the mapping starts in this process.
+    pub(crate) fn host_addr(&self) -> u64 {
         self.region.as_ptr() as u64
     }
 }
