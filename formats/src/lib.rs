@@ -15,12 +15,16 @@
 //! - [`record`]: `run.json`, one measured run of a calibration dataset;
 //! - [`atomic_dir`]: writing a result or trace folder all or nothing,
 //!   never replacing what memfabric did not write;
-//! - [`input`]: the one bounded reader for every file memfabric reads.
+//! - [`input`]: the one bounded reader for every file memfabric reads;
+//! - [`cpu`]: CPU vendors, models and the live-migration compatibility
+//!   rule, which the simulator's placement and the validator's CPUID and
+//!   handshake check share.
 //!
 //! The simulator re-exports these modules at their old paths
 //! (`memfabric_sim::trace`, `memfabric_sim::atomic_dir`, ...).
 
 pub mod atomic_dir;
+pub mod cpu;
 pub mod input;
 pub mod record;
 pub mod rows;

@@ -73,7 +73,7 @@ pub use memfabric_formats::atomic_dir;
 pub mod bench;
 pub mod calibrate;
 pub mod cli_args;
-pub mod cpu;
+pub use memfabric_formats::cpu;
 pub mod energy;
 pub mod engine;
 pub mod fabric;

@@ -17,6 +17,7 @@
 #define GUEST_TSS_GPA        0x20000  /* 104 bytes + I/O bitmap: up to 0x22069 */
 #define GUEST_PARAMS_GPA     0x4000
 #define GUEST_STATUS_GPA     0x5000
+#define GUEST_CPUID_GPA      0x6000
 #define GUEST_PML4_GPA       0x8000
 #define GUEST_PDPT_GPA       0x9000
 #define GUEST_PD_GPA         0x40000  /* up to 64 page directories (64 GiB of GPA), to 0x7FFFF */
@@ -48,9 +49,15 @@
 
 #define GUEST_PARAMS_MAGIC   0x314d524150474d46ULL /* "FMGPARM1" little-endian */
 #define GUEST_STATUS_MAGIC   0x3154415453474d46ULL /* "FMGSTAT1" */
-#define GUEST_ABI_VERSION    2
+#define GUEST_CPUID_MAGIC    0x314449555043474dULL /* "MGCPUID1" */
+#define GUEST_CPUID_ENTRIES  6      /* leaves 0, 1, 7.0, 7.1, 0xd.1, 0x80000008 */
+#define GUEST_ABI_VERSION    3
 
 #define GUEST_PPM            1000000
+
+/* write_rate_pages_per_s of a CPU-bound guest: it dirties as fast as its
+ * CPU lets it, never idles, and is slowed down only by the VMM (throttling). */
+#define GUEST_WRITE_RATE_UNPACED 0xffffffffffffffffULL
 
 #ifndef __ASSEMBLER__
 /* Written by the VMM before the first instruction; read-only for the guest. */
@@ -63,7 +70,7 @@ struct guest_params {
     unsigned long long work_gpa;           /* first workload page */
     unsigned long long work_pages;
     unsigned long long tsc_hz;
-    unsigned long long write_rate_pages_per_s;  /* page writes per second, re-writes included */
+    unsigned long long write_rate_pages_per_s;  /* page writes per second, re-writes included; GUEST_WRITE_RATE_UNPACED: CPU-bound */
     unsigned long long zero_ppm;
     unsigned long long shared_image_ppm;
     unsigned long long duplicate_ppm;
@@ -93,6 +100,13 @@ struct guest_status {
     unsigned long long verify_errors;
     unsigned long long tsc;               /* guest TSC at the report */
     unsigned long long reports;
+};
+/* Written by the guest's ring-0 entry before it enters ring 3: CPUID as its
+ * kernel sees it, one row per leaf (leaf, subleaf, eax, ebx, ecx, edx); a
+ * leaf above the CPU's highest reads as zeros. */
+struct guest_cpuid {
+    unsigned long long magic;
+    unsigned int entry[GUEST_CPUID_ENTRIES][6];
 };
 #endif /* __ASSEMBLER__ */
 

@@ -28,6 +28,55 @@ _start:
     cmp $32, %ecx
     jne 1b
 
+    /* CPUID as a kernel sees it, dumped for the VMM (struct guest_cpuid).
+     * Ring 0 on purpose: CPUID here exits to KVM and shows the table the VMM
+     * set (KVM_SET_CPUID2); on kvm-pvm ring-3 code runs natively and its
+     * CPUID shows the physical CPU instead. */
+    mov $GUEST_CPUID_GPA, %rdi
+    xor %eax, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %eax, %r8d                /* highest basic leaf */
+    mov $0x80000000, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %eax, %r9d                /* highest extended leaf */
+    lea cpuid_leaves(%rip), %rsi
+    xor %r10d, %r10d
+cpuid_row:
+    imul $24, %r10, %r11
+    lea 8(%rdi,%r11), %r11        /* this row */
+    mov (%rsi,%r10,8), %eax       /* leaf */
+    mov 4(%rsi,%r10,8), %ecx      /* subleaf */
+    mov %eax, (%r11)
+    mov %ecx, 4(%r11)
+    cmp $0x80000000, %eax
+    jae cpuid_ext
+    cmp %r8d, %eax
+    ja cpuid_absent
+    jmp cpuid_read
+cpuid_ext:
+    cmp %r9d, %eax
+    ja cpuid_absent
+cpuid_read:
+    cpuid
+    mov %eax, 8(%r11)
+    mov %ebx, 12(%r11)
+    mov %ecx, 16(%r11)
+    mov %edx, 20(%r11)
+    jmp cpuid_next
+cpuid_absent:
+    movl $0, 8(%r11)
+    movl $0, 12(%r11)
+    movl $0, 16(%r11)
+    movl $0, 20(%r11)
+cpuid_next:
+    inc %r10
+    cmp $GUEST_CPUID_ENTRIES, %r10
+    jne cpuid_row
+    movabs $GUEST_CPUID_MAGIC, %rax
+    mov %rax, (%rdi)
+
     pushq $GUEST_SEL_UDATA
     pushq $GUEST_USTACK_TOP
     pushq $0x0002                 /* IOPL 0 (the TSS I/O bitmap allows our ports), interrupts off */
@@ -100,6 +149,9 @@ isr_common:
     jmp 3b
 
     .section .rodata
+    .align 8
+cpuid_leaves:                     /* (leaf, subleaf): kvm/cpuid.rs DUMPED_LEAVES and DUMPED_EXT_LEAF */
+    .long 0, 0, 1, 0, 7, 0, 7, 1, 0xd, 1, 0x80000008, 0
     .align 8
 isr_table:
     .quad isr0, isr1, isr2, isr3, isr4, isr5, isr6, isr7

@@ -9,7 +9,8 @@
  *    contents) or unique. A non-zero page is `r` random bytes followed by a
  *    low-entropy pattern, `r` drawn per page around compressed_mean with
  *    compressed_sd, so that its compressed size is about `r` of a page.
- * 2. Dirty: page writes at write_rate_pages_per_s, paced by the TSC, to the
+ * 2. Dirty: page writes at write_rate_pages_per_s, paced by the TSC (or, with
+ *    GUEST_WRITE_RATE_UNPACED, as fast as the vCPU runs: CPU-bound), to the
  *    first working_set pages of the workload; hot_write_share of the writes go
  *    to the first hot_set of those. A write either keeps the content
  *    (redirty_unchanged) or bumps the page's version, which rewrites a window
@@ -20,6 +21,7 @@
  * against what they must hold: a page lost or corrupted by a migration is
  * reported on PORT_VERIFY_FAIL. Progress (writes, a hash chain over every
  * write, verified pages) goes to the status block and PORT_PROGRESS.
+ * (The ring-0 entry dumps CPUID for the VMM before this runs: entry.S.)
  * When ahead of its pace the guest asks the VMM to idle it (PORT_IDLE), as a
  * real guest would halt until its next timer tick.
  */
@@ -184,7 +186,8 @@ void workload_main(void) {
     if (hot == 0) hot = 1;
     struct rng r = rng_from(p.seed ^ 0xd1e7);
     verify_rng_state = mix64(p.seed ^ 0x7e51f) | 1;
-    const u64 tsc_per_write = p.write_rate_pages_per_s ? (p.tsc_hz / p.write_rate_pages_per_s ? p.tsc_hz / p.write_rate_pages_per_s : 1) : 0;
+    const int unpaced = p.write_rate_pages_per_s == GUEST_WRITE_RATE_UNPACED;
+    const u64 tsc_per_write = unpaced ? 0 : p.write_rate_pages_per_s ? (p.tsc_hz / p.write_rate_pages_per_s ? p.tsc_hz / p.write_rate_pages_per_s : 1) : 0;
     const u64 idle_tsc = p.tsc_hz / 1000000 * p.idle_min_us;
     const u64 off_len = window_len() / 8;
     const u64 t0 = rdtsc();
@@ -192,10 +195,13 @@ void workload_main(void) {
     last = t0;
     for (;;) {
         u64 now = rdtsc();
-        u64 due = tsc_per_write ? (now - t0) / tsc_per_write : 0;
-        /* At most one report interval of writes per burst, so reports keep coming. */
+        /* At most one report interval of writes per burst, so reports keep
+         * coming; a CPU-bound guest looks at the clock every few ms. */
+        const u64 burst_max = unpaced ? 256 : 65536;
+        /* CPU-bound: always a full burst due; only the VMM's throttle slows it. */
+        u64 due = unpaced ? writes + burst_max : tsc_per_write ? (now - t0) / tsc_per_write : 0;
         u64 burst = 0;
-        while (writes < due && burst < 65536) {
+        while (writes < due && burst < burst_max) {
             u64 x = rng_next(&r);
             u64 page = (x % GUEST_PPM < p.hot_write_share_ppm) ? (rng_next(&r) % hot)
                        : (ws > hot ? hot + rng_next(&r) % (ws - hot) : rng_next(&r) % hot);
@@ -225,7 +231,9 @@ void workload_main(void) {
             report();
             last = now;
         }
-        if (!tsc_per_write) {
+        if (unpaced) {
+            /* Never idles. */
+        } else if (!tsc_per_write) {
             u64 left = report_tsc - (now - last);
             outl(PORT_IDLE, (u32)(left / (p.tsc_hz / 1000000) + 1));
         } else {

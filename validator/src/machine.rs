@@ -1,8 +1,13 @@
 //! A booted workload guest: the VM, its running vCPU and what it runs.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use memfabric_formats::cpu::VmCpu;
+
+use crate::guest::abi::{GuestCpuid, GUEST_CPUID_GPA, GUEST_CPUID_MAGIC};
 use crate::guest::{self, GuestWorkload};
+use crate::kvm::cpuid::{self, GuestCpu};
 use crate::kvm::{boot, GuestRam, KvmError, ProgressSnapshot, VcpuHandle, VcpuState, Vm};
 
 /// A VM running the workload guest.
@@ -14,6 +19,8 @@ pub struct Machine {
     pub vcpu: VcpuHandle,
     /// TSC frequency the guest paces itself by.
     pub tsc_hz: u64,
+    /// The CPU its vCPU was given ([`VmCpu::Any`]: what KVM supports).
+    pub cpu: VmCpu,
 }
 
 /// The guest TSC frequency: KVM's value for the vCPU, else measured from the
@@ -41,23 +48,53 @@ impl Machine {
     /// Creates a VM with `memory_bytes`, loads the guest with `workload` and
     /// starts its vCPU.
     pub fn boot(memory_bytes: u64, workload: &GuestWorkload) -> Result<Machine, KvmError> {
+        Machine::boot_with_cpu(memory_bytes, workload, &GuestCpu::Host)
+    }
+
+    /// As [`Machine::boot`], with the vCPU's CPUID from `cpu` (a named
+    /// model or a feature list, [`cpuid`]); refused if KVM here cannot
+    /// offer it. [`GuestCpu::Host`] gives KVM's supported CPUID unchanged.
+    pub fn boot_with_cpu(memory_bytes: u64, workload: &GuestWorkload, cpu: &GuestCpu) -> Result<Machine, KvmError> {
         let vm = Vm::with_split(memory_bytes, workload.ram_split, false)?;
-        let vcpu = vm.create_vcpu(0)?;
+        let supported = vm.supported_cpuid()?;
+        // Checked against the host even without a model, so that the
+        // guest's features are known (what a destination must offer).
+        let model = cpuid::vm_cpu(cpu, &supported)?;
+        let cpu = if *cpu == GuestCpu::Host { VmCpu::Any } else { model };
+        let vcpu = vm.create_vcpu_with(0, &cpu)?;
         let tsc_hz = tsc_hz(&vcpu);
         let params = workload.params(memory_bytes, tsc_hz).map_err(|e| KvmError::Config(e.to_string()))?;
         boot::load_guest(vm.ram(), guest::IMAGE, &params)?;
         boot::setup_vcpu(&vcpu)?;
         let vcpu = VcpuHandle::spawn(vcpu, vm.ram().clone())?;
-        Ok(Machine { vm, vcpu, tsc_hz })
+        Ok(Machine { vm, vcpu, tsc_hz, cpu })
     }
 
     /// A VM whose memory is already in `vm` and whose vCPU resumes from
-    /// `state` (a migration destination).
-    pub fn resume_from(vm: Vm, state: &VcpuState, tsc_hz: u64) -> Result<Machine, KvmError> {
-        let vcpu = vm.create_vcpu(0)?;
+    /// `state` with CPU `cpu` (a migration destination).
+    pub fn resume_from(vm: Vm, state: &VcpuState, tsc_hz: u64, cpu: &VmCpu) -> Result<Machine, KvmError> {
+        let vcpu = vm.create_vcpu_with(0, cpu)?;
         state.restore(&vcpu)?;
         let vcpu = VcpuHandle::spawn(vcpu, vm.ram().clone())?;
-        Ok(Machine { vm, vcpu, tsc_hz })
+        Ok(Machine { vm, vcpu, tsc_hz, cpu: cpu.clone() })
+    }
+
+    /// The CPU features (of those that tell models apart) the guest saw
+    /// when it ran CPUID at boot; None before it has.
+    pub fn guest_cpu_features(&self) -> Option<BTreeSet<String>> {
+        let mut b = [0u8; GuestCpuid::SIZE];
+        self.ram().read(GUEST_CPUID_GPA, &mut b);
+        let dump = GuestCpuid::from_bytes(&b);
+        (dump.magic == GUEST_CPUID_MAGIC).then(|| cpuid::features_in(|l, s| dump.leaf(l, s)))
+    }
+
+    /// The features the guest was started with: its model's, or for a guest
+    /// without a model those KVM offers here.
+    pub fn cpu_features(&self) -> Result<BTreeSet<String>, KvmError> {
+        match &self.cpu {
+            VmCpu::Model { features, .. } => Ok(features.clone()),
+            _ => Ok(cpuid::host_cpu(&self.vm.supported_cpuid()?).declared.map(|d| d.1).unwrap_or_default()),
+        }
     }
 
     /// Guest RAM.

@@ -59,6 +59,13 @@ struct RunArgs {
     /// Page writes per second (overrides the archetype's).
     #[arg(long)]
     dirty_rate: Option<f64>,
+    /// Dirty as fast as the vCPU runs (CPU-bound), ignoring the write rate.
+    #[arg(long = "cpu-bound", conflicts_with = "dirty_rate")]
+    cpu_bound: bool,
+    /// Throttle the vCPU to sleep this percent of the time (0 to 99), as
+    /// auto-converge does.
+    #[arg(long, default_value_t = 0)]
+    throttle: u32,
     /// How long to run after the guest has filled its memory.
     #[arg(long, default_value = "5s", value_parser = Nanos::parse)]
     duration: Nanos,
@@ -68,7 +75,10 @@ struct RunArgs {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let workload = GuestWorkload::from_archetype(&args.workload, args.dirty_rate, args.seed)?;
+    let mut workload = GuestWorkload::from_archetype(&args.workload, args.dirty_rate, args.seed)?;
+    if args.cpu_bound {
+        workload.pace = memfabric_validator::guest::DirtyPace::CpuBound;
+    }
     let t = Instant::now();
     let m = Machine::boot(args.mem.0, &workload)?;
     eprintln!("booted {} MiB guest, TSC {} MHz", args.mem.0 >> 20, m.tsc_hz / 1_000_000);
@@ -76,6 +86,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     eprintln!("ring 3 reached after {:?}", t.elapsed());
     let filled = m.wait_for_phase(abi::GUEST_PHASE_FILLED as u64, Duration::from_secs(600)).map_err(anyhow::Error::msg)?;
     eprintln!("filled {} pages after {:?}", filled.filled_pages, t.elapsed());
+    m.vcpu.set_throttle(args.throttle)?;
     let start = Instant::now();
     let p0 = m.vcpu.progress();
     while start.elapsed() < Duration::from_nanos(args.duration.0) {
@@ -85,7 +96,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         let p = m.vcpu.progress();
         println!(
-            "t={:6.2}s writes={} ({:.0}/s) changed={} verified={} errors={} reports={} exits={} idle={:.0}%",
+            "t={:6.2}s writes={} ({:.0}/s) changed={} verified={} errors={} reports={} exits={} idle={:.0}% throttled={:.0}%",
             start.elapsed().as_secs_f64(),
             p.writes,
             (p.writes - p0.writes) as f64 / start.elapsed().as_secs_f64(),
@@ -94,7 +105,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             p.verify_errors,
             p.reports,
             p.exits,
-            100.0 * (p.idle_ns - p0.idle_ns) as f64 / start.elapsed().as_nanos() as f64
+            100.0 * (p.idle_ns - p0.idle_ns) as f64 / start.elapsed().as_nanos() as f64,
+            100.0 * (p.throttled_ns - p0.throttled_ns) as f64 / start.elapsed().as_nanos() as f64
         );
     }
     m.vcpu.stop().context("vCPU")?;
@@ -181,6 +193,9 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         }
     );
     println!("results: {}", args.out.display());
+    if let Some(e) = &o.source.cpu_incompatible {
+        return Err(anyhow::Error::new(e.clone()).context("migration refused, the guest runs on at the source"));
+    }
     if let Some(f) = o.failure() {
         anyhow::bail!("migration failed: {f}");
     }
@@ -210,6 +225,9 @@ fn main() -> ExitCode {
                 || memfabric_formats::atomic_dir::is_refusal(&e)
             {
                 ExitCode::from(2)
+            } else if e.chain().any(|c| c.is::<memfabric_validator::migrate::cpu::CpuIncompatible>()) {
+                // A refusal, not bad input: the result folder says what happened.
+                ExitCode::from(3)
             } else {
                 ExitCode::FAILURE
             }

@@ -109,6 +109,21 @@ pub struct Parameters {
     pub link_loss: f64,
     /// TSC rate of the guest.
     pub tsc_hz: u64,
+    /// Whether the guest was CPU-bound (`--cpu-bound`): then `workload`'s
+    /// page write rate is the rate it reached in round 0, unthrottled.
+    #[serde(default)]
+    pub cpu_bound: bool,
+    /// QEMU-style auto-converge (`--auto-converge`).
+    #[serde(default)]
+    pub auto_converge: bool,
+}
+
+/// The page write rate a CPU-bound guest reached in the first pre-copy
+/// round (dirty logging on, no throttle yet): what the simulator replays.
+fn cpu_bound_write_rate(src: &crate::migrate::source::SourceReport) -> Option<f64> {
+    let r = src.rounds.iter().find(|r| r.phase == "precopy" && r.complete && r.throttle_pct == 0)?;
+    let secs = r.end_ns.saturating_sub(r.start_ns) as f64 * 1e-9;
+    (secs > 0.0).then(|| r.guest_writes as f64 / secs)
 }
 
 /// How the migration ended, as written in `migrations.outcome`, the
@@ -126,7 +141,10 @@ fn s(ns: u64, start: u64) -> f64 {
 /// atomically; `force` as in [`memfabric_formats::atomic_dir::replace_dir`].
 pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
     let src = &o.source;
-    let workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
+    let mut workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
+    if guest.cpu_bound {
+        workload.spec.page_write_rate = cpu_bound_write_rate(src).unwrap_or(0.0).round();
+    }
     let parameters = Parameters {
         memory_bytes: src.memory_bytes,
         workload_archetype: guest.workload.clone(),
@@ -143,6 +161,8 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         link_delay_ns: o.link.as_ref().map_or(0, |l| l.delay.0),
         link_loss: o.link.as_ref().map_or(0.0, |l| l.loss.0),
         tsc_hz: src.tsc_hz,
+        cpu_bound: guest.cpu_bound,
+        auto_converge: src.auto_converge,
     };
     let params_json = serde_json::to_string(&parameters)?;
     let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
@@ -179,7 +199,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         bytes_index_sync: 0,
         outcome,
         converged: src.converged,
-        throttle_pct_max: 0,
+        throttle_pct_max: src.throttle_pct_max,
         postcopy_faults: 0,
         postcopy_fault_wait_ms: 0.0,
         postcopy_guest_speed: 1.0,
@@ -219,7 +239,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
                 bytes_on_wire: r.bytes_on_wire,
                 rate_bytes_per_s: if secs > 0.0 { r.bytes_on_wire as f64 / secs } else { 0.0 },
                 dirty_pages: r.dirty_pages,
-                throttle_pct: 0,
+                throttle_pct: r.throttle_pct,
                 complete: r.complete,
             }
         })
@@ -304,6 +324,7 @@ seed = {seed}
 downtime_limit = "{downtime_ns}ns"
 max_rounds = {max_rounds}
 on_non_convergence = "{nc}"
+auto_converge = {auto_converge}
 strategy = "{strategy}"
 cpu_threads = 1
 streams = 1
@@ -356,6 +377,7 @@ at = "0s"
             memfabric_migration::precopy::NonConvergence::Abort => "abort",
             _ => "force-stop",
         },
+        auto_converge = p.auto_converge,
         rate = p.link_rate_bytes_per_s.round().max(1.0),
         delay_ns = p.link_delay_ns.max(1),
         loss_pct = p.link_loss * 100.0,

@@ -14,6 +14,8 @@ pub const GUEST_TSS_GPA: u64 = 0x20000;
 pub const GUEST_PARAMS_GPA: u64 = 0x4000;
 /// [`GuestStatus`].
 pub const GUEST_STATUS_GPA: u64 = 0x5000;
+/// [`GuestCpuid`].
+pub const GUEST_CPUID_GPA: u64 = 0x6000;
 /// Page-map level 4.
 pub const GUEST_PML4_GPA: u64 = 0x8000;
 /// Page-directory-pointer table.
@@ -64,10 +66,17 @@ pub const GUEST_PHASE_BAD_PARAMS: u32 = 0xbad;
 pub const GUEST_PARAMS_MAGIC: u64 = 0x314d_5241_5047_4d46;
 /// [`GuestStatus::magic`].
 pub const GUEST_STATUS_MAGIC: u64 = 0x3154_4154_5347_4d46;
+/// [`GuestCpuid::magic`].
+pub const GUEST_CPUID_MAGIC: u64 = 0x3144_4955_5043_474d;
+/// Rows of [`GuestCpuid`].
+pub const GUEST_CPUID_ENTRIES: u64 = 6;
 /// ABI version the VMM speaks.
-pub const GUEST_ABI_VERSION: u64 = 2;
+pub const GUEST_ABI_VERSION: u64 = 3;
 /// Parts per million: the unit of every fraction in [`GuestParams`].
 pub const GUEST_PPM: u64 = 1_000_000;
+/// [`GuestParams::write_rate_pages_per_s`] of a CPU-bound guest: it dirties
+/// as fast as its vCPU runs and never idles (only a VMM throttle slows it).
+pub const GUEST_WRITE_RATE_UNPACED: u64 = u64::MAX;
 
 /// Default split: RAM below 3 GiB sits at the same guest-physical address,
 /// the rest from [`GUEST_HIGH_RAM_GPA`] on. The local APIC page at
@@ -175,6 +184,37 @@ impl GuestStatus {
     }
 }
 
+/// `struct guest_cpuid`: the CPUID leaves the guest saw at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuestCpuid {
+    /// [`GUEST_CPUID_MAGIC`] once written.
+    pub magic: u64,
+    /// Rows of (leaf, subleaf, eax, ebx, ecx, edx).
+    pub entries: [[u32; 6]; GUEST_CPUID_ENTRIES as usize],
+}
+
+impl GuestCpuid {
+    /// Bytes of the block.
+    pub const SIZE: usize = 8 + GUEST_CPUID_ENTRIES as usize * 24;
+
+    /// Parses the block.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> GuestCpuid {
+        let u = |i: usize| u32::from_le_bytes(b[8 + i * 4..12 + i * 4].try_into().expect("4 bytes"));
+        let mut entries = [[0u32; 6]; GUEST_CPUID_ENTRIES as usize];
+        for (r, row) in entries.iter_mut().enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = u(r * 6 + c);
+            }
+        }
+        GuestCpuid { magic: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")), entries }
+    }
+
+    /// EAX..EDX of `leaf`/`subleaf`, if dumped.
+    pub fn leaf(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        self.entries.iter().find(|e| e[0] == leaf && e[1] == subleaf).map(|e| [e[2], e[3], e[4], e[5]])
+    }
+}
+
 /// Where guest RAM lies in guest-physical space, and where the version
 /// table and the workload pages go, for a guest of a given memory size.
 ///
@@ -276,7 +316,7 @@ mod tests {
 
     #[test]
     fn constants_match_the_header() {
-        let pairs: [(&str, u64); 32] = [
+        let pairs: [(&str, u64); 36] = [
             ("GUEST_GDT_GPA", GUEST_GDT_GPA),
             ("GUEST_IDT_GPA", GUEST_IDT_GPA),
             ("GUEST_TSS_GPA", GUEST_TSS_GPA),
@@ -309,6 +349,10 @@ mod tests {
             ("GUEST_STATUS_MAGIC", GUEST_STATUS_MAGIC),
             ("GUEST_ABI_VERSION", GUEST_ABI_VERSION),
             ("GUEST_PPM", GUEST_PPM),
+            ("GUEST_WRITE_RATE_UNPACED", GUEST_WRITE_RATE_UNPACED),
+            ("GUEST_CPUID_GPA", GUEST_CPUID_GPA),
+            ("GUEST_CPUID_MAGIC", GUEST_CPUID_MAGIC),
+            ("GUEST_CPUID_ENTRIES", GUEST_CPUID_ENTRIES),
         ];
         for (name, value) in pairs {
             assert_eq!(define(name), value, "{name}");
@@ -349,5 +393,6 @@ mod tests {
     fn magics_spell_their_names() {
         assert_eq!(&GUEST_PARAMS_MAGIC.to_le_bytes(), b"FMGPARM1");
         assert_eq!(&GUEST_STATUS_MAGIC.to_le_bytes(), b"FMGSTAT1");
+        assert_eq!(&GUEST_CPUID_MAGIC.to_le_bytes(), b"MGCPUID1");
     }
 }

@@ -10,6 +10,19 @@ use memfabric_formats::workload::{archetype, Popularity, WorkloadSpec};
 /// The guest's flat binary, loaded at [`abi::GUEST_IMAGE_GPA`].
 pub const IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));
 
+/// How the guest paces its page writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirtyPace {
+    /// At the workload's `page_write_rate`, paced by the guest's TSC; the
+    /// guest idles (asks the VMM to sleep it) when ahead.
+    #[default]
+    Paced,
+    /// As fast as its vCPU runs (`page_write_rate` is ignored): the guest
+    /// never idles, so only the VMM's throttle (auto-converge) slows it.
+    CpuBound,
+}
+
 /// A workload the guest can run: the simulator's [`WorkloadSpec`] restricted
 /// to what the guest implements (uniform or hot/cold popularity).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +42,8 @@ pub struct GuestWorkload {
     pub verify_pages_per_report: u64,
     /// RAM offsets from here on live above 4 GiB ([`abi::Layout`]).
     pub ram_split: u64,
+    /// Paced by the write rate, or CPU-bound.
+    pub pace: DirtyPace,
 }
 
 /// The workload cannot run in the guest.
@@ -80,6 +95,7 @@ impl GuestWorkload {
             report_interval_us: 20_000,
             verify_pages_per_report: 8,
             ram_split: abi::DEFAULT_RAM_SPLIT,
+            pace: DirtyPace::Paced,
         })
     }
 
@@ -102,7 +118,10 @@ impl GuestWorkload {
             work_gpa: layout.work_gpa,
             work_pages: layout.work_pages,
             tsc_hz,
-            write_rate_pages_per_s: self.spec.page_write_rate.round() as u64,
+            write_rate_pages_per_s: match self.pace {
+                DirtyPace::Paced => self.spec.page_write_rate.round() as u64,
+                DirtyPace::CpuBound => abi::GUEST_WRITE_RATE_UNPACED,
+            },
             zero_ppm: ppm(c.zero),
             shared_image_ppm: ppm(c.shared_image),
             duplicate_ppm: ppm(c.duplicate),

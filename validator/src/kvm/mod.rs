@@ -1,13 +1,18 @@
 //! The KVM side of the VMM: one VM with its guest RAM in a single memory slot
 //! ([`vm`]), long-mode boot of the workload guest ([`boot`]), the vCPU thread
-//! with pause/resume ([`vcpu`]), and the vCPU state that migrates ([`state`]).
+//! with pause/resume ([`vcpu`]) and throttling ([`throttle`]), the vCPU
+//! state that migrates ([`state`]), the guest's CPU model ([`cpuid`]), and
+//! userfaultfd on guest RAM for post-copy ([`uffd`]).
 //!
 //! Written against /dev/kvm as found on hardware hosts; the notes on
 //! `kvm-pvm` (nested, shadow paging) in shared/MACHINE.md explain the few
 //! places where that matters (ring-3 workload, RAM below the APIC hole).
 
 pub mod boot;
+pub mod cpuid;
 pub mod state;
+pub mod throttle;
+pub mod uffd;
 pub mod vcpu;
 pub mod vm;
 
@@ -41,6 +46,9 @@ pub enum KvmError {
     /// The VM was configured wrongly.
     #[error("{0}")]
     Config(String),
+    /// The guest CPU asked for cannot be had on this host.
+    #[error(transparent)]
+    Cpu(#[from] cpuid::CpuError),
 }
 
 /// Shorthand for ioctl errors.

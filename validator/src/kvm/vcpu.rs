@@ -8,9 +8,13 @@
 //! `immediate_exit` set completes any pending port I/O; only then are the
 //! registers read. The pause instant is taken when the vCPU can no longer
 //! run guest code, so downtime is measured from there.
+//!
+//! A throttle ([`super::throttle`]) makes the thread sleep a share of each
+//! time slice between KVM_RUNs; a ticker thread kicks the vCPU out every
+//! slice while the throttle is engaged.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use super::throttle::{SliceClock, Throttle, ThrottleRangeError, THROTTLE_TIMESLICE};
 use super::{GuestRam, KvmError, VcpuState};
 use crate::guest::abi::*;
 
@@ -63,6 +68,9 @@ pub struct Progress {
     reports: AtomicU64,
     exits: AtomicU64,
     idle_ns: AtomicU64,
+    /// Throttle sleeps: total of those ended, and the start of the one in
+    /// progress (so that a long sleep counts as it goes).
+    throttled: Mutex<ThrottledTime>,
     first_bad_page: AtomicU64,
 }
 
@@ -89,6 +97,17 @@ pub struct ProgressSnapshot {
     pub exits: u64,
     /// Time the vCPU spent idle at the guest's request, ns.
     pub idle_ns: u64,
+    /// Time the vCPU slept because of the VMM's throttle, ns (a sleep in
+    /// progress included).
+    #[serde(default)]
+    pub throttled_ns: u64,
+}
+
+/// Time slept under the throttle.
+#[derive(Debug, Default)]
+struct ThrottledTime {
+    ended_ns: u64,
+    since: Option<Instant>,
 }
 
 impl Progress {
@@ -106,6 +125,21 @@ impl Progress {
             reports: l(&self.reports),
             exits: l(&self.exits),
             idle_ns: l(&self.idle_ns),
+            throttled_ns: {
+                let t = self.throttled.lock().expect("throttled lock");
+                t.ended_ns + t.since.map_or(0, |s| s.elapsed().as_nanos() as u64)
+            },
+        }
+    }
+
+    fn throttle_sleep_starts(&self, at: Instant) {
+        self.throttled.lock().expect("throttled lock").since = Some(at);
+    }
+
+    fn throttle_sleep_ends(&self) {
+        let mut t = self.throttled.lock().expect("throttled lock");
+        if let Some(s) = t.since.take() {
+            t.ended_ns += s.elapsed().as_nanos() as u64;
         }
     }
 
@@ -201,6 +235,15 @@ pub struct VcpuHandle {
     progress: Arc<Progress>,
     failure: Arc<Mutex<Option<GuestFailure>>>,
     started_at_ns: u64,
+    throttle: Arc<Throttle>,
+    /// Kicks the vCPU every time slice while a throttle is engaged.
+    ticker: Mutex<Option<Ticker>>,
+}
+
+/// The thread that kicks a throttled vCPU out of KVM_RUN every slice.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for VcpuHandle {
@@ -217,11 +260,12 @@ impl VcpuHandle {
         let (event_tx, events) = mpsc::channel();
         let progress = Arc::new(Progress::default());
         let failure = Arc::new(Mutex::new(None));
-        let (p, f) = (progress.clone(), failure.clone());
+        let throttle = Arc::new(Throttle::default());
+        let (p, f, th) = (progress.clone(), failure.clone(), throttle.clone());
         let thread = std::thread::Builder::new()
             .name("vcpu0".into())
             .spawn(move || {
-                let r = run_loop(vcpu, ram, &p, command_rx, event_tx);
+                let r = run_loop(vcpu, ram, &p, &th, command_rx, event_tx);
                 if let Err(e) = &r {
                     *f.lock().expect("failure lock") = Some(e.clone());
                 }
@@ -232,7 +276,7 @@ impl VcpuHandle {
             Ok(Event::Started(at)) => at,
             _ => monotonic_ns(),
         };
-        Ok(VcpuHandle { thread: Some(thread), commands, events, progress, failure, started_at_ns })
+        Ok(VcpuHandle { thread: Some(thread), commands, events, progress, failure, started_at_ns, throttle, ticker: Mutex::new(None) })
     }
 
     /// When the thread first entered KVM_RUN (CLOCK_MONOTONIC ns).
@@ -243,6 +287,41 @@ impl VcpuHandle {
     /// What the guest has reported so far.
     pub fn progress(&self) -> ProgressSnapshot {
         self.progress.snapshot()
+    }
+
+    /// Throttles the vCPU to sleep `pct` percent of the time (0: off), as
+    /// QEMU's `cpu-throttle-percentage` does; takes effect within a slice.
+    pub fn set_throttle(&self, pct: u32) -> Result<(), ThrottleRangeError> {
+        self.throttle.set_pct(pct)?;
+        let mut ticker = self.ticker.lock().expect("ticker lock");
+        if pct > 0 && ticker.is_none() {
+            if let Some(t) = &self.thread {
+                use std::os::unix::thread::JoinHandleExt;
+                let (stop, throttle) = (Arc::new(AtomicBool::new(false)), self.throttle.clone());
+                let (s, vcpu_thread) = (stop.clone(), t.as_pthread_t());
+                let thread = std::thread::Builder::new()
+                    .name("vcpu0-throttle".into())
+                    .spawn(move || {
+                        while !s.load(Ordering::Acquire) {
+                            std::thread::sleep(THROTTLE_TIMESLICE);
+                            if throttle.pct() > 0 {
+                                // SAFETY: the vCPU thread is alive or still
+                                // joinable: the handle joins this ticker
+                                // before it joins the vCPU thread.
+                                unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
+                            }
+                        }
+                    })
+                    .expect("cannot start the vCPU throttle thread");
+                *ticker = Some(Ticker { stop, thread });
+            }
+        }
+        Ok(())
+    }
+
+    /// The throttle in force, percent.
+    pub fn throttle_pct(&self) -> u32 {
+        self.throttle.pct()
     }
 
     /// Why the guest stopped, if it did.
@@ -295,6 +374,10 @@ impl VcpuHandle {
     }
 
     fn shutdown(&mut self) -> Result<(), GuestFailure> {
+        if let Some(t) = self.ticker.lock().expect("ticker lock").take() {
+            t.stop.store(true, Ordering::Release);
+            let _ = t.thread.join();
+        }
         let _ = self.commands.send(Command::Stop);
         self.kick();
         match self.thread.take() {
@@ -340,6 +423,7 @@ fn run_loop(
     mut vcpu: VcpuFd,
     ram: GuestRam,
     progress: &Progress,
+    throttle: &Throttle,
     commands: Receiver<Command>,
     events: Sender<Event>,
 ) -> Result<(), GuestFailure> {
@@ -353,26 +437,38 @@ fn run_loop(
     let _clear = Clear;
     let _ = events.send(Event::Started(monotonic_ns()));
     let mut idle_for: Option<Duration> = None;
+    let mut slice = SliceClock::new(Instant::now());
     loop {
-        // Commands arrive while idle (the guest asked to sleep) or after a kick.
-        let command = match idle_for.take() {
-            Some(d) => {
+        // Commands arrive while idle (the guest asked to sleep, or the
+        // throttle sleeps the vCPU) or after a kick.
+        let throttled_for = slice.due(throttle.pct(), Instant::now());
+        let command = match (idle_for.take(), throttled_for) {
+            (None, None) => commands.try_recv().ok(),
+            (idle, throttled) => {
                 let t = Instant::now();
-                let r = commands.recv_timeout(d);
-                progress.idle_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if throttled.is_some() {
+                    progress.throttle_sleep_starts(t);
+                }
+                let r = commands.recv_timeout(idle.unwrap_or_default().max(throttled.unwrap_or_default()));
+                if throttled.is_some() {
+                    progress.throttle_sleep_ends();
+                    slice.restart(Instant::now());
+                } else {
+                    progress.idle_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }
                 match r {
                     Ok(c) => Some(c),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => Some(Command::Stop),
                 }
             }
-            None => commands.try_recv().ok(),
         };
         match command {
             Some(Command::Pause) => {
                 if !pause_here(&mut vcpu, progress, &commands, &events) {
                     return Ok(());
                 }
+                slice.restart(Instant::now());
                 continue;
             }
             Some(Command::Stop) => return Ok(()),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use memfabric_migration::PAGE_SIZE_BYTES;
+use memfabric_formats::cpu::VmCpu;
 use vm_memory::mmap::MmapRegion;
 
 use super::{ioctl, KvmError};
@@ -115,7 +116,8 @@ impl GuestRam {
             .collect()
     }
 
-    fn host_addr(&self) -> u64 {
+    /// Where the mapping starts in this process.
+    pub(crate) fn host_addr(&self) -> u64 {
         self.region.as_ptr() as u64
     }
 }
@@ -271,8 +273,19 @@ impl Vm {
 
     /// Creates vCPU `id` with the CPUID KVM supports.
     pub fn create_vcpu(&self, id: u64) -> Result<VcpuFd, KvmError> {
+        self.create_vcpu_with(id, &VmCpu::Any)
+    }
+
+    /// The CPUID values KVM supports on this host.
+    pub fn supported_cpuid(&self) -> Result<CpuId, KvmError> {
+        ioctl("KVM_GET_SUPPORTED_CPUID", self.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES))
+    }
+
+    /// Creates vCPU `id` with the CPUID of `cpu` ([`super::cpuid::cpuid_for`];
+    /// KVM's supported values when `cpu` is [`VmCpu::Any`]).
+    pub fn create_vcpu_with(&self, id: u64, cpu: &VmCpu) -> Result<VcpuFd, KvmError> {
         let vcpu = ioctl("KVM_CREATE_VCPU", self.fd.create_vcpu(id))?;
-        let cpuid: CpuId = ioctl("KVM_GET_SUPPORTED_CPUID", self.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES))?;
+        let cpuid = super::cpuid::cpuid_for(cpu, &self.supported_cpuid()?);
         ioctl("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
         Ok(vcpu)
     }

@@ -37,6 +37,9 @@ pub struct DestConfig {
     pub announce_resume: bool,
     /// Mutual TLS 1.3 with the source (None: plain TCP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The CPU this destination's host offers (a model it emulates, or
+    /// what KVM supports).
+    pub cpu: crate::kvm::cpuid::GuestCpu,
 }
 
 /// What the destination prints on stdout when the guest runs here.
@@ -213,6 +216,15 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         return Err(format!("guest of {} bytes exceeds this destination's limit of {}", hello.memory_bytes, cfg.max_memory_bytes));
     }
     let strategy: Strategy = hello.strategy.parse().map_err(|e| format!("strategy {:?}: {e}", hello.strategy))?;
+    // The host CPU offered, and the guest's CPU for the vCPU at resume.
+    let supported = kvm_ioctls::Kvm::new()
+        .and_then(|k| k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES))
+        .map_err(|e| format!("reading KVM's CPUID: {e}"))?;
+    let offer = super::cpu::CpuWire::of(&cfg.cpu, &supported).map_err(|e| format!("this destination's CPU: {e}"))?;
+    let guest_cpu = match &hello.cpu {
+        Some(c) if c.model != "host" => c.as_vm().ok_or_else(|| format!("the guest's CPU vendor {:?} is unknown", c.vendor))?,
+        _ => memfabric_formats::cpu::VmCpu::Any,
+    };
     let t = Instant::now();
     let mut vm = match prepared {
         Some((vm, split)) if vm.ram().bytes() == hello.memory_bytes && split == hello.ram_split => vm,
@@ -227,7 +239,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         None => Vm::with_split(hello.memory_bytes, hello.ram_split, true).map_err(|e| e.to_string())?,
     };
     rx.writer
-        .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3 })
+        .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3, cpu: Some(offer) })
         .and_then(|_| rx.writer.flush())
         .map_err(|e| format!("sending HelloAck: {e}"))?;
 
@@ -310,7 +322,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
 
     vm.set_dirty_logging(false).map_err(|e| e.to_string())?;
-    let m = Machine::resume_from(vm, &state, 0).map_err(|e| format!("restoring the vCPU: {e}"))?;
+    let m = Machine::resume_from(vm, &state, 0, &guest_cpu).map_err(|e| format!("restoring the vCPU: {e}"))?;
     let resume_ns = m.vcpu.started_at_ns();
     report.resume_ns = Some(resume_ns);
     report.outcome = "resumed".into();

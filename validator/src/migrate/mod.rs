@@ -11,6 +11,8 @@
 //! | [`tls_bench`] | `tls-bench`: the CPU cost of TLS record protection against memcpy |
 //! | [`datapath_bench`] | `datapath-bench`: source and destination CPU per GiB per pipeline on loopback, against memcpy |
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
+//! | [`cpu`] | CPU baselines: the guest's CPU in `Hello`, the destination's offer in `HelloAck`, the simulator's compatibility rule |
+//! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -41,11 +43,13 @@
 //! and without an answer leaves its guest paused (`unknown`).
 
 pub mod arbiter;
+pub mod cpu;
 pub mod datapath_bench;
 pub mod dest;
 pub mod fault;
 pub mod orchestrate;
 pub mod source;
+pub mod throttle;
 pub mod tls;
 pub mod tls_bench;
 pub mod wire;
@@ -70,6 +74,10 @@ pub struct Hello {
     pub tsc_hz: u64,
     /// RAM offsets from here on are mapped at 4 GiB ([`crate::guest::abi::Layout`]).
     pub ram_split: u64,
+    /// The guest's CPU: the model (or `host`) and the features it was
+    /// started with ([`cpu`]); the destination gives its vCPU the same.
+    #[serde(default)]
+    pub cpu: Option<cpu::CpuWire>,
 }
 
 /// Destination → source: ready to receive.
@@ -77,6 +85,9 @@ pub struct Hello {
 pub struct HelloAck {
     /// Time to map and pre-fault guest RAM, ms.
     pub prefault_ms: f64,
+    /// The CPU the destination's host offers ([`cpu`]).
+    #[serde(default)]
+    pub cpu: Option<cpu::CpuWire>,
 }
 
 /// Source → destination: a round ended.

@@ -77,6 +77,17 @@ pub struct GuestArgs {
     /// to exercise the second memory slot with a small guest).
     #[arg(long = "ram-split", default_value = "3GiB", value_parser = Bytes::parse, hide = true)]
     pub ram_split: Bytes,
+    /// The guest dirties as fast as its vCPU runs (CPU-bound), ignoring
+    /// --dirty-rate; scenario.toml gets the rate it reached in round 0.
+    #[arg(long = "cpu-bound", conflicts_with = "dirty_rate")]
+    pub cpu_bound: bool,
+    /// QEMU-style auto-converge: throttle the guest's vCPU (20 %, +10 %,
+    /// up to 99 %) when it dirties faster than the rounds send.
+    #[arg(long = "auto-converge")]
+    pub auto_converge: bool,
+    /// The guest's CPU model.
+    #[command(flatten)]
+    pub cpu: super::cpu::CpuArgs,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -121,6 +132,9 @@ impl GuestArgs {
     pub fn source_config(&self) -> anyhow::Result<SourceConfig> {
         let mut workload = GuestWorkload::from_archetype(&self.workload, self.dirty_rate, self.seed)?;
         workload.ram_split = self.ram_split.0;
+        if self.cpu_bound {
+            workload.pace = crate::guest::DirtyPace::CpuBound;
+        }
         workload.layout(self.mem.0)?;
         Ok(SourceConfig {
             memory_bytes: self.mem.0,
@@ -137,6 +151,8 @@ impl GuestArgs {
             integrity_check: !self.no_integrity_check,
             arbiter: false,
             tls: None,
+            auto_converge: self.auto_converge,
+            cpu: self.cpu.guest_cpu(),
         })
     }
 
@@ -171,6 +187,13 @@ impl GuestArgs {
         if self.no_integrity_check {
             v.push("--no-integrity-check".into());
         }
+        if self.cpu_bound {
+            v.push("--cpu-bound".into());
+        }
+        if self.auto_converge {
+            v.push("--auto-converge".into());
+        }
+        v.extend(self.cpu.to_cli());
         v
     }
 }
@@ -196,6 +219,14 @@ pub struct MigrateArgs {
     /// (`scripts/tls-keygen.sh DIR` makes them).
     #[arg(long, value_name = "DIR")]
     pub tls: Option<PathBuf>,
+    /// The destination host's CPU model (emulated: its VMM offers exactly
+    /// the model's features); a guest started with a feature it lacks is
+    /// refused before any page moves. Default: what KVM supports here.
+    #[arg(long = "dest-cpu-model", value_parser = super::cpu::parse_model, conflicts_with = "dest_cpu_features")]
+    pub dest_cpu_model: Option<String>,
+    /// The destination host's CPU as a feature list.
+    #[arg(long = "dest-cpu-features", value_parser = super::cpu::parse_features)]
+    pub dest_cpu_features: Option<std::collections::BTreeSet<String>>,
     /// Result folder: new, empty, or a previous validator result (replaced
     /// atomically); anything else is refused before the migration starts.
     #[arg(long, default_value = "results/validator-migrate")]
@@ -256,6 +287,9 @@ pub struct DestArgs {
     /// Mutual TLS with the source.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// The CPU this destination's host offers.
+    #[command(flatten)]
+    pub cpu: super::cpu::CpuArgs,
 }
 
 /// Runs the hidden `source` command.
@@ -287,6 +321,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         corrupt_page: args.corrupt_page,
         announce_resume: true,
         tls,
+        cpu: args.cpu.guest_cpu(),
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -343,6 +378,7 @@ impl MigrateOutcome {
             ("not-converged", _) => "not-converged",
             ("unknown", _) => "unknown",
             ("source-lost", _) => "source-lost",
+            ("cpu-incompatible", _) => "cpu-incompatible",
             _ => "aborted",
         }
     }
@@ -416,6 +452,16 @@ pub enum MigrateInputError {
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
+    /// A CPU asked for (the guest's or the destination's) cannot be had on
+    /// this host.
+    #[error("{flag}: {source}")]
+    Cpu {
+        /// `--cpu-model`/`--cpu-features` or `--dest-cpu-model`/`--dest-cpu-features`.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: crate::kvm::cpuid::CpuError,
+    },
 }
 
 /// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
@@ -447,6 +493,14 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
         let pages = mem / memfabric_migration::PAGE_SIZE_BYTES;
         if page >= pages {
             return Err(MigrateInputError::FaultPageBeyondGuest { page, last: pages - 1, mem_mib: mem >> 20 });
+        }
+    }
+    // CPU models KVM cannot offer here (only checkable where KVM opens;
+    // without it the source fails to boot and says so).
+    if let Ok(supported) = kvm_ioctls::Kvm::new().and_then(|k| k.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)) {
+        let dest = super::cpu::CpuArgs { cpu_model: args.dest_cpu_model.clone(), cpu_features: args.dest_cpu_features.clone() };
+        for (flag, cpu) in [("--cpu-model/--cpu-features", args.guest.cpu.guest_cpu()), ("--dest-cpu-model/--dest-cpu-features", dest.guest_cpu())] {
+            crate::kvm::cpuid::vm_cpu(&cpu, &supported).map_err(|source| MigrateInputError::Cpu { flag, source })?;
         }
     }
     if let Some(available) = available_memory_bytes() {
@@ -506,6 +560,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     if let Some(dir) = &args.tls {
         dest.args(TlsFiles::in_dir(dir, "destination").to_cli());
     }
+    dest.args(super::cpu::CpuArgs { cpu_model: args.dest_cpu_model.clone(), cpu_features: args.dest_cpu_features.clone() }.to_cli());
     if let Some(FaultSpec { kind: FaultKind::DestRam, at: FaultAt::Page(page) }) = args.fault {
         dest.args(["--corrupt-page", &page.to_string()]);
     }

@@ -19,6 +19,7 @@ use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
 
+use super::throttle::{AutoConvergeDriver, GuestDuring};
 use super::tls::Conn;
 use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
 use super::{chunk_digests, thread_cpu_s, Abort, Hello, HelloAck, PageHashes, Resumed, RoundEnd, Switchover};
@@ -57,6 +58,11 @@ pub struct SourceConfig {
     pub arbiter: bool,
     /// Mutual TLS 1.3 to the destination (None: plain TCP).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// QEMU-style auto-converge: throttle the vCPU when the guest dirties
+    /// faster than the rounds send ([`super::throttle`]).
+    pub auto_converge: bool,
+    /// The guest's CPU (model, feature list, or what KVM supports).
+    pub cpu: crate::kvm::cpuid::GuestCpu,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -113,6 +119,15 @@ pub struct RoundReport {
     pub dirty_pages: u64,
     /// False if the round was cut short by a failure.
     pub complete: bool,
+    /// Auto-converge throttle in force during the round, percent.
+    #[serde(default)]
+    pub throttle_pct: u32,
+    /// Time the vCPU slept under the throttle during the round, ms.
+    #[serde(default)]
+    pub throttled_ms: f64,
+    /// Page writes the guest reported during the round.
+    #[serde(default)]
+    pub guest_writes: u64,
 }
 
 /// Pages and real bytes (record header + payload) resolved at each stage.
@@ -226,6 +241,32 @@ pub struct SourceReport {
     /// (`resume` or `discard`; None when it was not asked or did not answer).
     #[serde(default)]
     pub arbiter_verdict: Option<String>,
+    /// Whether auto-converge was on.
+    #[serde(default)]
+    pub auto_converge: bool,
+    /// Largest auto-converge throttle applied, percent.
+    #[serde(default)]
+    pub throttle_pct_max: u32,
+    /// The guest's CPU as started (model and features).
+    #[serde(default)]
+    pub cpu: Option<super::cpu::CpuWire>,
+    /// The features the guest saw when it ran CPUID (of those that tell
+    /// models apart).
+    #[serde(default)]
+    pub guest_cpu_features: Option<std::collections::BTreeSet<String>>,
+    /// With a CPU model or feature list: whether the guest saw exactly
+    /// those features (of the ones that tell models apart); false where the
+    /// CPUID table does not reach the guest (kvm-pvm: it sees the physical
+    /// CPU's). None without a model, or if the guest wrote no dump.
+    #[serde(default)]
+    pub cpuid_enforced: Option<bool>,
+    /// The destination host's CPU, from its HelloAck.
+    #[serde(default)]
+    pub dest_cpu: Option<super::cpu::CpuWire>,
+    /// The refusal when the destination lacked features the guest has
+    /// (outcome `cpu-incompatible`; no page was sent).
+    #[serde(default)]
+    pub cpu_incompatible: Option<super::cpu::CpuIncompatible>,
 }
 
 impl SourceReport {
@@ -261,6 +302,13 @@ impl SourceReport {
             guest_at_pause: None,
             guest_after_abort: None,
             arbiter_verdict: None,
+            auto_converge: false,
+            throttle_pct_max: 0,
+            cpu: None,
+            guest_cpu_features: None,
+            cpuid_enforced: None,
+            dest_cpu: None,
+            cpu_incompatible: None,
         }
     }
 }
@@ -286,6 +334,8 @@ struct Migration<'a> {
     tcp: TcpStream,
     report: SourceReport,
     paused: bool,
+    /// Auto-converge (off unless configured).
+    throttle: AutoConvergeDriver,
 }
 
 /// A failure, and whether the destination may have resumed the guest.
@@ -361,11 +411,23 @@ impl Migration<'_> {
             strategy: self.cfg.strategy.to_string(),
             tsc_hz: self.m.tsc_hz,
             ram_split: self.cfg.workload.ram_split,
+            cpu: self.report.cpu.clone(),
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
         let ack: HelloAck = self.expect(Kind::HelloAck)?;
         self.report.dest_prefault_ms = Some(ack.prefault_ms);
+        // CPU baseline: refuse a destination lacking a feature the guest
+        // was started with, before any page moves (the guest runs on here).
+        if let (Some(guest), Some(dest)) = (&self.report.cpu, &ack.cpu) {
+            self.report.dest_cpu = Some(dest.clone());
+            if let Err(e) = super::cpu::check_destination(guest, dest) {
+                self.report.outcome = "cpu-incompatible".into();
+                let reason = e.to_string();
+                self.report.cpu_incompatible = Some(e);
+                return Err(fail(reason));
+            }
+        }
 
         self.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
         let total_pages = self.m.ram().pages();
@@ -373,6 +435,7 @@ impl Migration<'_> {
         let mut round = 0u32;
         let converged = loop {
             let start_ns = monotonic_ns();
+            let guest_before = self.m.vcpu.progress();
             let before = self.report.stages;
             let (pages, bytes) = self.send_pages(to_send.iter())?;
             self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
@@ -384,6 +447,7 @@ impl Migration<'_> {
             wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
             let end_ns = monotonic_ns();
             let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+            let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
             self.report.rounds.push(RoundReport {
                 round,
                 phase: "precopy".into(),
@@ -393,7 +457,14 @@ impl Migration<'_> {
                 bytes_on_wire: bytes,
                 dirty_pages: dirty.count(),
                 complete: true,
+                throttle_pct: self.throttle.pct(),
+                throttled_ms: guest.throttled_ns as f64 * 1e-6,
+                guest_writes: guest.writes,
             });
+            // Auto-converge: the shared trigger on what this round dirtied
+            // and sent sets the throttle for the next one.
+            self.throttle.on_round(&self.m.vcpu, dirty.count(), bytes).map_err(|e| fail(e.to_string()))?;
+            self.report.throttle_pct_max = self.throttle.pct_max();
             // Remaining bytes after reduction: the shared estimator (the
             // simulator calls it too) on what this round sent.
             let wire = RoundWire {
@@ -471,6 +542,9 @@ impl Migration<'_> {
             bytes_on_wire: bytes + n,
             dirty_pages: 0,
             complete: true,
+            throttle_pct: self.throttle.pct(),
+            throttled_ms: 0.0,
+            guest_writes: 0,
         });
         // From here the destination may resume the guest.
         // An explicit Abort means the destination did not resume: the guest
@@ -537,8 +611,21 @@ fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()
 /// happened and the guest is left running at the source.
 pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<TcpStream>) -> anyhow::Result<SourceReport> {
     let boot = Instant::now();
-    let mut m = Machine::boot(cfg.memory_bytes, &cfg.workload)?;
+    let mut m = Machine::boot_with_cpu(cfg.memory_bytes, &cfg.workload, &cfg.cpu)?;
+    let supported = m.vm.supported_cpuid()?;
+    let cpu = super::cpu::CpuWire::of(&cfg.cpu, &supported)?;
     m.wait_for_phase(abi::GUEST_PHASE_FILLED as u64, Duration::from_secs(600)).map_err(anyhow::Error::msg)?;
+    let guest_cpu_features = m.guest_cpu_features();
+    // Only a model or a feature list is a claim about what the guest sees.
+    let asked = cfg.cpu != crate::kvm::cpuid::GuestCpu::Host;
+    let cpuid_enforced = guest_cpu_features.as_ref().filter(|_| asked).map(|seen| *seen == cpu.features);
+    if cpuid_enforced == Some(false) {
+        eprintln!(
+            "source: warning: the guest sees CPU features {:?}, not the {:?} it was given: KVM here does not intercept CPUID",
+            guest_cpu_features.as_ref().map(|f| f.iter().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default(),
+            cpu.features.iter().cloned().collect::<Vec<_>>().join(",")
+        );
+    }
     let fill_s = boot.elapsed().as_secs_f64();
     std::thread::sleep(cfg.warmup);
     if let Some(f) = m.vcpu.failure() {
@@ -551,6 +638,9 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
         tsc_hz: m.tsc_hz,
         fill_s,
         start_ns,
+        cpu: Some(cpu),
+        guest_cpu_features,
+        cpuid_enforced,
         ..SourceReport::empty("completed", cfg.memory_bytes, cfg.strategy.to_string())
     };
     let stream = match connect() {
@@ -587,14 +677,29 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
     // Round 0 sends every page, so every entry is set before it is read.
     let sent = cfg.integrity_check.then(|| PageHashes::zeroed(m.ram().pages()));
-    let mut mig =
-        Migration { cfg, m: &mut m, encoder, index: DedupIndex::new(), sent, writer, reader, tcp: stream, report, paused: false };
+    report.auto_converge = cfg.auto_converge;
+    let throttle = AutoConvergeDriver::new(cfg.auto_converge);
+    let mut mig = Migration {
+        cfg,
+        m: &mut m,
+        encoder,
+        index: DedupIndex::new(),
+        sent,
+        writer,
+        reader,
+        tcp: stream,
+        report,
+        paused: false,
+        throttle,
+    };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;
     mig.report.bytes_from_destination = mig.reader.bytes;
     mig.report.cpu_s_source = thread_cpu_s() - cpu0;
     if let Err(f) = result {
+        // The guest stays here (or may): it runs on unthrottled.
+        mig.throttle.release(&mig.m.vcpu);
         // A guest paused for a handover that did not happen runs again at
         // once, before the destination's reason is read and it is told.
         let mut resume_error = None;

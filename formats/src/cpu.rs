@@ -97,6 +97,12 @@ pub fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|m| m.0).collect()
 }
 
+/// Every feature some named model has: the features that tell the models
+/// apart (what a VMM must be able to set and read back to emulate them).
+pub fn model_features() -> BTreeSet<&'static str> {
+    MODELS.iter().flat_map(|m| m.2.iter().flat_map(|g| g.iter().copied())).collect()
+}
+
 /// The vendor and features of a named model.
 pub fn named_model(name: &str) -> Option<(CpuVendor, BTreeSet<String>)> {
     let (_, vendor, groups) = MODELS.iter().find(|m| m.0 == name)?;
@@ -180,6 +186,16 @@ mod tests {
         assert!(!live_compatible(&VmCpu::HostPassthrough, &ice, &HostCpu::named("SapphireRapids").unwrap()));
         assert!(live_compatible(&VmCpu::Any, &ice, &milan));
         assert!(live_compatible(&vm, &ice, &HostCpu::default()));
+    }
+
+    #[test]
+    fn model_features_are_the_union_of_the_models() {
+        let all = model_features();
+        for name in model_names() {
+            assert!(named_model(name).unwrap().1.iter().all(|f| all.contains(f.as_str())), "{name}");
+        }
+        assert!(all.contains("avx512-bf16") && all.contains("clzero"), "the last group of each vendor");
+        assert_eq!(all.len(), 32);
     }
 
     #[test]
