@@ -45,11 +45,10 @@ impl Sim<'_> {
 
     pub(super) fn complete_due_flows(&mut self) {
         let now = self.now();
-        while let Some((t, id)) = self.net.next_completion() {
-            if t > now {
-                break;
-            }
-            let totals = self.net.remove_flow(now, id).expect("active flow");
+        for id in self.net.due_flows(now) {
+            // A flow due now may have been cut by what an earlier one started
+            // (a policy's cancel).
+            let Some(totals) = self.net.remove_flow(now, id) else { continue };
             let m = self.flow_owner.remove(&id).expect("every flow has an owner");
             self.migs[m.index()].flow = None;
             self.account(m, id, &totals);
