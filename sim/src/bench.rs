@@ -204,10 +204,14 @@ pub struct BenchRow {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// CPU time the calling thread has used, seconds.
+/// CPU time the calling thread has used, seconds: the first field of
+/// `/proc/thread-self/schedstat` (nanoseconds on a CPU). `NaN` where it
+/// cannot be read (off Linux), shown as `n/a`.
 fn thread_cpu_s() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
 /// The process's peak resident set size (`VmHWM` in `/proc/self/status`), MiB.
@@ -258,7 +262,7 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<V
 fn loglog_slope_of(a: &BenchRow, b: &BenchRow, cost: impl Fn(&BenchRow) -> f64) -> Option<f64> {
     let (na, nb) = (a.migrations as f64, b.migrations as f64);
     let (ca, cb) = (cost(a), cost(b));
-    (na > 0.0 && nb > 0.0 && na != nb && ca > 0.0 && cb > 0.0).then(|| (cb / ca).ln() / (nb / na).ln())
+    (na > 0.0 && nb > 0.0 && na != nb && ca > 0.0 && cb > 0.0 && ca.is_finite() && cb.is_finite()).then(|| (cb / ca).ln() / (nb / na).ln())
 }
 
 /// The log-log slope of wall time against migrations between two rows.
@@ -299,9 +303,10 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     for (i, r) in rows.iter().enumerate() {
         let slope = i.checked_sub(1).and_then(|j| loglog_slope(&rows[j], r));
         let cpu_slope = i.checked_sub(1).and_then(|j| loglog_slope_cpu(&rows[j], r));
+        let cpu = |text: String| if r.cpu_s.is_finite() { text } else { "n/a".to_string() };
         let per = |count: usize| r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{:.0}", m * 1048576.0 / count.max(1) as f64));
         s += &format!(
-            "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>10.1} {:>12.0} {:>16.0} {:>14.0} {:>13} {:>12} {:>19} {:>6} {:>9}\n",
+            "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>10} {:>12.0} {:>16} {:>14.0} {:>13} {:>12} {:>19} {:>6} {:>9}\n",
             r.vms,
             r.migrations,
             r.completed,
@@ -309,9 +314,9 @@ pub fn format_table(rows: &[BenchRow]) -> String {
             r.solves,
             r.simulated_s,
             r.wall_s * 1e3,
-            r.cpu_s * 1e3,
+            cpu(format!("{:.1}", r.cpu_s * 1e3)),
             r.events as f64 / r.wall_s,
-            r.events as f64 / r.cpu_s,
+            cpu(format!("{:.0}", r.events as f64 / r.cpu_s)),
             r.migrations as f64 / r.wall_s,
             r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.1}")),
             per(r.vms),
