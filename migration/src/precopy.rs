@@ -176,14 +176,17 @@ pub struct RoundWire {
 /// simulator and the validator share, so that both stop after the same round
 /// given the same evidence; it uses only what a real VMM can know (what it
 /// just sent), not the expected cost of pages not yet encoded.
-pub fn remaining_bytes_estimate(dirty_pages: u64, round: &RoundWire, raw_page_wire_bytes: f64) -> u64 {
+///
+/// `dirty_pages` may be fractional: the simulator's expected sampling passes
+/// the expected number of dirty pages, not a rounded count.
+pub fn remaining_bytes_estimate(dirty_pages: f64, round: &RoundWire, raw_page_wire_bytes: f64) -> u64 {
     let nonzero_pages = round.pages - round.zero_pages;
     let per_page = if nonzero_pages >= 0.5 {
         (round.wire_bytes - round.zero_wire_bytes).max(0.0) / nonzero_pages
     } else {
         raw_page_wire_bytes
     };
-    (dirty_pages as f64 * per_page).round() as u64
+    (dirty_pages * per_page).round() as u64
 }
 
 /// QEMU's auto-converge: throttle the guest's vCPUs when it dirties memory faster
@@ -276,12 +279,12 @@ mod tests {
     fn remaining_bytes_count_non_zero_pages_of_the_last_round() {
         // 100 pages: 40 zero (10 B each), 60 at 1000 B each.
         let r = RoundWire { pages: 100.0, wire_bytes: 400.0 + 60_000.0, zero_pages: 40.0, zero_wire_bytes: 400.0 };
-        assert_eq!(remaining_bytes_estimate(7, &r, 4104.0), 7_000);
+        assert_eq!(remaining_bytes_estimate(7.0, &r, 4104.0), 7_000);
         // Only zero pages (or nothing) sent: the raw cost per page.
         let z = RoundWire { pages: 5.0, wire_bytes: 50.0, zero_pages: 5.0, zero_wire_bytes: 50.0 };
-        assert_eq!(remaining_bytes_estimate(3, &z, 4104.0), 12_312);
-        assert_eq!(remaining_bytes_estimate(3, &RoundWire::default(), 4104.0), 12_312);
-        assert_eq!(remaining_bytes_estimate(0, &r, 4104.0), 0);
+        assert_eq!(remaining_bytes_estimate(3.0, &z, 4104.0), 12_312);
+        assert_eq!(remaining_bytes_estimate(3.0, &RoundWire::default(), 4104.0), 12_312);
+        assert_eq!(remaining_bytes_estimate(0.0, &r, 4104.0), 0);
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! a third of the VMs evacuated over routes of four links that overlap).
 //!
 //! Each scenario is generated as TOML text and goes through the same loader as
-//! any file. Wall time is read here, around the run, and never by model code.
+//! any file. Wall time and the thread's CPU time are read here, around the
+//! run, and never by model code. On a machine shared with other work the CPU
+//! time is the steadier figure: wall time counts the time other processes
+//! held the cores.
 
 use crate::run::run;
 use memfabric_migration::record::Outcome;
@@ -196,8 +199,20 @@ pub struct BenchRow {
     pub simulated_s: f64,
     /// Best wall time of the repeats, seconds (load + run).
     pub wall_s: f64,
+    /// Best CPU time of the repeats on the running thread, seconds (load + run).
+    pub cpu_s: f64,
     /// Peak resident memory of the process so far, MiB (Linux; `None` elsewhere).
     pub peak_rss_mib: Option<f64>,
+}
+
+/// CPU time the calling thread has used, seconds: the first field of
+/// `/proc/thread-self/schedstat` (nanoseconds on a CPU). `NaN` where it
+/// cannot be read (off Linux), shown as `n/a`.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
 /// The process's peak resident set size (`VmHWM` in `/proc/self/status`), MiB.
@@ -217,13 +232,14 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<V
         .iter()
         .map(|&n| {
             let text = workload.scenario(n);
-            let mut best = f64::INFINITY;
+            let (mut best, mut best_cpu) = (f64::INFINITY, f64::INFINITY);
             let mut last = None;
             for _ in 0..repeat.max(1) {
-                let t0 = Instant::now();
+                let (t0, cpu0) = (Instant::now(), thread_cpu_s());
                 let sc = scenario::parse(&text, "bench")?;
                 let out = run(&sc, None);
                 best = best.min(t0.elapsed().as_secs_f64());
+                best_cpu = best_cpu.min(thread_cpu_s() - cpu0);
                 last = Some((out, sc.vms.len()));
             }
             let (out, vms) = last.expect("ran at least once");
@@ -235,25 +251,39 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<V
                 solves: out.flow_solves,
                 simulated_s: out.end_time.as_secs_f64(),
                 wall_s: best,
+                cpu_s: best_cpu,
                 peak_rss_mib: peak_rss_mib(),
             })
         })
         .collect()
 }
 
-/// The log-log slope of wall time against migrations between two rows:
-/// 1 for cost linear in N, 2 for quadratic (`None` if undefined).
-pub fn loglog_slope(a: &BenchRow, b: &BenchRow) -> Option<f64> {
+/// The log-log slope of a cost against migrations between two rows: 1 for
+/// cost linear in N, 2 for quadratic (`None` if undefined).
+fn loglog_slope_of(a: &BenchRow, b: &BenchRow, cost: impl Fn(&BenchRow) -> f64) -> Option<f64> {
     let (na, nb) = (a.migrations as f64, b.migrations as f64);
-    (na > 0.0 && nb > 0.0 && na != nb && a.wall_s > 0.0 && b.wall_s > 0.0).then(|| (b.wall_s / a.wall_s).ln() / (nb / na).ln())
+    let (ca, cb) = (cost(a), cost(b));
+    (na > 0.0 && nb > 0.0 && na != nb && ca > 0.0 && cb > 0.0 && ca.is_finite() && cb.is_finite()).then(|| (cb / ca).ln() / (nb / na).ln())
 }
 
-/// The benchmark table as text. `bytes_per_vm` is the peak resident memory
-/// divided by the scenario's VMs; `slope` is [`loglog_slope`] from the row
-/// above (`-` on the first row).
+/// The log-log slope of wall time against migrations between two rows.
+pub fn loglog_slope(a: &BenchRow, b: &BenchRow) -> Option<f64> {
+    loglog_slope_of(a, b, |r| r.wall_s)
+}
+
+/// The log-log slope of CPU time against migrations between two rows.
+pub fn loglog_slope_cpu(a: &BenchRow, b: &BenchRow) -> Option<f64> {
+    loglog_slope_of(a, b, |r| r.cpu_s)
+}
+
+/// The benchmark table as text. `bytes_per_vm` and `bytes_per_migration`
+/// are the peak resident memory divided by the scenario's VMs and by the
+/// migrations; `slope` and `cpu_slope` are [`loglog_slope`] and
+/// [`loglog_slope_cpu`] from the row above (`-` on the first row);
+/// `events_per_cpu_s` is events per second of CPU time.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12} {:>14} {:>13} {:>12} {:>6}\n",
+        "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>10} {:>10} {:>12} {:>16} {:>14} {:>13} {:>12} {:>19} {:>6} {:>9}\n",
         "vms",
         "migrations",
         "completed",
@@ -261,16 +291,23 @@ pub fn format_table(rows: &[BenchRow]) -> String {
         "solves",
         "simulated_s",
         "wall_ms",
+        "cpu_ms",
         "events_per_s",
+        "events_per_cpu_s",
         "vms_per_wall_s",
         "peak_rss_mib",
         "bytes_per_vm",
-        "slope"
+        "bytes_per_migration",
+        "slope",
+        "cpu_slope"
     );
     for (i, r) in rows.iter().enumerate() {
         let slope = i.checked_sub(1).and_then(|j| loglog_slope(&rows[j], r));
+        let cpu_slope = i.checked_sub(1).and_then(|j| loglog_slope_cpu(&rows[j], r));
+        let cpu = |text: String| if r.cpu_s.is_finite() { text } else { "n/a".to_string() };
+        let per = |count: usize| r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{:.0}", m * 1048576.0 / count.max(1) as f64));
         s += &format!(
-            "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>12.0} {:>14.0} {:>13} {:>12} {:>6}\n",
+            "{:>7} {:>10} {:>9} {:>9} {:>9} {:>12.3} {:>10.1} {:>10} {:>12.0} {:>16} {:>14.0} {:>13} {:>12} {:>19} {:>6} {:>9}\n",
             r.vms,
             r.migrations,
             r.completed,
@@ -278,11 +315,15 @@ pub fn format_table(rows: &[BenchRow]) -> String {
             r.solves,
             r.simulated_s,
             r.wall_s * 1e3,
+            cpu(format!("{:.1}", r.cpu_s * 1e3)),
             r.events as f64 / r.wall_s,
+            cpu(format!("{:.0}", r.events as f64 / r.cpu_s)),
             r.migrations as f64 / r.wall_s,
             r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.1}")),
-            r.peak_rss_mib.map_or("n/a".to_string(), |m| format!("{:.0}", m * 1048576.0 / r.vms.max(1) as f64)),
-            slope.map_or("-".to_string(), |x| format!("{x:.2}"))
+            per(r.vms),
+            per(r.migrations),
+            slope.map_or("-".to_string(), |x| format!("{x:.2}")),
+            cpu_slope.map_or("-".to_string(), |x| format!("{x:.2}"))
         );
     }
     s
@@ -334,11 +375,13 @@ mod tests {
             solves: 0,
             simulated_s: 0.0,
             wall_s,
+            cpu_s: wall_s / 2.0,
             peak_rss_mib: None,
         };
         // 10x the migrations at 100x the time: quadratic.
         assert!((loglog_slope(&row(1000, 0.1), &row(10_000, 10.0)).unwrap() - 2.0).abs() < 1e-12);
         assert!((loglog_slope(&row(1000, 1.0), &row(10_000, 10.0)).unwrap() - 1.0).abs() < 1e-12);
+        assert!((loglog_slope_cpu(&row(1000, 0.1), &row(10_000, 10.0)).unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(loglog_slope(&row(1000, 1.0), &row(1000, 2.0)), None);
     }
 }

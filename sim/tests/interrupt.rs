@@ -24,6 +24,27 @@ fn start_run(dir: &Path, vms: usize) -> Child {
         .unwrap()
 }
 
+/// Waits until the child catches `signo` (its bit in `SigCgt` of
+/// `/proc/<pid>/status`): a signal sent before `main` installed the handler
+/// would kill it with the default action, which a loaded machine made
+/// happen within the first 100 ms.
+fn wait_for_handler(child: &Child, signo: u32) {
+    let t0 = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signo - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the run never installed its handler for signal {signo}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Sends `sig` ("INT", "TERM") with the shell's built-in `kill` (no procps needed).
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("sh").args(["-c", &format!("kill -{sig} {}", child.id())]).status().unwrap().success();
@@ -61,6 +82,7 @@ fn sigint_while_writing_removes_the_staging_folder_and_exits_130() {
 fn sigterm_while_simulating_exits_143_and_writes_nothing() {
     let dir = tmp("term");
     let mut child = start_run(&dir, 200);
+    wait_for_handler(&child, 15);
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none(), "the run ended within 100 ms; make the scenario larger");
     signal(&child, "TERM");

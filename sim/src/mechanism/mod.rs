@@ -104,12 +104,13 @@ pub struct Migration {
     pub start: Nanos,
     /// Start of the current round or stage.
     pub stage_start: Nanos,
-    /// Pages the current round/stage sends.
-    pub stage_pages: u64,
+    /// Pages the current round/stage sends (an expectation with expected
+    /// dirty sampling, so possibly fractional).
+    pub stage_pages: f64,
     /// Pre-copy rounds completed.
     pub rounds: u32,
-    /// Pages waiting for post-copy.
-    pub postcopy_pending: u64,
+    /// Pages waiting for post-copy (possibly fractional, as `stage_pages`).
+    pub postcopy_pending: f64,
     /// Guest run time of the pre-copy round whose dirty pages post-copy must
     /// pull (`None` when post-copy pulls every page).
     pub postcopy_window_secs: Option<f64>,

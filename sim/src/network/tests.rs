@@ -130,6 +130,30 @@ fn weights_give_multi_stream_flows_more_shares() {
     assert!((n.rate(other) - 70.0).abs() < 1e-9);
 }
 
+#[test]
+fn flows_finishing_together_are_due_together_in_slot_order() {
+    let mut n = Network::new(vec![1000.0]);
+    // 50 equal flows finish together at 50 s; one larger flow later.
+    let ids: Vec<_> = (0..50).map(|_| n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 1000.0)).collect();
+    let late = n.add_flow(SimTime(0), vec![0], f64::INFINITY, 1.0, 5000.0);
+    n.settle(SimTime(0));
+    let (t, first) = n.next_completion().unwrap();
+    assert_eq!(first, ids[0]);
+    assert!(n.due_flows(SimTime(t.0 - 1)).is_empty());
+    let due = n.due_flows(t);
+    assert_eq!(due, ids, "all 50, lowest slot first, not the larger one");
+    // Removing some (as a cancel would) leaves the rest listed, and the list still valid.
+    for id in &due[..10] {
+        n.remove_flow(t, *id).unwrap();
+    }
+    assert_eq!(n.due_flows(t), ids[10..].to_vec());
+    assert_eq!(n.next_completion().map(|x| x.1), Some(ids[10]));
+    for id in &ids[10..] {
+        n.remove_flow(t, *id).unwrap();
+    }
+    assert_eq!(n.next_completion().map(|x| x.1), Some(late));
+}
+
 /// The grouped solver against the per-flow reference (`super::reference`):
 /// random flow sets and random event sequences give the same rates to 1e-9
 /// relative, the same completion instants (to the nanosecond of rounding) and
@@ -232,6 +256,17 @@ mod equivalence {
                     Op::CompleteDue => {
                         if let Some((t, _)) = old.next_completion() {
                             now = now.max(t);
+                            // The batch is what one-at-a-time removal gives.
+                            let mut probe = new.clone();
+                            let mut one_by_one = Vec::new();
+                            while let Some((t, id)) = probe.next_completion() {
+                                if t > now {
+                                    break;
+                                }
+                                probe.remove_flow(now, id).unwrap();
+                                one_by_one.push(id);
+                            }
+                            prop_assert_eq!(new.due_flows(now), one_by_one);
                             while let Some((t, id)) = old.next_completion() {
                                 if t > now {
                                     break;

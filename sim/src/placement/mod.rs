@@ -84,6 +84,35 @@ impl Placer {
         }
         best.map(|(_, h)| h).ok_or(why)
     }
+
+    /// [`Placer::MostFreeRam`] over candidates given most free RAM first
+    /// (ties in candidate order), as
+    /// [`crate::state::FabricState::hosts_by_free_ram`] lists a site's hosts:
+    /// the first candidate that takes the VM is the one a scan of every
+    /// candidate picks, and the walk stops at the first host without room for
+    /// the VM's RAM, since no host after it has room (the refusal is then "no
+    /// capacity", as a full scan would say). This keeps placing N VMs at a
+    /// site of H hosts at O(N log H) instead of O(N·H).
+    pub fn most_free_ram_sorted(
+        fabric: &Fabric,
+        by_free_ram: impl IntoIterator<Item = (u64, HostId)>,
+        ram_used: &[u64],
+        demand: Demand,
+        usable: impl FnMut(HostId) -> Result<(), Refusal>,
+    ) -> Result<HostId, Refusal> {
+        let mut out_of_room = false;
+        let with_room = by_free_ram
+            .into_iter()
+            .take_while(|&(free, _)| {
+                out_of_room = free < demand.memory_bytes;
+                !out_of_room
+            })
+            .map(|(_, h)| h);
+        match Placer::FirstFit.choose(fabric, with_room, ram_used, demand, usable) {
+            Err(_) if out_of_room => Err(Refusal::NoCapacity),
+            found => found,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +148,39 @@ mod tests {
         assert_eq!(Placer::MostFreeRam.choose(&f, all, &used, d, |_| Ok(())), Ok(HostId(2)));
         // Ties go to the lowest id.
         assert_eq!(Placer::MostFreeRam.choose(&f, all, &[0, 0, 0], d, |_| Ok(())), Ok(HostId(1)));
+    }
+
+    #[test]
+    fn most_free_ram_over_sorted_hosts_picks_what_a_full_scan_picks() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+        let (mut found, mut refused) = (0, 0);
+        for _ in 0..2000 {
+            let n = rng.random_range(1..12usize);
+            // Few distinct sizes, so that free RAM often ties.
+            let rams: Vec<u64> = (0..n).map(|_| rng.random_range(1..5u64)).collect();
+            let f = fabric(&rams);
+            let used: Vec<u64> = rams.iter().map(|&r| rng.random_range(0..=r) << 30).collect();
+            let verdicts: Vec<Result<(), Refusal>> = (0..n)
+                .map(|_| match rng.random_range(0..6) {
+                    0 => Err(Refusal::HostDown),
+                    1 => Err(Refusal::CpuIncompatible),
+                    2 => Err(Refusal::Admission),
+                    _ => Ok(()),
+                })
+                .collect();
+            let d = Demand { memory_bytes: rng.random_range(0..4u64) << 30, vcpus: rng.random_range(1..10) };
+            let all: Vec<HostId> = (0..n as u32).map(HostId).collect();
+            let usable = |h: HostId| verdicts[h.index()];
+            let scan = Placer::MostFreeRam.choose(&f, all.iter().copied(), &used, d, usable);
+            let mut sorted: Vec<(u64, HostId)> = all.iter().map(|&h| ((rams[h.index()] << 30) - used[h.index()], h)).collect();
+            sorted.sort_by_key(|&(free, h)| (std::cmp::Reverse(free), h));
+            let walk = Placer::most_free_ram_sorted(&f, sorted, &used, d, usable);
+            assert_eq!(walk, scan, "rams {rams:?} used {used:?} verdicts {verdicts:?} demand {d:?}");
+            if scan.is_ok() { found += 1 } else { refused += 1 }
+        }
+        // Both outcomes were exercised.
+        assert!(found > 200 && refused > 200, "found {found}, refused {refused}");
     }
 
     #[test]

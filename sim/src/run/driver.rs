@@ -115,9 +115,9 @@ impl Sim<'_> {
             flow: None,
             start: now,
             stage_start: now,
-            stage_pages: 0,
+            stage_pages: 0.0,
             rounds: 0,
-            postcopy_pending: 0,
+            postcopy_pending: 0.0,
             postcopy_window_secs: None,
             postcopy_guest_speed: 1.0,
             throttle: Default::default(),
@@ -197,7 +197,7 @@ impl Sim<'_> {
                 let resources: Vec<usize> = reverse.hops.iter().map(|h| h.resource()).collect();
                 let cap = mig.cap.0;
                 let sync = FlowSpec { resources, cap, weight: 1.0, own_kind: None };
-                self.attach_flow(m, Stage::IndexSync, 0, Tally::default(), 0, bytes, sync);
+                self.attach_flow(m, Stage::IndexSync, 0.0, Tally::default(), 0, bytes, sync);
                 return;
             }
         }
@@ -207,7 +207,7 @@ impl Sim<'_> {
     /// Starts moving memory, after the connection (and any index sync).
     pub(super) fn begin_transfer(&mut self, m: MigrationId) {
         let mig = &self.migs[m.index()];
-        let pages = self.vm_pages[mig.vm.index()];
+        let pages = self.vm_pages[mig.vm.index()] as f64;
         let state = self.sc.vms[mig.vm.index()].device_state.0;
         match mig.settings.mechanism {
             Mechanism::PreCopy | Mechanism::Hybrid => {
@@ -224,20 +224,23 @@ impl Sim<'_> {
                 let mig = &mut self.migs[m.index()];
                 mig.paused_at = Some(self.q.now());
                 mig.postcopy_pending = pages;
-                self.start_flow(m, Stage::PostCopySwitch, 0, PageKind::Resend, state);
+                self.start_flow(m, Stage::PostCopySwitch, 0.0, PageKind::Resend, state);
             }
         }
     }
 
-    pub(super) fn draw_dirty(&mut self, vm: VmId, run_secs: f64, sampling: DirtySampling) -> u64 {
+    /// Pages `vm` dirties in `run_secs` of guest time: the expectation
+    /// itself (fractional: rounding it would make every stop-and-copy whose
+    /// expectation is under half a page carry nothing) or a binomial draw.
+    pub(super) fn draw_dirty(&mut self, vm: VmId, run_secs: f64, sampling: DirtySampling) -> f64 {
         let model = &self.dirty_models[vm.index()];
         match sampling {
-            DirtySampling::Expected => model.expected_dirty_pages(run_secs).round() as u64,
-            DirtySampling::Binomial => model.sample_dirty_pages(run_secs, &mut self.vm_rng[vm.index()]),
+            DirtySampling::Expected => model.expected_dirty_pages(run_secs),
+            DirtySampling::Binomial => model.sample_dirty_pages(run_secs, &mut self.vm_rng[vm.index()]) as f64,
         }
     }
 
-    pub(super) fn push_round(&mut self, m: MigrationId, round: u32, phase: RoundPhase, sent: f64, dirty: u64, throttle: u32) {
+    pub(super) fn push_round(&mut self, m: MigrationId, round: u32, phase: RoundPhase, sent: f64, dirty: f64, throttle: u32) {
         let now = self.now();
         self.push_round_row(m, now, round, phase, sent, dirty, throttle, true);
     }
@@ -250,7 +253,7 @@ impl Sim<'_> {
         round: u32,
         phase: RoundPhase,
         sent: f64,
-        dirty: u64,
+        dirty: f64,
         throttle: u32,
         complete: bool,
     ) {
@@ -263,10 +266,11 @@ impl Sim<'_> {
             phase,
             start_s: mig.stage_start.as_secs_f64(),
             end_s: now.as_secs_f64(),
-            pages: mig.stage_pages,
+            // Page counts in the table are whole; bytes carry any fraction.
+            pages: mig.stage_pages.round() as u64,
             bytes_on_wire: sent.round() as u64,
             rate_bytes_per_s: if secs > 0.0 { sent / secs } else { 0.0 },
-            dirty_pages: dirty,
+            dirty_pages: dirty.round() as u64,
             throttle_pct: throttle,
             complete,
         });
@@ -278,7 +282,7 @@ impl Sim<'_> {
         match stage {
             Stage::IndexSync => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, RoundPhase::IndexSync, sent, 0, 0);
+                self.push_round(m, r, RoundPhase::IndexSync, sent, 0.0, 0);
                 self.begin_transfer(m);
             }
             Stage::PreCopyRound => match self.sc.calibration.as_ref().map_or(0, |c| c.round_fixed_ns(self.migs[m.index()].route.one_way_latency)) {
@@ -290,7 +294,7 @@ impl Sim<'_> {
             },
             Stage::StopCopy => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, RoundPhase::StopCopy, sent, 0, self.migs[m.index()].throttle.throttle_pct());
+                self.push_round(m, r, RoundPhase::StopCopy, sent, 0.0, self.migs[m.index()].throttle.throttle_pct());
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 // Calibrated switchover costs (pause, state, resume, and the
@@ -302,7 +306,7 @@ impl Sim<'_> {
             }
             Stage::PostCopySwitch => {
                 let r = self.migs[m.index()].rounds;
-                self.push_round(m, r, RoundPhase::PostCopySwitch, sent, 0, 0);
+                self.push_round(m, r, RoundPhase::PostCopySwitch, sent, 0.0, 0);
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Resume));
@@ -317,23 +321,24 @@ impl Sim<'_> {
                 };
                 let rate = if push_secs > 0.0 { sent / push_secs } else { f64::INFINITY };
                 // A faulted page travels reduced like the rest of the push.
-                let page_wire = if pending > 0 { sent / pending as f64 } else { RAW_PAGE_WIRE_BYTES as f64 };
+                let page_wire = if pending > 0.0 { sent / pending } else { RAW_PAGE_WIRE_BYTES as f64 };
                 let per_fault = rtt.as_secs_f64() + page_wire / rate;
                 let vcpus = self.sc.vms[vm.index()].vcpus;
                 let model = &self.dirty_models[vm.index()];
                 let speed = model.postcopy_guest_speed(which, push_secs, per_fault, vcpus);
+                // The expectation stays fractional for the wait; the count is whole.
                 let faults = match mig.settings.dirty_sampling {
-                    DirtySampling::Expected => model.expected_postcopy_faults(which, push_secs, speed).round() as u64,
+                    DirtySampling::Expected => model.expected_postcopy_faults(which, push_secs, speed),
                     DirtySampling::Binomial => {
-                        model.sample_postcopy_faults(which, push_secs, speed, &mut self.vm_rng[vm.index()])
+                        model.sample_postcopy_faults(which, push_secs, speed, &mut self.vm_rng[vm.index()]) as f64
                     }
                 };
                 let r = mig.rounds + 1;
                 let mig = &mut self.migs[m.index()];
-                mig.postcopy_faults = faults;
-                mig.postcopy_fault_wait = Nanos::from_secs_ceil(faults as f64 * per_fault);
+                mig.postcopy_faults = faults.round() as u64;
+                mig.postcopy_fault_wait = Nanos::from_secs_ceil(faults * per_fault);
                 mig.postcopy_guest_speed = speed;
-                self.push_round(m, r, RoundPhase::PostCopyPush, sent, 0, 0);
+                self.push_round(m, r, RoundPhase::PostCopyPush, sent, 0.0, 0);
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
                 self.q.schedule_in(mig.route.one_way_latency, Event::Arrived(m, Arrival::Finish));
@@ -359,7 +364,7 @@ impl Sim<'_> {
                 let weight = tr.run.advance(&tr.vm, secs * run_fraction * 1e9);
                 let tally = self.traced_tally(m, false);
                 self.traced[m.index()].as_mut().expect("traced").prepared = Some(tally);
-                weight.round() as u64
+                weight.round()
             }
             None => self.draw_dirty(vm, secs * run_fraction, sampling),
         };
@@ -367,7 +372,7 @@ impl Sim<'_> {
         let mig = &mut self.migs[m.index()];
         mig.rounds += 1;
         if auto {
-            let pct = mig.throttle.on_round(dirty * PAGE_SIZE_BYTES, sent.round() as u64);
+            let pct = mig.throttle.on_round((dirty * PAGE_SIZE_BYTES as f64).round() as u64, sent.round() as u64);
             mig.throttle_pct_max = mig.throttle_pct_max.max(pct);
         }
         let rate = if secs > 0.0 { sent / secs } else { f64::INFINITY };
@@ -407,20 +412,20 @@ impl Sim<'_> {
         }
     }
 
-    pub(super) fn stop_and_copy(&mut self, m: MigrationId, pages: u64, state: u64) {
+    pub(super) fn stop_and_copy(&mut self, m: MigrationId, pages: f64, state: u64) {
         self.transition(m, MigrationPhase::StopAndCopy);
         self.migs[m.index()].paused_at = Some(self.now());
         self.start_flow(m, Stage::StopCopy, pages, PageKind::Resend, state);
     }
 
-    pub(super) fn switch_to_postcopy(&mut self, m: MigrationId, pending: u64, state: u64, window_secs: Option<f64>) {
+    pub(super) fn switch_to_postcopy(&mut self, m: MigrationId, pending: f64, state: u64, window_secs: Option<f64>) {
         self.transition(m, MigrationPhase::StopAndCopy);
         let now = self.now();
         let mig = &mut self.migs[m.index()];
         mig.paused_at = Some(now);
         mig.postcopy_pending = pending;
         mig.postcopy_window_secs = window_secs;
-        self.start_flow(m, Stage::PostCopySwitch, 0, PageKind::Resend, state);
+        self.start_flow(m, Stage::PostCopySwitch, 0.0, PageKind::Resend, state);
     }
 
     pub(super) fn arrived(&mut self, m: MigrationId, kind: Arrival) {

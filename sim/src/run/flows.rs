@@ -45,11 +45,10 @@ impl Sim<'_> {
 
     pub(super) fn complete_due_flows(&mut self) {
         let now = self.now();
-        while let Some((t, id)) = self.net.next_completion() {
-            if t > now {
-                break;
-            }
-            let totals = self.net.remove_flow(now, id).expect("active flow");
+        for id in self.net.due_flows(now) {
+            // A flow due now may have been cut by what an earlier one started
+            // (a policy's cancel).
+            let Some(totals) = self.net.remove_flow(now, id) else { continue };
             let m = self.flow_owner.remove(&id).expect("every flow has an owner");
             self.migs[m.index()].flow = None;
             self.account(m, id, &totals);
@@ -96,7 +95,7 @@ impl Sim<'_> {
 
     /// `extra_bytes` of device state, reduced by the migration's strategy and
     /// capped by its CPU pipeline as well as its network cap.
-    pub(super) fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, kind: PageKind, extra_bytes: u64) {
+    pub(super) fn start_flow(&mut self, m: MigrationId, stage: Stage, pages: f64, kind: PageKind, extra_bytes: u64) {
         if self.traced[m.index()].is_some() && stage != Stage::PostCopySwitch {
             return self.start_traced_flow(m, stage, kind, extra_bytes);
         }
@@ -107,15 +106,15 @@ impl Sim<'_> {
         let per_page = match (kind, &mut mig.xbzrle_cache) {
             (PageKind::FullCopy, cache) => {
                 let t = if image_hit { r.full_copy_image_hit } else { r.full_copy };
-                if let (Some(c), true) = (cache, pages > 0) {
-                    c.full_copy(pages as f64, t.bytes_share());
+                if let (Some(c), true) = (cache, pages > 0.0) {
+                    c.full_copy(pages, t.bytes_share());
                 }
                 t
             }
-            (PageKind::Resend, Some(c)) if pages > 0 => r.resend_with_hit(c.resend(pages as f64, r.resend_uncached.bytes_share())),
+            (PageKind::Resend, Some(c)) if pages > 0.0 => r.resend_with_hit(c.resend(pages, r.resend_uncached.bytes_share())),
             (PageKind::Resend, _) => r.resend,
         };
-        let tally = per_page.scaled(pages as f64);
+        let tally = per_page.scaled(pages);
         self.launch_flow(m, stage, pages, tally, per_page, extra_bytes);
     }
 
@@ -137,17 +136,17 @@ impl Sim<'_> {
             }
         };
         let per_page = if tally.pages > 0.0 { tally.scaled(1.0 / tally.pages) } else { Tally::default() };
-        self.launch_flow(m, stage, tally.pages.round() as u64, tally, per_page, extra_bytes);
+        self.launch_flow(m, stage, tally.pages.round(), tally, per_page, extra_bytes);
     }
 
     /// Starts the flow of a stage of `pages` pages whose tally (and its
     /// per-page mix, for the CPU and index-query caps) is known.
-    pub(super) fn launch_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, tally: Tally, per_page: Tally, extra_bytes: u64) {
+    pub(super) fn launch_flow(&mut self, m: MigrationId, stage: Stage, pages: f64, tally: Tally, per_page: Tally, extra_bytes: u64) {
         let mig = &self.migs[m.index()];
         let bytes = tally.wire_bytes + extra_bytes as f64;
         let threads = mig.settings.threads();
         let mut cap = (mig.cap.0, None);
-        if pages > 0 {
+        if pages > 0.0 {
             let cpu_cap = per_page.cpu_cap_bytes_per_s(threads, threads);
             if cpu_cap < cap.0 {
                 cap = (cpu_cap, Some(CapKind::Cpu));
@@ -172,7 +171,7 @@ impl Sim<'_> {
     /// Makes `spec` the migration's current flow for `stage` and records what
     /// it carries: the one place a migration's flow is registered.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn attach_flow(&mut self, m: MigrationId, stage: Stage, pages: u64, tally: Tally, extra_bytes: u64, bytes: f64, spec: FlowSpec) {
+    pub(super) fn attach_flow(&mut self, m: MigrationId, stage: Stage, pages: f64, tally: Tally, extra_bytes: u64, bytes: f64, spec: FlowSpec) {
         let now = self.now();
         let id = self.net.add_flow(now, spec.resources, spec.cap, spec.weight, bytes);
         let mig = &mut self.migs[m.index()];
@@ -200,7 +199,7 @@ impl Sim<'_> {
         if let Some(phase) = mig.stage.round_phase() {
             let round = if mig.stage == Stage::PostCopyPush { mig.rounds + 1 } else { mig.rounds };
             let throttle = mig.throttle.throttle_pct();
-            self.push_round_row(m, at, round, phase, totals.sent, 0, throttle, false);
+            self.push_round_row(m, at, round, phase, totals.sent, 0.0, throttle, false);
         }
     }
 

@@ -138,7 +138,12 @@ impl Sim<'_> {
                 Ok(())
             }
         };
-        placer.choose(&self.sc.fabric, candidates.iter().copied(), self.state.hosts_ram_used(), demand, usable)
+        match (to, placer) {
+            (Destination::Site(s), Placer::MostFreeRam) => {
+                Placer::most_free_ram_sorted(&self.sc.fabric, self.state.hosts_by_free_ram(s), self.state.hosts_ram_used(), demand, usable)
+            }
+            _ => placer.choose(&self.sc.fabric, candidates.iter().copied(), self.state.hosts_ram_used(), demand, usable),
+        }
     }
 
     /// Boots a down VM at `to` (most free RAM); it runs after `boot`.

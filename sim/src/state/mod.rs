@@ -9,7 +9,9 @@
 //! invariants the engine relies on; the engine runs it after every event in
 //! debug builds and tests.
 
-use crate::fabric::{Fabric, HostId, LinkId, VmId};
+mod free_ram;
+
+use crate::fabric::{Fabric, HostId, LinkId, SiteId, VmId};
 use crate::mechanism::MigrationId;
 use crate::scenario::Vm;
 use memfabric_migration::units::Nanos;
@@ -90,6 +92,8 @@ pub struct FabricState {
     vm_memory: Vec<u64>,
     vm_vcpus: Vec<u32>,
     host_ram_used: Vec<u64>,
+    /// The hosts of each site by free RAM (follows `host_ram_used`).
+    free_ram: free_ram::FreeRamIndex,
     host_vcpus_used: Vec<u32>,
     host_up: Vec<bool>,
     host_power: Vec<PowerState>,
@@ -159,6 +163,12 @@ pub enum InvariantError {
         /// Host name.
         host: String,
     },
+    /// The hosts-by-free-RAM index of a site disagrees with the RAM in use.
+    #[error("site {site}: the index of hosts by free RAM disagrees with the RAM in use")]
+    FreeRamIndex {
+        /// Site name.
+        site: String,
+    },
     /// Energy went wrong.
     #[error("energy: {0}")]
     Energy(String),
@@ -168,31 +178,40 @@ impl FabricState {
     /// The state at time zero: every VM running on its scenario host, every
     /// host up and on, every link up.
     pub fn new(fabric: &Fabric, vms: &[Vm]) -> FabricState {
+        let mut host_ram_used = vec![0u64; fabric.hosts.len()];
+        for v in vms {
+            host_ram_used[v.host.index()] += v.memory.0;
+        }
         let mut s = FabricState {
             vm_state: vec![VmState::Running; vms.len()],
             vm_host: vms.iter().map(|v| v.host).collect(),
             vm_memory: vms.iter().map(|v| v.memory.0).collect(),
             vm_vcpus: vms.iter().map(|v| v.vcpus).collect(),
-            host_ram_used: vec![0; fabric.hosts.len()],
+            free_ram: free_ram::FreeRamIndex::new(fabric, &host_ram_used),
+            host_ram_used,
             host_vcpus_used: vec![0; fabric.hosts.len()],
             host_up: vec![true; fabric.hosts.len()],
             host_power: vec![PowerState::On; fabric.hosts.len()],
             link_up: vec![true; fabric.links.len()],
             reservations: std::collections::BTreeMap::new(),
         };
-        for (i, v) in vms.iter().enumerate() {
-            s.add_load(v.host, VmId(i as u32));
+        for v in vms {
+            s.host_vcpus_used[v.host.index()] += v.vcpus;
         }
         s
     }
 
     fn add_load(&mut self, host: HostId, vm: VmId) {
+        let before = self.host_ram_used[host.index()];
         self.host_ram_used[host.index()] += self.vm_memory[vm.index()];
+        self.free_ram.update(host, before, self.host_ram_used[host.index()]);
         self.host_vcpus_used[host.index()] += self.vm_vcpus[vm.index()];
     }
 
     fn remove_load(&mut self, host: HostId, vm: VmId) {
+        let before = self.host_ram_used[host.index()];
         self.host_ram_used[host.index()] -= self.vm_memory[vm.index()];
+        self.free_ram.update(host, before, self.host_ram_used[host.index()]);
         self.host_vcpus_used[host.index()] -= self.vm_vcpus[vm.index()];
     }
 
@@ -225,6 +244,12 @@ impl FabricState {
     /// RAM in use on every host, bytes, by host id.
     pub fn hosts_ram_used(&self) -> &[u64] {
         &self.host_ram_used
+    }
+
+    /// The hosts of `site` with their free RAM (RAM minus RAM in use),
+    /// most free first, in the site's declaration order on ties.
+    pub fn hosts_by_free_ram(&self, site: SiteId) -> impl Iterator<Item = (u64, HostId)> + '_ {
+        self.free_ram.hosts(site)
     }
 
     /// vCPUs in use on a host (its VMs and reservations).
@@ -424,6 +449,9 @@ impl FabricState {
             if ram[h] > host.ram.0 {
                 return Err(InvariantError::RamOverflow { host: host.name.clone(), used: ram[h], ram: host.ram.0 });
             }
+        }
+        if let Err(site) = self.free_ram.agrees_with(&self.host_ram_used) {
+            return Err(InvariantError::FreeRamIndex { site: fabric.sites[site.index()].name.clone() });
         }
         Ok(())
     }

@@ -40,8 +40,8 @@ pub enum Pending {
     DirtiedIn {
         /// Guest run time of the last round.
         run_secs: f64,
-        /// Pages dirtied in it.
-        pages: u64,
+        /// Pages dirtied in it (an expectation may be fractional).
+        pages: f64,
     },
 }
 
@@ -135,7 +135,7 @@ impl DirtyModel {
                 // total can fall slightly short of `pages` when nearly every
                 // page of a class is dirty).
                 let expected: f64 = self.classes.iter().zip(&f).map(|(&(n, _), f)| n as f64 * f).sum();
-                let scale = if expected > 0.0 { pages as f64 / expected } else { 0.0 };
+                let scale = if expected > 0.0 { pages / expected } else { 0.0 };
                 f.iter().map(|x| (x * scale).min(1.0)).collect()
             }
         }

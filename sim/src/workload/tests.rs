@@ -63,7 +63,7 @@ fn postcopy_faults_bounds() {
     let f = m.expected_postcopy_faults(Pending::All, 0.001, 1.0);
     assert!((f - 0.5).abs() < 1e-3, "{f}");
     assert!(m.expected_postcopy_faults(Pending::All, 1e6, 1.0) > 9_900.0);
-    assert_eq!(m.expected_postcopy_faults(Pending::DirtiedIn { run_secs: 1.0, pages: 0 }, 5.0, 1.0), 0.0);
+    assert_eq!(m.expected_postcopy_faults(Pending::DirtiedIn { run_secs: 1.0, pages: 0.0 }, 5.0, 1.0), 0.0);
     // A slower guest touches fewer pages.
     assert!(m.expected_postcopy_faults(Pending::All, 5.0, 0.5) < m.expected_postcopy_faults(Pending::All, 5.0, 1.0));
 }
@@ -76,10 +76,10 @@ fn hybrid_pending_pages_are_the_hot_ones() {
         &spec(Popularity::HotCold { hot_set: Fraction(0.01), hot_write_share: Fraction(0.9) }, 1.0, 10_000.0),
         100_000,
     );
-    let pending = m.expected_dirty_pages(0.5).round() as u64;
+    let pending = m.expected_dirty_pages(0.5);
     let hot = m.expected_postcopy_faults(Pending::DirtiedIn { run_secs: 0.5, pages: pending }, 2.0, 1.0);
     // The same number of pages taken uniformly from memory.
-    let uniform = m.expected_postcopy_faults(Pending::All, 2.0, 1.0) * pending as f64 / 100_000.0;
+    let uniform = m.expected_postcopy_faults(Pending::All, 2.0, 1.0) * pending / 100_000.0;
     assert!(hot > 3.0 * uniform, "hot {hot} vs uniform {uniform}");
 }
 

@@ -476,7 +476,7 @@ impl Migration<'_> {
             let secs = (end_ns - start_ns) as f64 * 1e-9;
             let ctx = PrecopyContext {
                 rounds_completed: round + 1,
-                remaining_bytes: remaining_bytes_estimate(dirty.count(), &wire, (PAGE_SIZE_BYTES + RECORD_HEADER_BYTES as u64) as f64),
+                remaining_bytes: remaining_bytes_estimate(dirty.count() as f64, &wire, (PAGE_SIZE_BYTES + RECORD_HEADER_BYTES as u64) as f64),
                 measured_rate: BytesPerSecond(bytes as f64 / secs.max(1e-9)),
             };
             to_send = dirty;
