@@ -43,6 +43,10 @@ enum Command {
     /// (internal) The destination VMM of `migrate`.
     #[command(hide = true)]
     Dest(DestArgs),
+    #[command(hide = true)]
+    SiteSource(memfabric_validator::site::gang::SiteProcArgs),
+    #[command(hide = true)]
+    SiteDest(memfabric_validator::site::gang::SiteProcArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +107,9 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    if args.gang.is_gang() {
+        return memfabric_validator::site::gang::migrate_main(args);
+    }
     let o = orchestrate::migrate(args)?;
     let src = &o.source;
     let total_s = (src.end_ns - src.start_ns) as f64 / 1e9;
@@ -195,6 +202,8 @@ fn main() -> ExitCode {
         Command::Dest(a) => orchestrate::dest_main(a),
         Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
         Command::CalibrateRuns(a) => memfabric_validator::calibrate_runs::run(a),
+        Command::SiteSource(a) => memfabric_validator::site::gang::site_source_main(a),
+        Command::SiteDest(a) => memfabric_validator::site::gang::site_dest_main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,6 +211,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             // Bad input (arguments, a refused --out) exits 2 (as clap's own refusals do), anything else 1.
             if e.downcast_ref::<orchestrate::MigrateInputError>().is_some()
+                || e.downcast_ref::<memfabric_validator::site::gang::GangInputError>().is_some()
                 || e.chain().any(|c| c.is::<memfabric_validator::calibrate_runs::matrix::MatrixError>())
                 || memfabric_sim::atomic_dir::is_refusal(&e)
             {

@@ -88,6 +88,7 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             no_integrity_check: !s.integrity_check,
             ram_split: Bytes(3 << 30),
         },
+        gang: Default::default(),
         fault: None,
         link: run.link.clone(),
         tls: None,

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memfabric_migration::pipeline::{ContentStore, Decoder, PipelineConfig};
+use memfabric_migration::pipeline::Decoder;
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,9 @@ pub struct DestConfig {
     pub announce_resume: bool,
     /// Mutual TLS 1.3 with the source (None: plain TCP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The destination site (gang and site dedup, [`crate::site`]); the
+    /// default is a destination of one guest.
+    pub site: crate::site::DestSite,
 }
 
 /// What the destination prints on stdout when the guest runs here.
@@ -204,8 +207,10 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         .and_then(|_| rx.writer.flush())
         .map_err(|e| format!("sending HelloAck: {e}"))?;
 
-    let mut decoder = Decoder::new(PipelineConfig::new(strategy));
-    let mut store = ContentStore::new();
+    // Site hooks: the guest's dedup domain, the site's shared store, the summary.
+    let mut site = crate::site::hooks::DestSession::new(&cfg.site, strategy, hello.site.clone());
+    site.after_ack(&mut rx.writer)?;
+    let mut decoder = Decoder::new(crate::site::hooks::pipeline(strategy, hello.site.as_ref()));
     let pages = vm.ram().pages();
     // Prepared RAM is all zero; from here every write updates the hashes.
     let mut hashes = PageHashes::zeroed(pages);
@@ -214,14 +219,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         let f = recv(rx, "pages")?;
         match f.kind {
             Kind::Pages => {
-                let batch = decoder.decode_wire(&mut store, &f.payload).map_err(|e| format!("page batch: {e}"))?;
-                if let Some(m) = batch.missing.first() {
-                    return Err(format!(
-                        "page {} refers to content this destination does not hold ({} missing references; the validator runs no site index)",
-                        m.page_index,
-                        batch.missing.len()
-                    ));
-                }
+                let batch = site.decode(&mut decoder, &f.payload)?;
                 for p in &batch.pages {
                     if p.page_index >= pages {
                         return Err(format!("page {} is outside guest RAM ({pages} pages)", p.page_index));
@@ -237,6 +235,8 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
                 let _: RoundEnd = serde_json::from_slice(&f.payload).map_err(|e| format!("RoundEnd: {e}"))?;
                 report.rounds_seen += 1;
             }
+            Kind::IndexQuery => site.answer_query(&f.payload, &mut rx.writer)?,
+            Kind::ResolveRefs => site.resolve(vm.ram(), &mut hashes, &mut rx.writer)?,
             Kind::Switchover => break serde_json::from_slice(&f.payload).map_err(|e| format!("Switchover: {e}"))?,
             Kind::Abort => {
                 let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable)".into() });

@@ -68,6 +68,9 @@ pub struct Hello {
     pub tsc_hz: u64,
     /// RAM offsets from here on are mapped at 4 GiB ([`crate::guest::abi::Layout`]).
     pub ram_split: u64,
+    /// The guest belongs to a site migrating several guests ([`crate::site`]).
+    #[serde(default)]
+    pub site: Option<crate::site::SiteHello>,
 }
 
 /// Destination → source: ready to receive.
