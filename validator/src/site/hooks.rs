@@ -298,3 +298,98 @@ impl DestSession {
         writer.flush().map_err(io("reporting missing references"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::wire::FrameReader;
+    use memfabric_migration::pipeline::{Batch, DedupIndex, PageRecord, Record};
+    use std::sync::{Arc, Mutex};
+
+    fn hello(guest: &str, domain: u32) -> Option<SiteHello> {
+        Some(SiteHello { guest: guest.into(), domain, index: None })
+    }
+
+    /// Frames written by `writer`, read back.
+    fn frames(writer: FrameWriter<Vec<u8>>) -> Vec<crate::migrate::wire::Frame> {
+        let bytes = writer.into_inner();
+        let mut reader = FrameReader::new(&bytes[..]);
+        let mut out = Vec::new();
+        while let Ok(f) = reader.recv() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn a_page_of_one_tenant_is_never_referenced_by_another() {
+        let strategy: Strategy = "zero+dedup-gang+lz4".parse().unwrap();
+        let index = Arc::new(Mutex::new(DedupIndex::new()));
+        let mut acme = Encoder::new(pipeline(strategy, hello("a", 0).as_ref())).unwrap();
+        let mut acme2 = Encoder::new(pipeline(strategy, hello("a2", 0).as_ref())).unwrap();
+        let mut globex = Encoder::new(pipeline(strategy, hello("g", 1).as_ref())).unwrap();
+        let page = [7u8; PAGE_SIZE];
+        let first = acme.encode_page(&mut lock(&index), 0, &page).unwrap();
+        assert!(!matches!(first.record, Record::Ref(_)));
+        // The same tenant's other guest references it; the other tenant does not.
+        assert!(matches!(acme2.encode_page(&mut lock(&index), 0, &page).unwrap().record, Record::Ref(_)));
+        assert!(!matches!(globex.encode_page(&mut lock(&index), 0, &page).unwrap().record, Record::Ref(_)));
+    }
+
+    #[test]
+    fn a_forged_cross_tenant_reference_is_reported_missing_not_resolved() {
+        let strategy: Strategy = "zero+dedup-gang+lz4".parse().unwrap();
+        let site = DestSite::default();
+        let page = [7u8; PAGE_SIZE];
+        // Tenant 0's guest sends the page; it is in the site's store under domain 0.
+        let mut d0 = DestSession::new(&site, strategy, hello("a", 0));
+        let mut dec0 = Decoder::new(pipeline(strategy, hello("a", 0).as_ref()));
+        let raw = Batch { fallback: false, records: vec![PageRecord { page_index: 3, record: Record::Raw(Box::new(page)) }] };
+        let got = d0.decode(&mut dec0, &raw.to_wire().unwrap()).unwrap();
+        assert_eq!(got.pages.len(), 1);
+        // Tenant 1's stream references that content: nothing is written,
+        // and the resolve exchange reports it missing.
+        let hash = hash_page(pipeline(strategy, None).hash_algo, &page);
+        let mut d1 = DestSession::new(&site, strategy, hello("g", 1));
+        let mut dec1 = Decoder::new(pipeline(strategy, hello("g", 1).as_ref()));
+        let forged = Batch { fallback: false, records: vec![PageRecord { page_index: 5, record: Record::Ref(hash) }] };
+        let got = d1.decode(&mut dec1, &forged.to_wire().unwrap()).unwrap();
+        assert!(got.pages.is_empty());
+        assert_eq!(got.missing, vec![MissingReference { page_index: 5, hash }]);
+        let ram = GuestRam::new(16 * PAGE_SIZE as u64, false).unwrap();
+        let mut hashes = PageHashes::zeroed(16);
+        let mut w = FrameWriter::new(Vec::new());
+        d1.resolve(&ram, &mut hashes, &mut w).unwrap();
+        let f = frames(w);
+        assert_eq!(f[0].kind, Kind::MissingRefs);
+        assert_eq!(protocol::decode_missing(&f[0].payload).unwrap(), vec![MissingReference { page_index: 5, hash }]);
+        let mut back = [1u8; PAGE_SIZE];
+        ram.read_page(5, &mut back);
+        assert_eq!(back, [0u8; PAGE_SIZE], "nothing written for the unresolved page");
+        assert_eq!(lock(&site.stats).refs_missing, 1);
+        // The same tenant's reference resolves from the store after the fact.
+        let mut d0b = DestSession::new(&site, strategy, hello("a2", 0));
+        let mut dec0b = Decoder::new(pipeline(strategy, hello("a2", 0).as_ref()));
+        let got = d0b.decode(&mut dec0b, &forged.to_wire().unwrap()).unwrap();
+        assert_eq!(got.pages.len(), 1, "resolved on arrival: the store holds it in domain 0");
+    }
+
+    #[test]
+    fn a_corrupted_summary_claims_everything_and_a_query_reply_lies() {
+        let strategy: Strategy = "zero+dedup-site+lz4".parse().unwrap();
+        let site = DestSite { corrupt_index: true, ..DestSite::default() };
+        let h = Some(SiteHello { guest: "a".into(), domain: 0, index: Some(SiteIndexMode::Summary) });
+        let s = DestSession::new(&site, strategy, h);
+        let mut w = FrameWriter::new(Vec::new());
+        s.after_ack(&mut w).unwrap();
+        let f = frames(w);
+        assert_eq!(f[0].kind, Kind::SiteSummary);
+        let bloom = protocol::decode_summary(&f[0].payload).unwrap();
+        assert!((0..100u128).all(|i| bloom.contains(ContentHash(i * 0x9e37_79b9_7f4a_7c15))), "a corrupted summary claims every content");
+        let mut q = DestSession::new(&site, strategy, None);
+        let mut w = FrameWriter::new(Vec::new());
+        q.answer_query(&protocol::encode_hashes(&[ContentHash(1), ContentHash(2)]), &mut w).unwrap();
+        let f = frames(w);
+        assert_eq!(protocol::decode_reply(&f[0].payload, 2).unwrap(), vec![true, true]);
+    }
+}

@@ -41,7 +41,8 @@ pub struct GuestSummary {
     pub chunks_compared: u64,
     /// Chunks that differed.
     pub chunks_differing: u64,
-    /// Frame bytes source → destination.
+    /// Frame bytes source → destination, plus the site summary (as the
+    /// simulator's `bytes_on_wire` includes `bytes_index_sync`).
     pub bytes_on_wire: u64,
     /// Frame bytes destination → source (summary, replies, missing lists).
     pub bytes_from_destination: u64,
@@ -128,7 +129,7 @@ impl GangOutcome {
                 integrity_held: o.integrity_held,
                 chunks_compared: o.destination.as_ref().map_or(0, |d| d.chunks_compared),
                 chunks_differing: o.destination.as_ref().map_or(0, |d| d.chunks_differing),
-                bytes_on_wire: o.source.bytes_on_wire,
+                bytes_on_wire: o.source.bytes_on_wire + s.summary_bytes,
                 bytes_from_destination: o.source.bytes_from_destination,
                 total_time_s: o.source.end_ns.saturating_sub(o.source.start_ns) as f64 * 1e-9,
                 downtime_ms: o.downtime_ms,
@@ -145,7 +146,7 @@ impl GangOutcome {
         GangTotals {
             completed: self.guests.iter().filter(|o| o.outcome_name() == "completed").count() as u32,
             guests: self.guests.len() as u32,
-            bytes_on_wire: self.guests.iter().map(|o| o.source.bytes_on_wire).sum(),
+            bytes_on_wire: self.guests.iter().zip(&self.source_site).map(|(o, s)| o.source.bytes_on_wire + s.summary_bytes).sum(),
             bytes_from_destination: self.guests.iter().map(|o| o.source.bytes_from_destination).sum(),
             makespan_s: self.makespan_s,
             downtime_ms_max: self.guests.iter().filter_map(|o| o.downtime_ms).fold(0.0, f64::max),
@@ -204,7 +205,23 @@ pub fn write_gang(out: &Path, force: bool, guest: &GuestArgs, o: &GangOutcome) -
     let scenario_hash = results::scenario_hash(&(&parameters, &o.plan))?;
     let start = o.guests.iter().map(|g| g.source.start_ns).filter(|&s| s > 0).min().unwrap_or(0);
     let names: Vec<&str> = o.plan.guests.iter().map(|g| g.name.as_str()).collect();
-    let rows: Vec<_> = o.guests.iter().zip(&names).enumerate().map(|(i, (g, n))| results::migration_row(g, i as u32, OPERATION, n, start)).collect();
+    let rows: Vec<_> = o
+        .guests
+        .iter()
+        .zip(&names)
+        .zip(&o.source_site)
+        .enumerate()
+        .map(|(i, ((g, n), site))| {
+            let mut row = results::migration_row(g, i as u32, OPERATION, n, start);
+            // As the simulator counts them: the summary is the index sync
+            // (destination → source, part of bytes_on_wire); queries and
+            // the pages sent for missing references are the dedup stage's.
+            row.bytes_index_sync = site.summary_bytes;
+            row.bytes_on_wire += site.summary_bytes;
+            row.bytes_dedup += site.query_bytes + site.fallback_bytes;
+            row
+        })
+        .collect();
     let rounds: Vec<_> = o.guests.iter().zip(&names).enumerate().flat_map(|(i, (g, n))| results::round_rows(g, i as u32, n, start)).collect();
     let mut files = vec!["migrations.parquet".to_string(), "rounds.parquet".into(), "scenario.toml".into()];
     for n in &names {
