@@ -169,3 +169,27 @@ fn gang_link_cut_and_destination_kill_leave_every_source_guest_running() {
     let kill = gang("gang-kill", &["--guests", "2", "--pipeline", "zero+dedup-gang+lz4", "--fault", "kill-dest@2MiB", "--io-timeout", "1s"]);
     assert_all_aborted_sources_running(&kill);
 }
+
+#[test]
+fn bad_gang_arguments_are_refused_up_front() {
+    for (args, says) in [
+        (&["--guests", "0"][..], "--guests"),
+        (&["--guests", "2", "--tenants", "acme,"][..], "--tenants"),
+        (&["--guests", "2", "--fault", "dest-ram@1"][..], "dest-ram"),
+        (&["--guests", "2", "--pipeline", "zero+encrypt"][..], "--tls"),
+        (&["--guests", "64", "--mem", "8GiB"][..], "MemAvailable"),
+    ] {
+        let out = std::env::temp_dir().join(format!("memfabric-validator-test-gang-bad-{}", std::process::id()));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
+            .arg("migrate")
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?} should say {says:?}: {stderr}");
+        assert!(!out.exists(), "{args:?}: nothing is written");
+    }
+}

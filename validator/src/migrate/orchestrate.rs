@@ -402,6 +402,18 @@ impl MigrateOutcome {
     }
 }
 
+/// What a proxy fault kills: the source VMM (its pid, known once it runs)
+/// for `kill-source`, else the destination VMM.
+pub(crate) fn killer(source_pid: Arc<AtomicU32>, dest_pid: u32) -> super::fault::KillFn {
+    Box::new(move |kind| {
+        let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
+        if pid != 0 {
+            // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    })
+}
+
 pub(crate) fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating this executable")
 }
@@ -560,17 +572,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let proxy = match args.fault {
         Some(spec) if spec.kind != FaultKind::DestRam => {
             let source_pid = source_pid.clone();
-            Some(FaultProxy::start(
-                dest_addr,
-                spec,
-                Box::new(move |kind| {
-                    let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
-                    if pid != 0 {
-                        // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
-                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                    }
-                }),
-            )?)
+            Some(FaultProxy::start(dest_addr, spec, killer(source_pid, dest_pid))?)
         }
         _ => None,
     };

@@ -418,20 +418,7 @@ pub fn migrate_gang(args: &MigrateArgs) -> anyhow::Result<GangOutcome> {
     let source_pid = Arc::new(AtomicU32::new(0));
     let proxies: Vec<FaultProxy> = match args.fault {
         Some(spec) => (0..plan.guests.len())
-            .map(|_| {
-                let source_pid = source_pid.clone();
-                FaultProxy::start(
-                    dest_addr,
-                    spec,
-                    Box::new(move |kind| {
-                        let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
-                        if pid != 0 {
-                            // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
-                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                        }
-                    }),
-                )
-            })
+            .map(|_| FaultProxy::start(dest_addr, spec, orchestrate::killer(source_pid.clone(), dest_pid)))
             .collect::<std::io::Result<_>>()?,
         None => Vec::new(),
     };
@@ -538,7 +525,8 @@ pub enum GangInputError {
     /// Not enough RAM for every VM of both sites.
     #[error(
         "--guests {guests} --warm-guests {warm} --mem {mem_mib} MiB: the sites map {need_mib} MiB of guest RAM \
-         (each guest on both sides, each warm guest twice: its RAM and the store's copy), \
+         (each guest on both sides, each warm guest twice: its RAM and the store's copy, \
+         and with dedup the store's copy of what the gang sends), \
          but this machine has {available_mib} MiB available (MemAvailable in /proc/meminfo)"
     )]
     MemoryExceedsMachine {
@@ -588,7 +576,10 @@ pub fn check_gang_args(args: &MigrateArgs, plan: &Plan) -> Result<(), GangInputE
         }
     }
     let mem = args.guest.mem.0;
-    let need = mem * (2 * args.gang.guests as u64 + 2 * args.gang.warm_guests as u64);
+    // Each guest on both sides; each warm guest and its copy in the store;
+    // with dedup, the store's copy of what the gang sends (at most its RAM).
+    let stored = if args.guest.pipeline.dedup.is_some() { args.gang.guests as u64 } else { 0 };
+    let need = mem * (2 * args.gang.guests as u64 + 2 * args.gang.warm_guests as u64 + stored);
     if let Some(available) = orchestrate::available_memory_bytes() {
         if need > available {
             return Err(GangInputError::MemoryExceedsMachine {

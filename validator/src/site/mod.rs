@@ -190,3 +190,30 @@ impl Gate {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_opens_when_every_guest_arrived_or_gave_up() {
+        let gate = Arc::new(Gate::new(3));
+        let passed = Arc::new(Mutex::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (g, p) = (gate.clone(), passed.clone());
+                std::thread::spawn(move || {
+                    g.arrive();
+                    *lock(&p) += 1;
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(*lock(&passed), 0, "two of three arrived: nobody goes yet");
+        gate.give_up();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(*lock(&passed), 2);
+    }
+}
