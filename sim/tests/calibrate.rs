@@ -98,6 +98,7 @@ fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms:
     });
     std::fs::write(dir.join("source.json"), serde_json::to_string(&source).unwrap()).unwrap();
     std::fs::write(dir.join("scenario.toml"), &text).unwrap();
+    let verify_ms = p.integrity_check.then(|| truth.integrity_hash_ns(p.memory_bytes) as f64 / 1e6);
     let rec = RunRecord {
         run_id: id.into(),
         params: p,
@@ -110,7 +111,8 @@ fn write_synthetic_run(runs: &Path, id: &str, p: RunParams, rate: f64, delay_ms:
             rounds: m.rounds,
             cpu_s_source: m.cpu_s_source,
             cpu_s_destination: m.cpu_s_destination,
-            source_verify_ms: None,
+            // As the validator measures it: the source's hash of RAM at the pause.
+            source_verify_ms: verify_ms,
         },
     };
     std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&rec).unwrap()).unwrap();
@@ -259,8 +261,8 @@ fn the_simgrid_peer_predicts_an_idle_vm_at_the_link_rate() {
 }
 
 /// The committed dataset and the profile fitted on it.
-const COMMITTED_DATASET: &str = "../calibration/datasets/small-2026-12-07";
-const COMMITTED_PROFILE: &str = "../calibration/profiles/small-2026-12-07.toml";
+const COMMITTED_DATASET: &str = "../calibration/datasets/small-2026-12-07-quiet";
+const COMMITTED_PROFILE: &str = "../calibration/profiles/small-2026-12-07-quiet.toml";
 
 #[test]
 fn the_fit_on_the_committed_dataset_reproduces_the_committed_profile() {

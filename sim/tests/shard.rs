@@ -66,6 +66,38 @@ fn merged_shards_equal_the_unsharded_run() {
 }
 
 #[test]
+fn a_merge_carries_every_points_tables_and_leaves_the_shards_as_they_were() {
+    let dir = scratch("merge-tables");
+    let study = write_study(&dir, &evacuation(), "[7]", AXES);
+    let shards: Vec<PathBuf> = (0..2).map(|k| dir.join(format!("shard{k}"))).collect();
+    for (k, s) in shards.iter().enumerate() {
+        sweep(&study, s, &["--shard", &format!("{k}/2"), "--jobs", "1", "--tables"]);
+    }
+    let listing = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("tables")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    let before: Vec<Vec<String>> = shards.iter().map(|s| listing(s)).collect();
+    assert!(before.iter().all(|l| !l.is_empty()), "each shard wrote tables: {before:?}");
+    let merged = dir.join("merged");
+    memfabric_ok(&["merge", shards[0].to_str().unwrap(), shards[1].to_str().unwrap(), "--out", merged.to_str().unwrap(), "--no-plots"]);
+    let mut all: Vec<String> = before.concat();
+    all.sort();
+    assert_eq!(listing(&merged), all, "the merge holds every point's tables");
+    let after: Vec<Vec<String>> = shards.iter().map(|s| listing(s)).collect();
+    assert_eq!(after, before, "the shards keep their tables");
+    // The copied tables are the shard's, byte for byte, and the manifest lists them.
+    let one = &before[0][0];
+    let table = std::fs::read_dir(shards[0].join("tables").join(one)).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "parquet")).unwrap();
+    let copied = merged.join("tables").join(one).join(table.file_name().unwrap());
+    assert_eq!(std::fs::read(&table).unwrap(), std::fs::read(&copied).unwrap());
+    let manifest = std::fs::read_to_string(merged.join("manifest.json")).unwrap();
+    assert!(manifest.contains(&format!("tables/{one}/")), "{manifest}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn resume_after_a_killed_run_equals_an_uninterrupted_run() {
     let dir = scratch("resume");
     // 8 strategies-and-bandwidth variants × 30 seeds = 240 points, one thread:

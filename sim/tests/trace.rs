@@ -1,6 +1,8 @@
 //! Memory traces: write/read round trip, determinism, the generator against
 //! the workload model, one test per class of malformed trace, and the CLI.
 
+mod common;
+
 use memfabric_sim::reduction::compress_outcome;
 use memfabric_sim::trace::gen::{generate, GenConfig};
 use memfabric_sim::trace::stats::stats;
@@ -11,10 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// A fresh directory for one test.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memfabric-trace-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::owned_scratch("trace", name)
 }
 
 fn config(archetype: &str, memory: u64, epochs: u64) -> GenConfig {

@@ -14,10 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// A fresh directory for one test.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memfabric-trace-sim-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::owned_scratch("trace-sim", name)
 }
 
 /// Generates a trace of `archetype` into `dir`.

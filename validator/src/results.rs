@@ -240,7 +240,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
     let row = migration_row(o, 0, "validator", "guest", src.start_ns);
     let rounds = round_rows(o, 0, "guest", src.start_ns);
     let files = ["migrations.parquet", "rounds.parquet", "manifest.json", "source.json", "destination.json", "scenario.toml"];
-    let scenario = scenario_toml(&parameters, guest, &scenario_hash);
+    let scenario = scenario_toml(&parameters, guest, &scenario_hash, src.bytes_control);
     let manifest = Manifest {
         tool: "memfabric-validator",
         version: VERSION,
@@ -290,11 +290,15 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 /// The simulator's scenario for the same case: two sites joined by the
 /// link, one VM with the guest's workload, one migration at time 0 with the
 /// same stop rule and pipeline (one reduction thread, one stream).
-pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str) -> String {
+/// `control_bytes`: what the run sent besides pages (vCPU state, switchover
+/// and round messages: a few KiB), the VM's `device_state` — without it the
+/// simulator would send its default 1 MiB at the switchover, which is 84 ms
+/// of downtime at 100 Mbit/s.
+pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, control_bytes: u64) -> String {
     let fleet = Fleet {
         description: format!("Validator migration: {} MiB {} guest, {}, link {}", p.memory_bytes >> 20, p.workload_archetype, p.strategy, p.link),
         defaults_extra: String::new(),
-        vms: vec![FleetVm { name: "guest".into(), host: "source-h", image: None, tenant: None }],
+        vms: vec![FleetVm { name: "guest".into(), host: "source-h", image: None, tenant: None, device_state_bytes: control_bytes }],
         operations: "[[migrations]]\nvm = \"guest\"\nto = \"destination\"\nat = \"0s\"\n".into(),
     };
     scenario_toml_fleet(p, guest, scenario_hash, &fleet)
@@ -324,6 +328,8 @@ pub struct FleetVm {
     pub image: Option<String>,
     /// Its tenant (dedup domain).
     pub tenant: Option<String>,
+    /// Its `device_state`: what its migration sent besides pages.
+    pub device_state_bytes: u64,
 }
 
 /// The scenario of `fleet` on the validator's two sites and link.
@@ -411,6 +417,7 @@ host = "{host}"
 archetype = "{arch}"
 memory = "{memory}B"
 vcpus = 1
+device_state = "{device_state}B"
 {extra}
 [vms.workload]
 page_write_rate = "{write_rate}pages/s"
@@ -421,6 +428,7 @@ redirty_unchanged = "{unchanged}%"
 "#,
         name = vm.name,
         host = vm.host,
+        device_state = vm.device_state_bytes,
         arch = p.workload_archetype,
         memory = p.memory_bytes,
         write_rate = w.page_write_rate,

@@ -1,18 +1,21 @@
 //! Sim-vs-real conformance with the committed calibration profile
-//! (calibration/profiles/small-2026-12-07.toml): short live migrations,
-//! then the simulator replays each one's scenario.toml with the profile and
-//! must predict its total time and bytes on the wire.
+//! (calibration/profiles/small-2026-12-07-quiet.toml): short live
+//! migrations, then the simulator replays each one's scenario.toml with the
+//! profile and must predict its total time and bytes on the wire.
 //!
 //! Tolerances are twice the issue's goals (time 5 %, bytes 2 %), the
 //! loosest allowed. The run-to-run spread measured on the project machine
 //! ((max − min) / mean of repeated runs, docs/calibration.md) was time
-//! 11.4 %, bytes 6.0 %, downtime 108 % at 3,000 writes/s; the cases here are
-//! the ones where it is small (no reduction, 500 writes/s: repeated seeds
-//! differed by 0.3 % in time and 0.2 % in bytes). Downtime is printed, not
-//! checked: on that machine it was mostly the integrity hash of guest RAM
-//! starved of CPU, whose spread (108 %) is far above twice the goal
-//! (max(10 %, 5 ms)); a tolerance that loose is not allowed and a strict one
-//! would fail at random.
+//! 1.3 %, bytes 0.5 %, downtime 7.3 %. Measured here on 2026-12-07 (two
+//! runs each, the validator at `nice -n -10` beside niced builds): loopback
+//! 128 MiB +1.2 / +1.8 % time, −0.1 % bytes, downtime 37–40 ms against 48 ms
+//! predicted; WAN 64 MiB −2.8 / −3.1 % time, −0.5 % bytes, downtime 124 ms
+//! against 109 ms. Downtime is printed, not checked: the loopback case's
+//! 11 ms error is just beyond twice the goal (max(10 %, 5 ms)), and these
+//! one-round cases' downtime is mostly the integrity hash, whose cost moves
+//! with what else runs on the machine. Run at normal priority beside builds
+//! at the same priority, the cases take 4.5 s and 7.8 s and fail: this test
+//! needs the CPU, as the migrations it checks do.
 //!
 //! Needs /dev/kvm (and root for the emulated link); skips with a message.
 
@@ -23,7 +26,7 @@ use memfabric_sim::calibrate::profile::{self, Calibration};
 use memfabric_sim::output::read_parquet;
 use memfabric_validator::kvm::kvm_or_skip;
 
-const PROFILE: &str = "../calibration/profiles/small-2026-12-07.toml";
+const PROFILE: &str = "../calibration/profiles/small-2026-12-07-quiet.toml";
 /// Twice the goal on total time.
 const TIME_TOLERANCE: f64 = 0.10;
 /// Twice the goal on bytes on the wire.
@@ -71,17 +74,7 @@ fn conform(name: &str, mem: &str, link: Option<&str>) {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// Ignored until the dataset is re-measured on a quiet machine (issue 10):
-/// the committed profile was fitted at a load average of 13–21, where the
-/// integrity hash at the pause cost 1,078 ms per GiB; on a quiet machine it
-/// costs about 100 ms per GiB, so this case (128 MiB, CPU-bound on loopback)
-/// measured 0.40 s against a prediction of 0.48 s (+20.4 %; bytes +0.6 %)
-/// on 2026-12-07 at load 0.2. The six loopback runs of the matrix re-run
-/// quietly took 0.43–0.75 s against 4.7–8.9 s in the committed dataset.
-/// Run it with `cargo test -p memfabric-validator --test
-/// calibration_conformance -- --ignored` after refitting on quiet data.
 #[test]
-#[ignore = "profile fitted under load: re-measure the calibration dataset on a quiet machine (issue 10)"]
 fn calibrated_simulator_predicts_a_loopback_migration() {
     if !kvm_or_skip("calibrated_simulator_predicts_a_loopback_migration") {
         return;

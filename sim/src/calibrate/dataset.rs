@@ -66,6 +66,9 @@ struct SourceJson {
     stages: MeasuredStages,
     cpu_s_source: f64,
     rounds: Vec<MeasuredRound>,
+    /// What the run sent besides pages (vCPU state, control messages).
+    #[serde(default)]
+    bytes_control: Option<u64>,
 }
 
 /// One measured run, ready to replay.
@@ -137,6 +140,14 @@ pub fn load_run(dir: &Path) -> Result<MeasuredRun, CalibrateError> {
     }
     if scenario.vms[0].memory.0 != record.params.memory_bytes {
         return Err(bad(&run, "scenario.toml: vms.memory", format!("{} B, run.json says {}", scenario.vms[0].memory.0, record.params.memory_bytes)));
+    }
+    let mut scenario = scenario;
+    // The switchover carries what the validator measured besides pages (a
+    // few KiB of vCPU state and messages). Validators before 2026-12-07
+    // 08:00 wrote no `device_state`, so their scenarios carry the default
+    // 1 MiB; the measurement is the run's, so it decides.
+    if let Some(b) = source.bytes_control {
+        scenario.vms[0].device_state = memfabric_migration::units::Bytes(b);
     }
     Ok(MeasuredRun {
         dir: dir.to_path_buf(),

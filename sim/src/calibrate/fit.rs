@@ -20,10 +20,11 @@
 //!    compressed, over runs without delta encoding. (XBZRLE's cost is not
 //!    fitted: re-sent pages are a few percent of a run's pages, so its
 //!    share of the CPU seconds is below their noise.)
-//! 3. **Downtime components**: with 1 and 2 in place, the residual downtime
-//!    `measured − simulated` is linear in `fixed_ms` and
-//!    `integrity_ms_per_gib` (`fixed + per_gib · RAM`); non-negative least
-//!    squares over the training runs.
+//! 3. **Downtime components** ([`fit_downtime`]): `integrity_ms_per_gib`
+//!    from the source's measured hash time at the pause (least squares
+//!    through the origin on RAM), then `fixed_ms` as the median residual
+//!    `measured − simulated` downtime; without the measurement, non-negative
+//!    least squares of the residual on `fixed + per_gib · RAM`.
 //!
 //! The reported loss ([`loss`]) is the mean over runs of
 //! `e_time² + e_bytes² + e_downtime²`, relative errors with the downtime's
@@ -235,6 +236,44 @@ pub fn nonneg_line(xs: &[f64], ys: &[f64]) -> (f64, f64) {
     }
 }
 
+/// Step 3 of the fit: the downtime components, given steps 0–2 in `c`.
+///
+/// Where the runs carry the source's own timing of its integrity hash at the
+/// pause (`source_verify_ms`), that measurement fits `integrity_ms_per_gib`
+/// directly (least squares through the origin on RAM in GiB), and
+/// `fixed_ms` is the median residual `measured − simulated` of the
+/// downtime with it in place, at least 0: the median, because in runs
+/// stopped by `max_rounds` the model's error in the last round's pages
+/// dwarfs the fixed part and a mean would follow them. Without the
+/// measurement (datasets made before it was recorded, synthetic runs), both
+/// come from the residuals: non-negative least squares of
+/// `fixed + per_gib · RAM`.
+pub fn fit_downtime(train: &[&MeasuredRun], c: &Calibration) -> DowntimeComponents {
+    let gib = |r: &MeasuredRun| r.record.params.memory_bytes as f64 / (1u64 << 30) as f64;
+    let integrity = train.iter().any(|r| r.record.params.integrity_check);
+    let verified: Vec<(f64, f64)> = train
+        .iter()
+        .filter(|r| r.record.params.integrity_check)
+        .filter_map(|r| r.record.headline.source_verify_ms.map(|ms| (gib(r), ms)))
+        .collect();
+    if integrity && !verified.is_empty() {
+        let sxx: f64 = verified.iter().map(|(x, _)| x * x).sum();
+        let sxy: f64 = verified.iter().map(|(x, y)| x * y).sum();
+        let per_gib = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+        let mut with = c.clone();
+        with.downtime = DowntimeComponents { fixed_ms: 0.0, integrity_ms_per_gib: per_gib };
+        let mut resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(&with)).downtime_ms).collect();
+        resid.sort_by(f64::total_cmp);
+        let n = resid.len();
+        let median = if n % 2 == 1 { resid[n / 2] } else { (resid[n / 2 - 1] + resid[n / 2]) / 2.0 };
+        return DowntimeComponents { fixed_ms: median.max(0.0), integrity_ms_per_gib: per_gib };
+    }
+    let xs: Vec<f64> = train.iter().map(|r| gib(r)).collect();
+    let resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(c)).downtime_ms).collect();
+    let (fixed, per_gib) = if integrity { nonneg_line(&xs, &resid) } else { (nonneg_line(&xs, &resid).0, 0.0) };
+    DowntimeComponents { fixed_ms: fixed, integrity_ms_per_gib: per_gib }
+}
+
 /// Fits a calibration to `train` (see the module docs). `about` is filled
 /// in except for the loss, which this sets.
 pub fn fit(train: &[&MeasuredRun], about: CalibrationAbout) -> Calibration {
@@ -312,12 +351,8 @@ pub fn fit(train: &[&MeasuredRun], about: CalibrationAbout) -> Calibration {
     if den > 0.0 && num > 0.0 {
         c.ns_per_page.lz4_compress = Some(num / den);
     }
-    // 3. Downtime components from the residual downtime.
-    let gib: Vec<f64> = train.iter().map(|r| r.record.params.memory_bytes as f64 / (1u64 << 30) as f64).collect();
-    let resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(&c)).downtime_ms).collect();
-    let integrity = train.iter().any(|r| r.record.params.integrity_check);
-    let (fixed, per_gib) = if integrity { nonneg_line(&gib, &resid) } else { (nonneg_line(&gib, &resid).0, 0.0) };
-    c.downtime = DowntimeComponents { fixed_ms: fixed, integrity_ms_per_gib: per_gib };
+    // 3. Downtime components.
+    c.downtime = fit_downtime(train, &c);
     c.about.loss = loss(train, Some(&c));
     c
 }

@@ -229,10 +229,21 @@ impl Calibration {
         (self.round.fixed_ms * 1e6).round().max(0.0) as u64
     }
 
-    /// Downtime the switchover adds for a VM of `memory_bytes`, ns.
-    pub fn downtime_extra_ns(&self, memory_bytes: u64) -> u64 {
-        let ms = self.downtime.fixed_ms + self.downtime.integrity_ms_per_gib * memory_bytes as f64 / (1u64 << 30) as f64;
+    /// The integrity hash of a VM of `memory_bytes` at the pause, ns.
+    pub fn integrity_hash_ns(&self, memory_bytes: u64) -> u64 {
+        let ms = self.downtime.integrity_ms_per_gib * memory_bytes as f64 / (1u64 << 30) as f64;
         (ms * 1e6).round().max(0.0) as u64
+    }
+
+    /// Downtime the switchover adds, ns, for a VM of `memory_bytes` whose
+    /// stop-and-copy took `stop_copy_ns` to send: the fixed part, plus what
+    /// of the integrity hash outlasts the sending. The source hashes its
+    /// frozen RAM on another thread while the last pages go out
+    /// (validator/src/migrate/source.rs), so only the longer of the two
+    /// delays the switchover.
+    pub fn downtime_extra_ns(&self, memory_bytes: u64, stop_copy_ns: u64) -> u64 {
+        let fixed = (self.downtime.fixed_ms * 1e6).round().max(0.0) as u64;
+        fixed + self.integrity_hash_ns(memory_bytes).saturating_sub(stop_copy_ns)
     }
 }
 

@@ -289,9 +289,11 @@ impl Sim<'_> {
                 self.push_round(m, r, "stopcopy", sent, 0, self.migs[m.index()].throttle.throttle_pct());
                 let mig = &mut self.migs[m.index()];
                 mig.stage = Stage::Arriving;
-                // Calibrated switchover costs (pause, state, resume, integrity hashing).
+                // Calibrated switchover costs (pause, state, resume, and the
+                // integrity hashing that outlasts the stop-and-copy).
                 let memory = self.sc.vms[mig.vm.index()].memory.0;
-                let extra = self.sc.calibration.as_ref().map_or(0, |c| c.downtime_extra_ns(memory));
+                let sending = now.0.saturating_sub(mig.stage_start.0);
+                let extra = self.sc.calibration.as_ref().map_or(0, |c| c.downtime_extra_ns(memory, sending));
                 self.q.schedule_in(Nanos(mig.route.one_way_latency.0 + extra), Event::Arrived(m, Arrival::Finish));
             }
             Stage::PostCopySwitch => {

@@ -182,7 +182,7 @@ pub fn sweep(a: SweepArgs) -> anyhow::Result<()> {
             study_text: Some(&study.text),
             scenario_text: Some(&study.scenario_text),
             plan_json: None,
-            tables_from: a.tables.then_some(tables_dir.as_path()),
+            tables_from: if a.tables { folder::TablesFrom::Journal(&tables_dir) } else { folder::TablesFrom::Nothing },
             plots: !a.run.no_plots,
         },
     )
@@ -277,7 +277,7 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<()> {
             study_text: Some(&study.text),
             scenario_text: Some(&study.scenario_text),
             plan_json: Some(format!("{}\n", serde_json::to_string_pretty(&plan_json).expect("plan serializes"))),
-            tables_from: None,
+            tables_from: folder::TablesFrom::Nothing,
             plots: !a.run.no_plots,
         },
     )

@@ -68,10 +68,22 @@ pub struct Contents<'a> {
     pub scenario_text: Option<&'a str>,
     /// `plan.json` text.
     pub plan_json: Option<String>,
-    /// Per-point tables to move in (a journal's `tables/`).
-    pub tables_from: Option<&'a Path>,
+    /// Where the per-point tables come from.
+    pub tables_from: TablesFrom<'a>,
     /// Draw plots.
     pub plots: bool,
+}
+
+/// Where a study folder's per-point tables (`tables/<point hash>/`) come from.
+#[derive(Debug, Clone, Copy)]
+pub enum TablesFrom<'a> {
+    /// No per-point tables.
+    Nothing,
+    /// A journal's `tables/` folder, moved in: it is the run's own staging.
+    Journal(&'a Path),
+    /// The `tables/` folders of shard results, copied: a merge leaves the
+    /// folders it reads as they were.
+    Shards(&'a [&'a Path]),
 }
 
 /// A manifest for `study`'s folder.
@@ -135,14 +147,26 @@ fn fill(dir: &Path, mut c: Contents<'_>) -> Result<(), OutputError> {
             files.push(format!("plots/{name}.svg"));
         }
     }
-    if let Some(from) = c.tables_from.filter(|p| p.is_dir()) {
-        let to = dir.join("tables");
-        std::fs::create_dir_all(&to).map_err(io(&to))?;
-        for r in c.records {
-            let src = from.join(&r.hash);
-            if src.is_dir() {
-                std::fs::rename(&src, to.join(&r.hash)).map_err(io(&src))?;
-                files.push(format!("tables/{}/", r.hash));
+    let to = dir.join("tables");
+    match c.tables_from {
+        TablesFrom::Nothing => {}
+        TablesFrom::Journal(from) => {
+            for r in c.records {
+                let src = from.join(&r.hash);
+                if src.is_dir() {
+                    std::fs::create_dir_all(&to).map_err(io(&to))?;
+                    std::fs::rename(&src, to.join(&r.hash)).map_err(io(&src))?;
+                    files.push(format!("tables/{}/", r.hash));
+                }
+            }
+        }
+        TablesFrom::Shards(shards) => {
+            for r in c.records {
+                if let Some(src) = shards.iter().map(|d| d.join("tables").join(&r.hash)).find(|p| p.is_dir()) {
+                    std::fs::create_dir_all(&to).map_err(io(&to))?;
+                    copy_tree(&src, &to.join(&r.hash))?;
+                    files.push(format!("tables/{}/", r.hash));
+                }
             }
         }
     }
@@ -153,6 +177,27 @@ fn fill(dir: &Path, mut c: Contents<'_>) -> Result<(), OutputError> {
     text.push('\n');
     std::fs::write(&path, text).map_err(io(&path))?;
     crate::report::write_report(dir).map_err(|e| OutputError::Plot { path: dir.join("report.html").display().to_string(), message: e.to_string() })?;
+    Ok(())
+}
+
+/// Copies a folder of regular files and folders (a point's tables); a
+/// symbolic link or a special file is refused, not followed.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), OutputError> {
+    std::fs::create_dir(to).map_err(io(to))?;
+    let mut entries: Vec<_> = std::fs::read_dir(from).map_err(io(from))?.collect::<Result<_, _>>().map_err(io(from))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = std::fs::symlink_metadata(&src).map_err(io(&src))?.file_type();
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(io(&src))?;
+        } else {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file or folder; not copied");
+            return Err(OutputError::Io { path: src.display().to_string(), source });
+        }
+    }
     Ok(())
 }
 
@@ -212,7 +257,7 @@ pub fn merge(dirs: &[&Path], out: &Path, plots: bool) -> Result<StudyManifest, S
         study_text: study_text.as_deref(),
         scenario_text: scenario_text.as_deref(),
         plan_json: None,
-        tables_from: None,
+        tables_from: TablesFrom::Shards(dirs),
         plots,
     };
     write(out, contents).map_err(|e| format!("writing {}: {e}", out.display()))?;

@@ -162,9 +162,17 @@ impl GangOutcome {
 /// The simulator's scenario of the gang.
 pub fn gang_scenario(p: &Parameters, guest: &GuestArgs, hash: &str, o: &GangOutcome) -> String {
     let image = image_name(o.plan.image_seed);
-    let vm = |g: &super::gang::PlannedGuest, host| FleetVm { name: g.name.clone(), host, image: Some(image.clone()), tenant: Some(g.tenant.clone()) };
-    let mut vms: Vec<FleetVm> = o.plan.guests.iter().map(|g| vm(g, "source-h")).collect();
-    vms.extend(o.plan.warm.iter().map(|g| vm(g, "destination-h")));
+    let vm = |g: &super::gang::PlannedGuest, host, device_state_bytes| FleetVm {
+        name: g.name.clone(),
+        host,
+        image: Some(image.clone()),
+        tenant: Some(g.tenant.clone()),
+        device_state_bytes,
+    };
+    // Each guest's device state is what its migration sent besides pages
+    // (as for one guest); the warm guests never move.
+    let mut vms: Vec<FleetVm> = o.plan.guests.iter().zip(&o.guests).map(|(g, m)| vm(g, "source-h", m.source.bytes_control)).collect();
+    vms.extend(o.plan.warm.iter().map(|g| vm(g, "destination-h", 0)));
     let defaults_extra = if guest.pipeline.dedup == Some(DedupScope::Site) {
         format!("site_index = \"{}\"\n", o.plan.site_index.name())
     } else {
