@@ -4,8 +4,9 @@
  * GUEST_PARAMS_GPA.
  *
  * 1. Fill: every workload page gets the content of its class, chosen by a
- *    hash of (seed, page): zero, shared-image (content from the image seed,
- *    the same in every VM of that image), duplicate (one of a few template
+ *    hash of (image seed, page) for shared-image pages (content from the
+ *    image seed: the same pages with the same content in every VM of that
+ *    image) and of (seed, page) for the others: zero, duplicate (one of a few template
  *    contents) or unique. A non-zero page is `r` random bytes followed by a
  *    low-entropy pattern, `r` drawn per page around compressed_mean with
  *    compressed_sd, so that its compressed size is about `r` of a page.
@@ -64,12 +65,19 @@ static inline struct rng rng_from(u64 key) { struct rng r = { mix64(key) | 1 }; 
 
 enum cls { CLS_ZERO, CLS_SHARED, CLS_DUP, CLS_UNIQUE };
 
+/* Which pages hold the image's content is a function of (image seed, page),
+ * so every VM of one image holds the same shared pages at the same places
+ * (the simulator's `shared_image` pages, shared in full by same-image VMs).
+ * The other pages are split by the VM's own seed among zero, duplicate and
+ * unique, with shares rescaled so that each class keeps its fraction of
+ * all pages. */
 static enum cls page_class(u64 page) {
-    u64 u = key2(p.seed ^ 0xc1a55, page) % GUEST_PPM;
+    if (key2(p.image_seed ^ 0x1a6e5, page) % GUEST_PPM < p.shared_image_ppm) return CLS_SHARED;
+    u64 rest = GUEST_PPM - p.shared_image_ppm;
+    if (rest == 0) return CLS_SHARED;
+    u64 u = key2(p.seed ^ 0xc1a55, page) % GUEST_PPM * rest / GUEST_PPM;
     if (u < p.zero_ppm) return CLS_ZERO;
     u -= p.zero_ppm;
-    if (u < p.shared_image_ppm) return CLS_SHARED;
-    u -= p.shared_image_ppm;
     if (u < p.duplicate_ppm) return CLS_DUP;
     return CLS_UNIQUE;
 }

@@ -12,6 +12,7 @@
 //! | [`machine`] | a booted guest: VM + running vCPU |
 //! | [`migrate`] | live migration: wire protocol, source and destination VMMs, the `migrate` orchestrator, fault injection |
 //! | [`results`] | the result folder in the simulator's schema |
+//! | [`site`] | sites of several guests: gang migration, gang and site dedup against a shared index and content store |
 //! | [`wan`] | the packet-level WAN emulator: site namespaces, TUN devices, the forwarding loop |
 
 pub mod calibrate_runs;
@@ -22,4 +23,5 @@ pub mod kvm;
 pub mod machine;
 pub mod migrate;
 pub mod results;
+pub mod site;
 pub mod wan;

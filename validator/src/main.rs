@@ -46,6 +46,10 @@ enum Command {
     /// (internal) The destination VMM of `migrate`.
     #[command(hide = true)]
     Dest(DestArgs),
+    #[command(hide = true)]
+    SiteSource(memfabric_validator::site::gang::SiteProcArgs),
+    #[command(hide = true)]
+    SiteDest(memfabric_validator::site::gang::SiteProcArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +122,9 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    if args.gang.is_gang() {
+        return memfabric_validator::site::gang::migrate_main(args);
+    }
     let o = orchestrate::migrate(args)?;
     let src = &o.source;
     let total_s = (src.end_ns - src.start_ns) as f64 / 1e9;
@@ -214,6 +221,8 @@ fn main() -> ExitCode {
         Command::TlsBench(a) => memfabric_validator::migrate::tls_bench::run(a),
         Command::DatapathBench(a) => memfabric_validator::migrate::datapath_bench::run(a),
         Command::CalibrateRuns(a) => memfabric_validator::calibrate_runs::run(a),
+        Command::SiteSource(a) => memfabric_validator::site::gang::site_source_main(a),
+        Command::SiteDest(a) => memfabric_validator::site::gang::site_dest_main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,6 +230,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             // Bad input (arguments, a refused --out) exits 2 (as clap's own refusals do), anything else 1.
             if e.downcast_ref::<orchestrate::MigrateInputError>().is_some()
+                || e.downcast_ref::<memfabric_validator::site::gang::GangInputError>().is_some()
                 || e.chain().any(|c| c.is::<memfabric_validator::calibrate_runs::matrix::MatrixError>())
                 || memfabric_formats::atomic_dir::is_refusal(&e)
             {

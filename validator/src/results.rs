@@ -137,15 +137,15 @@ fn s(ns: u64, start: u64) -> f64 {
     ns.saturating_sub(start) as f64 * 1e-9
 }
 
-/// Writes `out` for one migration, replacing a previous validator result
-/// atomically; `force` as in [`memfabric_formats::atomic_dir::replace_dir`].
-pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
+/// The parameters of a validator migration (what the simulator needs to
+/// replay it).
+pub fn parameters(guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<Parameters> {
     let src = &o.source;
     let mut workload = GuestWorkload::from_archetype(&guest.workload, guest.dirty_rate, guest.seed)?;
     if guest.cpu_bound {
         workload.spec.page_write_rate = cpu_bound_write_rate(src).unwrap_or(0.0).round();
     }
-    let parameters = Parameters {
+    Ok(Parameters {
         memory_bytes: src.memory_bytes,
         workload_archetype: guest.workload.clone(),
         workload: WorkloadParams::from_spec(&workload.spec),
@@ -163,20 +163,27 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         tsc_hz: src.tsc_hz,
         cpu_bound: guest.cpu_bound,
         auto_converge: src.auto_converge,
-    };
-    let params_json = serde_json::to_string(&parameters)?;
-    let scenario_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(params_json.as_bytes()));
-    let outcome = outcome(o);
-    let start = src.start_ns;
+    })
+}
+
+/// The scenario hash of `parameters`: xxh3-128 of their JSON.
+pub fn scenario_hash<T: Serialize>(parameters: &T) -> anyhow::Result<String> {
+    Ok(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(serde_json::to_string(parameters)?.as_bytes())))
+}
+
+/// The `migrations` row of one validator migration; times are relative to
+/// `start_ns` (the operation's start).
+pub fn migration_row(o: &MigrateOutcome, migration_id: u32, operation: &str, vm: &str, start_ns: u64) -> MigrationRow {
+    let src = &o.source;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
     let bytes_stopcopy: u64 = src.rounds.iter().filter(|r| r.phase == "stopcopy").map(|r| r.bytes_on_wire).sum();
-    let total_s = s(src.end_ns, start);
+    let total_s = s(src.end_ns, src.start_ns);
     let dest = o.destination.as_ref();
-    let row = MigrationRow {
-        migration_id: 0,
-        operation: "validator".into(),
-        vm: "guest".into(),
+    MigrationRow {
+        migration_id,
+        operation: operation.into(),
+        vm: vm.into(),
         mechanism: Mechanism::PreCopy,
         strategy: src.strategy.clone(),
         cpu_threads: 1,
@@ -187,8 +194,8 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         memory_bytes: src.memory_bytes,
         streams: 1,
         rtt_ms: o.link.as_ref().map_or(0.0, |l| l.base_rtt().0 as f64 / 1e6),
-        start_s: 0.0,
-        end_s: total_s,
+        start_s: s(src.start_ns, start_ns),
+        end_s: s(src.end_ns, start_ns),
         total_time_s: total_s,
         downtime_ms: o.downtime_ms.unwrap_or(0.0),
         rounds: src.precopy_rounds(),
@@ -197,7 +204,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         bytes_stopcopy,
         bytes_postcopy: 0,
         bytes_index_sync: 0,
-        outcome,
+        outcome: outcome(o),
         converged: src.converged,
         throttle_pct_max: src.throttle_pct_max,
         postcopy_faults: 0,
@@ -222,19 +229,23 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         cpu_s_delta: stages.cpu_s_delta,
         cpu_s_compress: stages.cpu_s_compress,
         cpu_s_destination: dest.map(|d| d.cpu_s_destination).unwrap_or(0.0),
-    };
-    let rounds: Vec<RoundRow> = src
+    }
+}
+
+/// The `rounds` rows of one validator migration, times relative to `start_ns`.
+pub fn round_rows(o: &MigrateOutcome, migration_id: u32, vm: &str, start_ns: u64) -> Vec<RoundRow> {
+    o.source
         .rounds
         .iter()
         .map(|r| {
             let secs = s(r.end_ns, r.start_ns);
             RoundRow {
-                migration_id: 0,
-                vm: "guest".into(),
+                migration_id,
+                vm: vm.into(),
                 round: r.round,
                 phase: if r.phase == "stopcopy" { RoundPhase::StopCopy } else { RoundPhase::PreCopy },
-                start_s: s(r.start_ns, start),
-                end_s: s(r.end_ns, start),
+                start_s: s(r.start_ns, start_ns),
+                end_s: s(r.end_ns, start_ns),
                 pages: r.pages,
                 bytes_on_wire: r.bytes_on_wire,
                 rate_bytes_per_s: if secs > 0.0 { r.bytes_on_wire as f64 / secs } else { 0.0 },
@@ -243,7 +254,19 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
                 complete: r.complete,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Writes `out` for one migration, replacing a previous validator result
+/// atomically; `force` as in [`memfabric_formats::atomic_dir::replace_dir`].
+pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<()> {
+    let src = &o.source;
+    let parameters = parameters(guest, o)?;
+    let scenario_hash = scenario_hash(&parameters)?;
+    let outcome = outcome(o);
+    let dest = o.destination.as_ref();
+    let row = migration_row(o, 0, "validator", "guest", src.start_ns);
+    let rounds = round_rows(o, 0, "guest", src.start_ns);
     let files = ["migrations.parquet", "rounds.parquet", "manifest.json", "source.json", "destination.json", "scenario.toml"];
     let scenario = scenario_toml(&parameters, guest, &scenario_hash, src.bytes_control);
     let manifest = Manifest {
@@ -300,6 +323,45 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 /// simulator would send its default 1 MiB at the switchover, which is 84 ms
 /// of downtime at 100 Mbit/s.
 pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, control_bytes: u64) -> String {
+    let fleet = Fleet {
+        description: format!("Validator migration: {} MiB {} guest, {}, link {}", p.memory_bytes >> 20, p.workload_archetype, p.strategy, p.link),
+        defaults_extra: String::new(),
+        vms: vec![FleetVm { name: "guest".into(), host: "source-h", image: None, tenant: None, device_state_bytes: control_bytes }],
+        operations: "[[migrations]]\nvm = \"guest\"\nto = \"destination\"\nat = \"0s\"\n".into(),
+    };
+    scenario_toml_fleet(p, guest, scenario_hash, &fleet)
+}
+
+/// The VMs and operations of a scenario the validator writes.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// `[scenario] description`.
+    pub description: String,
+    /// Lines added to `[defaults]` (e.g. `site_index = "query"`).
+    pub defaults_extra: String,
+    /// The VMs, each with the guest's workload.
+    pub vms: Vec<FleetVm>,
+    /// The operations (`[[migrations]]` or `[[evacuations]]` tables).
+    pub operations: String,
+}
+
+/// A VM of a [`Fleet`].
+#[derive(Debug, Clone)]
+pub struct FleetVm {
+    /// Name.
+    pub name: String,
+    /// `source-h` or `destination-h`.
+    pub host: &'static str,
+    /// Its image (same-image VMs share the image's pages).
+    pub image: Option<String>,
+    /// Its tenant (dedup domain).
+    pub tenant: Option<String>,
+    /// Its `device_state`: what its migration sent besides pages.
+    pub device_state_bytes: u64,
+}
+
+/// The scenario of `fleet` on the validator's two sites and link.
+pub fn scenario_toml_fleet(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, fleet: &Fleet) -> String {
     let w = &p.workload;
     let (hot_set, hot_share) = match w.popularity {
         memfabric_formats::trace::PopularityParams::HotCold { hot_set, hot_write_share } => (hot_set, hot_write_share),
@@ -310,6 +372,8 @@ pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, con
     } else {
         format!("popularity = \"hot-cold\"\nhot_set = \"{}%\"\nhot_write_share = \"{}%\"", hot_set * 100.0, hot_share * 100.0)
     };
+    let vms: Vec<String> = fleet.vms.iter().map(|vm| vm_table(p, guest, vm, &popularity)).collect();
+    let vms = vms.join("\n");
     format!(
         r#"# The simulator's description of a memfabric-validator run (validator {version},
 # parameters hash {scenario_hash}): replay it with
@@ -317,7 +381,7 @@ pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, con
 # and compare results/<name>/migrations.parquet with this folder's.
 [scenario]
 name = "validator-{short}"
-description = "Validator migration: {mem} MiB {arch} guest, {strategy}, link {link}"
+description = "{description}"
 seed = {seed}
 
 [defaults]
@@ -328,7 +392,7 @@ auto_converge = {auto_converge}
 strategy = "{strategy}"
 cpu_threads = 1
 streams = 1
-
+{defaults_extra}
 [[sites]]
 name = "source"
 hosts = [{{ name = "source-h", cores = 2, ram = "24GiB" }}]
@@ -344,32 +408,14 @@ bandwidth = "{rate}B/s"
 latency = "{delay_ns}ns"
 loss = "{loss_pct}%"
 
-[[vms]]
-name = "guest"
-host = "source-h"
-archetype = "{arch}"
-memory = "{memory}B"
-vcpus = 1
-device_state = "{control_bytes}B"
-
-[vms.workload]
-page_write_rate = "{write_rate}pages/s"
-working_set = "{ws}%"
-{popularity}
-redirty_change = "{change}%"
-redirty_unchanged = "{unchanged}%"
-
-[[migrations]]
-vm = "guest"
-to = "destination"
-at = "0s"
-"#,
+{vms}
+{operations}"#,
         version = VERSION,
         short = &scenario_hash[..8],
-        mem = p.memory_bytes >> 20,
-        arch = p.workload_archetype,
+        description = fleet.description,
+        defaults_extra = fleet.defaults_extra,
+        operations = fleet.operations,
         strategy = p.strategy,
-        link = p.link,
         seed = guest.seed,
         downtime_ns = guest.downtime_limit.0,
         max_rounds = p.max_rounds,
@@ -381,6 +427,39 @@ at = "0s"
         rate = p.link_rate_bytes_per_s.round().max(1.0),
         delay_ns = p.link_delay_ns.max(1),
         loss_pct = p.link_loss * 100.0,
+    )
+}
+
+/// The `[[vms]]` table of one VM of a validator scenario.
+fn vm_table(p: &Parameters, guest: &GuestArgs, vm: &FleetVm, popularity: &str) -> String {
+    let w = &p.workload;
+    let mut extra = String::new();
+    if let Some(image) = &vm.image {
+        extra.push_str(&format!("image = \"{image}\"\n"));
+    }
+    if let Some(tenant) = &vm.tenant {
+        extra.push_str(&format!("tenant = \"{tenant}\"\n"));
+    }
+    format!(
+        r#"[[vms]]
+name = "{name}"
+host = "{host}"
+archetype = "{arch}"
+memory = "{memory}B"
+vcpus = 1
+device_state = "{device_state}B"
+{extra}
+[vms.workload]
+page_write_rate = "{write_rate}pages/s"
+working_set = "{ws}%"
+{popularity}
+redirty_change = "{change}%"
+redirty_unchanged = "{unchanged}%"
+"#,
+        name = vm.name,
+        host = vm.host,
+        device_state = vm.device_state_bytes,
+        arch = p.workload_archetype,
         memory = p.memory_bytes,
         write_rate = w.page_write_rate,
         // The guest's working set is a fraction of its workload pages; the

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memfabric_migration::pipeline::{ContentStore, Decoder, Page, PageTarget, PipelineConfig};
+use memfabric_migration::pipeline::{Decoder, Page, PageTarget};
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,9 @@ pub struct DestConfig {
     /// The CPU this destination's host offers (a model it emulates, or
     /// what KVM supports).
     pub cpu: crate::kvm::cpuid::GuestCpu,
+    /// The destination site (gang and site dedup, [`crate::site`]); the
+    /// default is a destination of one guest.
+    pub site: crate::site::DestSite,
 }
 
 /// What the destination prints on stdout when the guest runs here.
@@ -243,12 +246,13 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         .and_then(|_| rx.writer.flush())
         .map_err(|e| format!("sending HelloAck: {e}"))?;
 
-    let mut decoder = Decoder::new(PipelineConfig::new(strategy));
-    let mut store = ContentStore::new();
+    // Site hooks: the guest's dedup domain, the site's shared store, the summary.
+    let mut site = crate::site::hooks::DestSession::new(&cfg.site, strategy, hello.site.clone());
+    site.after_ack(&mut rx.writer)?;
+    let mut decoder = Decoder::new(crate::site::hooks::pipeline(strategy, hello.site.as_ref()));
     let pages = vm.ram().pages();
     // Prepared RAM is all zero; from here every write updates the hashes.
     let mut hashes = PageHashes::zeroed(pages);
-    let mut readback = [0u8; memfabric_migration::pipeline::PAGE_SIZE];
     // One buffer for every frame of the stream: pages are decoded from it in place.
     let mut buf = Vec::new();
     let switchover: Switchover = loop {
@@ -257,20 +261,15 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         match head.kind {
             Kind::Pages => {
                 let mut target = RamTarget { ram: vm.ram(), pages, hashes: &mut hashes, written: 0 };
-                let missing = decoder.decode_wire_into(&mut store, payload, &mut target).map_err(|e| format!("page batch: {e}"))?;
+                site.decode_into(&mut decoder, payload, &mut target)?;
                 report.pages_received += target.written;
-                if let Some(m) = missing.first() {
-                    return Err(format!(
-                        "page {} refers to content this destination does not hold ({} missing references; the validator runs no site index)",
-                        m.page_index,
-                        missing.len()
-                    ));
-                }
             }
             Kind::RoundEnd => {
                 let _: RoundEnd = serde_json::from_slice(payload).map_err(|e| format!("RoundEnd: {e}"))?;
                 report.rounds_seen += 1;
             }
+            Kind::IndexQuery => site.answer_query(payload, &mut rx.writer)?,
+            Kind::ResolveRefs => site.resolve(vm.ram(), &mut hashes, &mut rx.writer)?,
             Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
             Kind::Abort => {
                 let a: Abort = serde_json::from_slice(payload).unwrap_or(Abort { reason: "(unreadable)".into() });
@@ -293,6 +292,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         if page >= pages {
             return Err(format!("fault injection: page {page} is outside guest RAM ({pages} pages)"));
         }
+        let mut readback = [0u8; memfabric_migration::pipeline::PAGE_SIZE];
         vm.ram().read_page(page, &mut readback);
         readback[0] ^= 0x01;
         vm.ram().write_page(page, &readback);

@@ -78,6 +78,9 @@ pub struct Hello {
     /// started with ([`cpu`]); the destination gives its vCPU the same.
     #[serde(default)]
     pub cpu: Option<cpu::CpuWire>,
+    /// The guest belongs to a site migrating several guests ([`crate::site`]).
+    #[serde(default)]
+    pub site: Option<crate::site::SiteHello>,
 }
 
 /// Destination → source: ready to receive.

@@ -153,10 +153,11 @@ impl GuestArgs {
             tls: None,
             auto_converge: self.auto_converge,
             cpu: self.cpu.guest_cpu(),
+            site: Default::default(),
         })
     }
 
-    fn to_cli(&self) -> Vec<String> {
+    pub(crate) fn to_cli(&self) -> Vec<String> {
         let mut v = vec![
             "--mem".into(),
             format!("{}", self.mem.0),
@@ -204,6 +205,9 @@ pub struct MigrateArgs {
     /// The guest and the migration.
     #[command(flatten)]
     pub guest: GuestArgs,
+    /// Several guests migrating together, tenants, a warm destination site.
+    #[command(flatten)]
+    pub gang: crate::site::gang::GangArgs,
     /// Inject a fault: KIND@BYTES, KIND one of cut-link, kill-dest, corrupt
     /// (after BYTES have gone from source to destination), or dest-ram@PAGE
     /// (the destination flips a bit of that page before the integrity check).
@@ -322,6 +326,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
         announce_resume: true,
         tls,
         cpu: args.cpu.guest_cpu(),
+        site: Default::default(),
     };
     let report = run_dest(&cfg, &listener, prepared);
     write_json(&args.report, &report).with_context(|| format!("writing {}", args.report.display()))?;
@@ -329,7 +334,7 @@ pub fn dest_main(args: &DestArgs) -> anyhow::Result<()> {
 }
 
 /// Kills a child process when dropped (so no VMM outlives `migrate`).
-struct Reaped(Option<Child>);
+pub(crate) struct Reaped(pub(crate) Option<Child>);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -367,6 +372,31 @@ pub struct MigrateOutcome {
 }
 
 impl MigrateOutcome {
+    /// The outcome of a migration from its two reports, before any fault,
+    /// link or TLS is noted: whether integrity held and the downtime.
+    pub fn of_reports(source: SourceReport, destination: Option<DestReport>, integrity_checked: bool) -> MigrateOutcome {
+        let integrity_held = destination
+            .as_ref()
+            .filter(|d| d.outcome == "resumed" && integrity_checked)
+            .map(|d| d.chunks_differing == 0 && d.guest_carried_on());
+        let downtime_ms = match (source.pause_ns, destination.as_ref().and_then(|d| d.resume_ns)) {
+            (Some(p), Some(r)) if r >= p => Some((r - p) as f64 / 1e6),
+            _ => None,
+        };
+        MigrateOutcome {
+            source,
+            destination,
+            integrity_held,
+            integrity_checked,
+            downtime_ms,
+            fault: None,
+            fault_triggered: false,
+            link: None,
+            link_stats: None,
+            tls: false,
+        }
+    }
+
     /// The outcome as result tables, the manifest and stdout name it:
     /// `completed`, `failed` (the source finished but something after it did
     /// not hold, or a requested fault never fired), `not-converged`,
@@ -409,7 +439,19 @@ impl MigrateOutcome {
     }
 }
 
-fn exe() -> anyhow::Result<PathBuf> {
+/// What a proxy fault kills: the source VMM (its pid, known once it runs)
+/// for `kill-source`, else the destination VMM.
+pub(crate) fn killer(source_pid: Arc<AtomicU32>, dest_pid: u32) -> super::fault::KillFn {
+    Box::new(move |kind| {
+        let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
+        if pid != 0 {
+            // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    })
+}
+
+pub(crate) fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating this executable")
 }
 
@@ -466,7 +508,7 @@ pub enum MigrateInputError {
 
 /// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
 /// None where it cannot be read).
-fn available_memory_bytes() -> Option<u64> {
+pub(crate) fn available_memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -516,7 +558,7 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
 }
 
 /// The migration was interrupted (SIGINT/SIGTERM): nothing was written.
-fn interrupted(link: bool) -> anyhow::Error {
+pub(crate) fn interrupted(link: bool) -> anyhow::Error {
     anyhow!("interrupted: both VMMs stopped{}; nothing written", if link { ", WAN link torn down" } else { "" })
 }
 
@@ -586,17 +628,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
     let proxy = match args.fault {
         Some(spec) if spec.kind != FaultKind::DestRam => {
             let source_pid = source_pid.clone();
-            Some(FaultProxy::start(
-                dest_addr,
-                spec,
-                Box::new(move |kind| {
-                    let pid = if kind == FaultKind::KillSource { source_pid.load(Ordering::SeqCst) } else { dest_pid };
-                    if pid != 0 {
-                        // SAFETY: kill(2) on the pid of a child of ours that we have not reaped.
-                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                    }
-                }),
-            )?)
+            Some(FaultProxy::start(dest_addr, spec, killer(source_pid, dest_pid))?)
         }
         _ => None,
     };
@@ -672,38 +704,25 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateOutcome> {
         None => None,
     };
 
-    let integrity_checked = !args.guest.no_integrity_check;
-    let integrity_held = destination
-        .as_ref()
-        .filter(|d| d.outcome == "resumed" && integrity_checked)
-        .map(|d| d.chunks_differing == 0 && d.guest_carried_on());
-    let downtime_ms = match (source.pause_ns, destination.as_ref().and_then(|d| d.resume_ns)) {
-        (Some(p), Some(r)) if r >= p => Some((r - p) as f64 / 1e6),
-        _ => None,
-    };
     let outcome = MigrateOutcome {
-        source,
-        destination,
-        integrity_held,
-        integrity_checked,
-        downtime_ms,
         fault: args.fault,
         fault_triggered,
         link: args.link.clone(),
         link_stats,
         tls: args.tls.is_some(),
+        ..MigrateOutcome::of_reports(source, destination, !args.guest.no_integrity_check)
     };
     results::write_migration(&args.out, args.force, guest, &outcome)?;
     Ok(outcome)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// A temporary directory removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -711,7 +730,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> anyhow::Result<TempDir> {
+pub(crate) fn tempdir() -> anyhow::Result<TempDir> {
     let dir = std::env::temp_dir().join(format!("memfabric-validator-{}-{}", std::process::id(), crate::kvm::monotonic_ns()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(TempDir(dir))

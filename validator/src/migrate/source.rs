@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
-use memfabric_migration::pipeline::{Batch, DedupIndex, Encoder, PipelineConfig, Stage, PAGE_SIZE};
+use memfabric_migration::pipeline::{Batch, Encoder, Stage, PAGE_SIZE};
 use memfabric_migration::precopy::{
     precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision, RoundWire,
 };
@@ -63,6 +63,9 @@ pub struct SourceConfig {
     pub auto_converge: bool,
     /// The guest's CPU (model, feature list, or what KVM supports).
     pub cpu: crate::kvm::cpuid::GuestCpu,
+    /// The source site this guest belongs to (gang and site dedup,
+    /// [`crate::site`]); the default is a guest on its own.
+    pub site: crate::site::SourceSite,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -325,7 +328,6 @@ struct Migration<'a> {
     cfg: &'a SourceConfig,
     m: &'a mut Machine,
     encoder: Encoder,
-    index: DedupIndex,
     /// The hash of each page as last sent (with the integrity check).
     sent: Option<PageHashes>,
     writer: FrameWriter<BufWriter<Conn>>,
@@ -375,25 +377,36 @@ impl Migration<'_> {
         let mut records = Vec::with_capacity(BATCH_PAGES);
         let mut sent = 0;
         let mut pages = pages.peekable();
+        let mut batch_pages = Vec::with_capacity(BATCH_PAGES);
         while pages.peek().is_some() {
             records.clear();
-            for index in pages.by_ref().take(BATCH_PAGES) {
+            // Site hook: with site_index = query, ask about the batch first.
+            batch_pages.clear();
+            batch_pages.extend(pages.by_ref().take(BATCH_PAGES));
+            let site = &self.cfg.site;
+            crate::site::hooks::source_query(site, &self.encoder, self.m.ram(), &batch_pages, &mut self.writer, &mut self.reader).map_err(fail)?;
+            let mut dedup_index = crate::site::lock(&site.index);
+            for &index in &batch_pages {
                 self.m.ram().read_page(index, &mut page);
                 if let Some(sent) = &mut self.sent {
                     sent.set(index, &page);
                 }
                 let t = Instant::now();
-                let rec = self.encoder.encode_page(&mut self.index, index, &page).map_err(|e| fail(format!("encoding page {index}: {e}")))?;
+                let rec = self.encoder.encode_page(&mut dedup_index, index, &page).map_err(|e| fail(format!("encoding page {index}: {e}")))?;
                 let secs = t.elapsed().as_secs_f64();
                 self.report.stages.add(rec.record.stage(), (RECORD_HEADER_BYTES + rec.record.payload_len()) as u64, secs);
                 records.push(rec);
             }
+            drop(dedup_index);
             sent += records.len() as u64;
             let batch = Batch { fallback: false, records: std::mem::take(&mut records) };
             let wire = batch.to_wire().map_err(|e| fail(format!("batch encoding: {e}")))?;
             records = batch.records;
             self.writer.send(Kind::Pages, &wire)?;
         }
+        // Site hook: pages whose references the destination could not resolve.
+        crate::site::hooks::source_resolve(&self.cfg.site, &mut self.encoder, self.m.ram(), &mut self.writer, &mut self.reader)
+            .map_err(fail)?;
         Ok((sent, self.writer.bytes - bytes0))
     }
 
@@ -412,6 +425,7 @@ impl Migration<'_> {
             tsc_hz: self.m.tsc_hz,
             ram_split: self.cfg.workload.ram_split,
             cpu: self.report.cpu.clone(),
+            site: self.cfg.site.hello.clone(),
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
@@ -428,6 +442,7 @@ impl Migration<'_> {
                 return Err(fail(reason));
             }
         }
+        crate::site::hooks::source_after_ack(&self.cfg.site, self.cfg.strategy, &mut self.reader).map_err(fail)?;
 
         self.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
         let total_pages = self.m.ram().pages();
@@ -632,6 +647,9 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
         anyhow::bail!("the guest failed before migration: {f}");
     }
 
+    if let Some(gate) = &cfg.site.gate {
+        gate.arrive(); // a gang starts migrating together
+    }
     let start_ns = monotonic_ns();
     let cpu0 = thread_cpu_s();
     let mut report = SourceReport {
@@ -674,24 +692,13 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     };
     let reader = FrameReader::new(conn.handle()?);
     let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
-    let encoder = Encoder::new(PipelineConfig::new(cfg.strategy))?;
+    let encoder = Encoder::new(crate::site::hooks::pipeline(cfg.strategy, cfg.site.hello.as_ref()))?;
     // Round 0 sends every page, so every entry is set before it is read.
     let sent = cfg.integrity_check.then(|| PageHashes::zeroed(m.ram().pages()));
     report.auto_converge = cfg.auto_converge;
     let throttle = AutoConvergeDriver::new(cfg.auto_converge);
-    let mut mig = Migration {
-        cfg,
-        m: &mut m,
-        encoder,
-        index: DedupIndex::new(),
-        sent,
-        writer,
-        reader,
-        tcp: stream,
-        report,
-        paused: false,
-        throttle,
-    };
+    let mut mig =
+        Migration { cfg, m: &mut m, encoder, sent, writer, reader, tcp: stream, report, paused: false, throttle };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;

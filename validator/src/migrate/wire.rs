@@ -56,6 +56,17 @@ pub enum Kind {
     Resumed = 7,
     /// Either way: JSON [`super::Abort`]; the sender gives up.
     Abort = 8,
+    // Site frames (gang and site dedup, [`crate::site::protocol`]).
+    /// Destination → source: the site's Bloom summary.
+    SiteSummary = 16,
+    /// Source → destination: content hashes to look up in the site's store.
+    IndexQuery = 17,
+    /// Destination → source: which of them the site holds.
+    IndexReply = 18,
+    /// Source → destination: which references could not be resolved?
+    ResolveRefs = 19,
+    /// Destination → source: those references.
+    MissingRefs = 20,
 }
 
 impl Kind {
@@ -69,6 +80,11 @@ impl Kind {
             6 => Kind::VcpuState,
             7 => Kind::Resumed,
             8 => Kind::Abort,
+            16 => Kind::SiteSummary,
+            17 => Kind::IndexQuery,
+            18 => Kind::IndexReply,
+            19 => Kind::ResolveRefs,
+            20 => Kind::MissingRefs,
             _ => return None,
         })
     }

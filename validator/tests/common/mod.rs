@@ -34,14 +34,20 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 pub fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
+    let rate = dirty_rate.to_string();
+    migrate_with(name, &["--mem", "64MiB", "--workload", "web", "--dirty-rate", &rate], extra)
+}
+
+/// `migrate` with `base` arguments (memory, workload, ...), then `extra`.
+pub fn migrate_with(name: &str, base: &[&str], extra: &[&str]) -> Run {
     let _serial = serial();
     let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
     // Its own process group, so that what it leaves behind can be found.
     let child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
-        .args(["migrate", "--mem", "64MiB", "--workload", "web"])
+        .arg("migrate")
+        .args(base)
         // Defaults unless the test gives its own.
         .args(["--warmup", "300ms", "--watch", "500ms"].chunks(2).filter(|f| !extra.contains(&f[0])).flatten())
-        .args(["--dirty-rate", &dirty_rate.to_string()])
         .args(extra)
         .arg("--out")
         .arg(&out)
