@@ -53,6 +53,7 @@
 //! - [`ops`]: fabric operations as policies (scheduled migrations, site evacuation);
 //! - [`scenario`]: the scenario file format and its checks;
 //! - [`run`]: the simulation: event loop, migration driver, flows, content index, result rows;
+//! - [`progress`]: how far the running simulation has got (stderr line, interruption message);
 //! - [`output`]: Parquet tables, manifest, summary, plots;
 //! - [`atomic_dir`]: writing a result or trace directory all or nothing,
 //!   never replacing what memfabric did not write (in `memfabric_formats`,
@@ -88,6 +89,7 @@ pub mod policy;
 pub mod reduction;
 pub mod output;
 pub mod profiling;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -36,6 +36,10 @@ enum Command {
         /// Calibration profile to apply (written by `memfabric calibrate`).
         #[arg(long)]
         calibration: Option<PathBuf>,
+        /// Stop after this much wall-clock time (e.g. 10min), as Ctrl-C
+        /// does: nothing written, how far it got on stderr, exit code 124.
+        #[arg(long, value_parser = memfabric_migration::units::Nanos::parse)]
+        time_limit: Option<memfabric_migration::units::Nanos>,
     },
     /// Check a scenario without running it.
     Check {
@@ -121,12 +125,20 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { scenario: path, out, force, seed, no_plots, calibration } => {
+        Command::Run { scenario: path, out, force, seed, no_plots, calibration, time_limit } => {
             let sc = memfabric_sim::calibrate::cli::load_scenario(&path, calibration.as_deref())?;
             let dir = out.unwrap_or_else(|| PathBuf::from("results").join(&sc.name));
             // Refuse a bad --out before the (possibly long) run.
             memfabric_sim::atomic_dir::check_target(&dir, memfabric_sim::atomic_dir::DirKind::SimResult, force)?;
-            let results = run::run_all(&sc, seed);
+            if let Some(limit) = time_limit {
+                memfabric_sim::interrupt::stop_after(std::time::Duration::from_nanos(limit.0))
+                    .context("starting the --time-limit watch")?;
+            }
+            memfabric_sim::progress::enable();
+            let results = {
+                let _line = memfabric_sim::progress::show_on_stderr();
+                run::run_all(&sc, seed)
+            };
             output::write_results(&results, &dir, !no_plots, force)
                 .with_context(|| format!("writing results to {}", dir.display()))?;
             print!("{}", output::summary_all(&results));

@@ -148,6 +148,7 @@ impl Sim<'_> {
             mig.outcome = Some(outcome);
             mig.end = Some(now);
             self.migs.push(mig);
+            self.migrations_ended += 1;
             self.link_bytes.push(Vec::new());
             self.own_cap_bytes.push(Vec::new());
             self.traced.push(None);
@@ -473,6 +474,7 @@ impl Sim<'_> {
     /// capacity and content, and tells the owning policy.
     pub(super) fn end_migration_as(&mut self, m: MigrationId, outcome: Outcome, fate: Fate) {
         let now = self.now();
+        self.migrations_ended += 1;
         let mig = &mut self.migs[m.index()];
         mig.outcome = Some(outcome);
         mig.end = Some(now);

@@ -106,6 +106,8 @@ struct Sim<'a> {
     /// Request handles issued so far.
     next_request: u64,
     migs: Vec<Migration>,
+    /// Migrations ended so far (any outcome), for [`crate::progress`].
+    migrations_ended: u64,
     link_bytes: Vec<Vec<(usize, f64)>>,
     flow_owner: BTreeMap<FlowId, MigrationId>,
     /// What a flow's own cap is when it is not the migration's network cap
@@ -203,6 +205,7 @@ pub fn run_with(scenario: &Scenario, seed: Option<u64>, extra: Vec<ExtraPolicy>)
             .collect(),
         next_request: 0,
         migs: Vec::new(),
+        migrations_ended: 0,
         link_bytes: Vec::new(),
         flow_owner: BTreeMap::new(),
         link_nominal: fabric.links.iter().map(|l| l.bandwidth.0).collect(),
@@ -272,11 +275,26 @@ impl Sim<'_> {
         }
     }
 
+    fn publish_progress(&self, events: u64) {
+        crate::progress::publish(crate::progress::Snapshot {
+            simulated_ns: self.now().0,
+            events,
+            migrations_started: self.migs.len() as u64,
+            migrations_ended: self.migrations_ended,
+        });
+    }
+
     fn main_loop(&mut self) {
+        let publishing = crate::progress::enabled();
+        let mut events = 0u64;
         while let Some(t) = self.q.peek_time() {
             if t > self.sc.horizon {
                 break;
             }
+            if publishing && events % crate::progress::PUBLISH_EVERY_EVENTS == 0 {
+                self.publish_progress(events);
+            }
+            events += 1;
             let (_, ev) = self.q.pop().expect("peeked");
             match ev {
                 Event::PolicyStart(op) => self.call_policy(op, None),
@@ -311,6 +329,9 @@ impl Sim<'_> {
             if cfg!(debug_assertions) {
                 self.check_invariants();
             }
+        }
+        if publishing {
+            self.publish_progress(events);
         }
     }
 
