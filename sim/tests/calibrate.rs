@@ -278,8 +278,8 @@ fn the_simgrid_peer_predicts_an_idle_vm_at_the_link_rate() {
 }
 
 /// The committed dataset and the profile fitted on it.
-const COMMITTED_DATASET: &str = "../calibration/datasets/small-2026-12-07-quiet";
-const COMMITTED_PROFILE: &str = "../calibration/profiles/small-2026-12-07-quiet.toml";
+const COMMITTED_DATASET: &str = "../calibration/datasets/small-2026-12-07-v2";
+const COMMITTED_PROFILE: &str = "../calibration/profiles/small-2026-12-07-v2.toml";
 
 #[test]
 fn the_fit_on_the_committed_dataset_reproduces_the_committed_profile() {

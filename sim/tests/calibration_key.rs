@@ -8,8 +8,8 @@ use std::process::Command;
 
 use memfabric_sim::calibrate::profile::Calibration;
 
-const RUN: &str = "../calibration/datasets/small-2026-12-07-quiet/runs/web-w500-256MiB-100Mbit_s_25ms-zero+xbzrle+lz4-s1-r0";
-const PROFILE: &str = "../calibration/profiles/small-2026-12-07-quiet.toml";
+const RUN: &str = "../calibration/datasets/small-2026-12-07-v2/runs/web-w500-256MiB-100Mbit_s_25ms-zero+xbzrle+lz4-s1-r0";
+const PROFILE: &str = "../calibration/profiles/small-2026-12-07-v2.toml";
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("memfabric-calkey-{}-{name}", std::process::id()));
@@ -99,7 +99,7 @@ fn the_manifest_records_the_profile_name_path_and_hash() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out2.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["calibration"]["path"], PROFILE);
-    assert_eq!(m["calibration"]["name"], "small-2026-12-07-quiet");
+    assert_eq!(m["calibration"]["name"], "small-2026-12-07-v2");
     // Without a calibration the key is absent.
     let plain_dir = scratch("manifest-plain");
     let plain = scenario_with(&plain_dir, None);

@@ -1,27 +1,19 @@
 //! Sim-vs-real conformance with the committed calibration profile
-//! (calibration/profiles/small-2026-12-07-quiet.toml): short live
+//! (calibration/profiles/small-2026-12-07-v2.toml, fitted on runs of
+//! the validator as it is now): short live
 //! migrations, then the simulator replays each one's scenario.toml with the
 //! profile and must predict its total time and bytes on the wire.
 //!
-//! Tolerances are twice the goals (time 5 %, bytes 2 %), the
-//! loosest allowed. The run-to-run spread measured on the project machine
-//! ((max − min) / mean of repeated runs, docs/calibration.md) was time
-//! 1.3 %, bytes 0.5 %, downtime 7.3 %. Measured here on 2026-12-07 (the
-//! validator at `nice -n -10` beside niced builds): loopback 128 MiB
-//! +1.8 / +1.2 / −5.0 % time, −0.1 % bytes, downtime 37–56 ms against 48 ms
-//! predicted; WAN 64 MiB −2.8 / −3.1 / −2.7 % time, −0.4 to −0.5 % bytes,
-//! downtime 124–125 ms against 109–111 ms (the last figure of each with the
-//! profile that fits the XBZRLE cache and the dirty model). Since the
-//! validator keeps its integrity hashes as pages are sent (the pause only
-//! combines digests), the profile's hash cost is replaced by the run's own
-//! timing of that step: loopback +2.9 % time, downtime 4 ms measured against
-//! 14 ms predicted (the profile's 13 ms fixed part was fitted on the older
-//! validator); WAN −2.4 %, −0.4 % bytes. Downtime is printed, not checked: the loopback case's
-//! 11 ms error is just beyond twice the goal (max(10 %, 5 ms)), and these
-//! one-round cases' downtime is mostly the integrity hash, whose cost moves
-//! with what else runs on the machine. Run at normal priority beside builds
-//! at the same priority, the cases take 4.5 s and 7.8 s and fail: this test
-//! needs the CPU, as the migrations it checks do.
+//! Tolerances are twice the goals, the loosest allowed: time 10 %,
+//! bytes 4 %, downtime max(20 %, 10 ms). The run-to-run spread measured on
+//! the project machine ((max − min) / mean of repeated runs,
+//! docs/calibration.md) was time 1.5 %, bytes 0.7 %, downtime 15.6 %.
+//! Measured here on 2026-12-07 with this profile (the validator at
+//! `nice -n -10`): loopback 128 MiB −1.4 % time, −0.1 % bytes, downtime 3 ms
+//! against 2 ms predicted; WAN 64 MiB −3.2 % time, −0.5 % bytes, downtime
+//! 104 ms against 98 ms. The test needs the CPU, as the migrations it checks
+//! do: at the same priority as six builds the loopback case took 4.5 s
+//! instead of 0.3 s.
 //!
 //! Needs /dev/kvm (and root for the emulated link); skips with a message.
 
@@ -32,11 +24,15 @@ use memfabric_sim::calibrate::profile::{self, Calibration};
 use memfabric_sim::output::read_parquet;
 use memfabric_validator::kvm::kvm_or_skip;
 
-const PROFILE: &str = "../calibration/profiles/small-2026-12-07-quiet.toml";
+const PROFILE: &str = "../calibration/profiles/small-2026-12-07-v2.toml";
 /// Twice the goal on total time.
 const TIME_TOLERANCE: f64 = 0.10;
 /// Twice the goal on bytes on the wire.
 const BYTES_TOLERANCE: f64 = 0.04;
+/// Twice the goal on downtime: max(20 %, 10 ms).
+const DOWNTIME_TOLERANCE: f64 = 0.20;
+/// Twice the goal's floor on downtime, ms.
+const DOWNTIME_TOLERANCE_MS: f64 = 10.0;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -58,15 +54,7 @@ fn conform(name: &str, mem: &str, link: Option<&str>) {
     }
     let o = cmd.output().expect("run memfabric-validator");
     assert!(o.status.success(), "{name}: migrate failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let mut cal = Calibration::load(Path::new(PROFILE)).unwrap();
-    // The profile was fitted on runs of the validator at 7cc2c34, which
-    // hashed all of guest RAM at the pause (278 ms per GiB). The validator
-    // now hashes pages as it sends them and only combines digests at the
-    // pause: the run's own timing of that step replaces the profile's.
-    let source: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("source.json")).unwrap()).unwrap();
-    let verify_ms = source["source_verify_ms"].as_f64().unwrap_or(0.0);
-    let gib = source["memory_bytes"].as_f64().unwrap() / (1u64 << 30) as f64;
-    cal.downtime.integrity_ms_per_gib = verify_ms / gib;
+    let cal = Calibration::load(Path::new(PROFILE)).unwrap();
     let text = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
     let mut sc = memfabric_sim::scenario::parse(&text, "scenario.toml").unwrap();
     profile::apply(&mut sc, &cal, PROFILE);
@@ -76,7 +64,7 @@ fn conform(name: &str, mem: &str, link: Option<&str>) {
     let et = (p.total_time_s - t) / t;
     let eb = (p.bytes_on_wire as f64 - b) / b;
     eprintln!(
-        "{name}: measured {t:.2} s, {b:.0} B, downtime {d:.0} ms; predicted {:.2} s ({:+.1} %), {} B ({:+.1} %), downtime {:.0} ms (not checked)",
+        "{name}: measured {t:.2} s, {b:.0} B, downtime {d:.0} ms; predicted {:.2} s ({:+.1} %), {} B ({:+.1} %), downtime {:.0} ms",
         p.total_time_s,
         et * 100.0,
         p.bytes_on_wire,
@@ -85,6 +73,13 @@ fn conform(name: &str, mem: &str, link: Option<&str>) {
     );
     assert!(et.abs() <= TIME_TOLERANCE, "{name}: time error {:+.1} % beyond {} %", et * 100.0, TIME_TOLERANCE * 100.0);
     assert!(eb.abs() <= BYTES_TOLERANCE, "{name}: bytes error {:+.1} % beyond {} %", eb * 100.0, BYTES_TOLERANCE * 100.0);
+    let dt_ms = (p.downtime_ms - d).abs();
+    assert!(
+        dt_ms <= (DOWNTIME_TOLERANCE * d).max(DOWNTIME_TOLERANCE_MS),
+        "{name}: downtime {:.1} ms predicted against {d:.1} ms measured, beyond max({} %, {DOWNTIME_TOLERANCE_MS} ms)",
+        p.downtime_ms,
+        DOWNTIME_TOLERANCE * 100.0
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
