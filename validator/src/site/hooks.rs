@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use memfabric_migration::pipeline::{
-    hash_page, is_zero_page, BloomFilter, ContentHash, DecodedBatch, Decoder, Encoder, MissingReference, PageTarget, PipelineConfig,
+    hash_page, is_zero_page, BloomFilter, ContentHash, Decoder, Encoder, MissingReference, PageTarget, PipelineConfig,
     DEFAULT_BLOOM_BITS_PER_ITEM, DEFAULT_BLOOM_HASH_COUNT, PAGE_SIZE,
 };
 use memfabric_migration::strategy::{DedupScope, Strategy};
@@ -247,36 +247,17 @@ impl DestSession {
         writer.flush().map_err(io("sending the site summary"))
     }
 
-    /// Decodes a `Pages` payload against the site's store. Without the site
-    /// protocol a missing reference is an error (as for one guest); with it
-    /// the page waits for [`resolve`](Self::resolve).
-    pub fn decode(&mut self, decoder: &mut Decoder, payload: &[u8]) -> Result<DecodedBatch, String> {
-        let batch = {
-            let mut store = lock(&self.site.store);
-            decoder.decode_wire(&mut store, payload).map_err(|e| format!("page batch: {e}"))?
-        };
-        if self.hello.is_none() {
-            if let Some(m) = batch.missing.first() {
-                return Err(format!(
-                    "page {} refers to content this destination does not hold ({} missing references)",
-                    m.page_index,
-                    batch.missing.len()
-                ));
-            }
-        }
-        for p in &batch.pages {
-            self.unresolved.remove(&p.page_index);
-        }
-        for m in &batch.missing {
-            self.unresolved.insert(m.page_index, m.hash);
-        }
-        Ok(batch)
-    }
-
     /// Decodes a `Pages` payload straight into `target` (the guest's RAM)
-    /// against the site's store, as [`decode`](Self::decode) does into
-    /// owned pages.
-    pub fn decode_into(&mut self, decoder: &mut Decoder, payload: &[u8], target: &mut impl PageTarget) -> Result<(), String> {
+    /// against the site's store, and returns the references it could not
+    /// resolve. Without the site protocol a missing reference is an error
+    /// (as for one guest); with it the page waits for
+    /// [`resolve`](Self::resolve).
+    pub fn decode_into(
+        &mut self,
+        decoder: &mut Decoder,
+        payload: &[u8],
+        target: &mut impl PageTarget,
+    ) -> Result<Vec<MissingReference>, String> {
         let mut tracking = WrittenPages { inner: target, written: Vec::new() };
         let missing = {
             let mut store = lock(&self.site.store);
@@ -297,7 +278,7 @@ impl DestSession {
         for m in &missing {
             self.unresolved.insert(m.page_index, m.hash);
         }
-        Ok(())
+        Ok(missing)
     }
 
     /// Answers an index query from the site's store.
@@ -350,6 +331,32 @@ mod tests {
     use memfabric_migration::pipeline::{Batch, DedupIndex, PageRecord, Record};
     use std::sync::{Arc, Mutex};
 
+    /// A scratch page for the decoder and the indices of the pages it wrote.
+    struct Pages(Box<memfabric_migration::pipeline::Page>, Vec<u64>);
+
+    impl Default for Pages {
+        fn default() -> Self {
+            Pages(Box::new([0u8; PAGE_SIZE]), Vec::new())
+        }
+    }
+
+    impl PageTarget for Pages {
+        fn page_mut(&mut self, _page_index: u64) -> Option<&mut memfabric_migration::pipeline::Page> {
+            Some(&mut self.0)
+        }
+
+        fn written(&mut self, page_index: u64) {
+            self.1.push(page_index);
+        }
+    }
+
+    /// Decodes `wire` through `session`: (pages written, missing references).
+    fn decode(session: &mut DestSession, decoder: &mut Decoder, wire: &[u8]) -> (Pages, Vec<MissingReference>) {
+        let mut pages = Pages::default();
+        let missing = session.decode_into(decoder, wire, &mut pages).unwrap();
+        (pages, missing)
+    }
+
     fn hello(guest: &str, domain: u32) -> Option<SiteHello> {
         Some(SiteHello { guest: guest.into(), domain, index: None })
     }
@@ -389,17 +396,17 @@ mod tests {
         let mut d0 = DestSession::new(&site, strategy, hello("a", 0));
         let mut dec0 = Decoder::new(pipeline(strategy, hello("a", 0).as_ref()));
         let raw = Batch { fallback: false, records: vec![PageRecord { page_index: 3, record: Record::Raw(Box::new(page)) }] };
-        let got = d0.decode(&mut dec0, &raw.to_wire().unwrap()).unwrap();
-        assert_eq!(got.pages.len(), 1);
+        let (pages, _) = decode(&mut d0, &mut dec0, &raw.to_wire().unwrap());
+        assert_eq!(pages.1, [3]);
         // Tenant 1's stream references that content: nothing is written,
         // and the resolve exchange reports it missing.
         let hash = hash_page(pipeline(strategy, None).hash_algo, &page);
         let mut d1 = DestSession::new(&site, strategy, hello("g", 1));
         let mut dec1 = Decoder::new(pipeline(strategy, hello("g", 1).as_ref()));
         let forged = Batch { fallback: false, records: vec![PageRecord { page_index: 5, record: Record::Ref(hash) }] };
-        let got = d1.decode(&mut dec1, &forged.to_wire().unwrap()).unwrap();
-        assert!(got.pages.is_empty());
-        assert_eq!(got.missing, vec![MissingReference { page_index: 5, hash }]);
+        let (pages, missing) = decode(&mut d1, &mut dec1, &forged.to_wire().unwrap());
+        assert!(pages.1.is_empty());
+        assert_eq!(missing, vec![MissingReference { page_index: 5, hash }]);
         let ram = GuestRam::new(16 * PAGE_SIZE as u64, false).unwrap();
         let mut hashes = PageHashes::zeroed(16);
         let mut w = FrameWriter::new(Vec::new());
@@ -414,8 +421,8 @@ mod tests {
         // The same tenant's reference resolves from the store after the fact.
         let mut d0b = DestSession::new(&site, strategy, hello("a2", 0));
         let mut dec0b = Decoder::new(pipeline(strategy, hello("a2", 0).as_ref()));
-        let got = d0b.decode(&mut dec0b, &forged.to_wire().unwrap()).unwrap();
-        assert_eq!(got.pages.len(), 1, "resolved on arrival: the store holds it in domain 0");
+        let (pages, _) = decode(&mut d0b, &mut dec0b, &forged.to_wire().unwrap());
+        assert_eq!(pages.1, [5], "resolved on arrival: the store holds it in domain 0");
     }
 
     #[test]
