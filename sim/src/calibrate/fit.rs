@@ -270,11 +270,9 @@ pub fn fit_downtime(train: &[&MeasuredRun], c: &Calibration) -> DowntimeComponen
         let per_gib = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
         let mut with = c.clone();
         with.downtime = DowntimeComponents { fixed_ms: 0.0, integrity_ms_per_gib: per_gib };
-        let mut resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(&with)).downtime_ms).collect();
-        resid.sort_by(f64::total_cmp);
-        let n = resid.len();
-        let median = if n % 2 == 1 { resid[n / 2] } else { (resid[n / 2 - 1] + resid[n / 2]) / 2.0 };
-        return DowntimeComponents { fixed_ms: median.max(0.0), integrity_ms_per_gib: per_gib };
+        let resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(&with)).downtime_ms).collect();
+        let fixed = super::evaluate::median(resid);
+        return DowntimeComponents { fixed_ms: fixed.max(0.0), integrity_ms_per_gib: per_gib };
     }
     let xs: Vec<f64> = train.iter().map(|r| gib(r)).collect();
     let resid: Vec<f64> = train.iter().map(|r| r.record.headline.downtime_ms - predict(r, Some(c)).downtime_ms).collect();
