@@ -179,7 +179,7 @@ fn bad_gang_arguments_are_refused_up_front() {
         (&["--guests", "2", "--pipeline", "zero+encrypt"][..], "--tls"),
         (&["--guests", "64", "--mem", "8GiB"][..], "MemAvailable"),
     ] {
-        let out = std::env::temp_dir().join(format!("memfabric-validator-test-gang-bad-{}", std::process::id()));
+        let out = memfabric_testkit::scratch::owned_path("validator-test", "gang-bad");
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
             .arg("migrate")
             .args(args)

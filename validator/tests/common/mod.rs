@@ -41,7 +41,7 @@ pub fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
 /// `migrate` with `base` arguments (memory, workload, ...), then `extra`.
 pub fn migrate_with(name: &str, base: &[&str], extra: &[&str]) -> Run {
     let _serial = serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test", name);
     // Its own process group, so that what it leaves behind can be found.
     let child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .arg("migrate")
