@@ -92,6 +92,9 @@ pub struct DestReport {
     /// Whether the injected page flip (`--fault dest-ram@PAGE`) happened.
     #[serde(default)]
     pub fault_injected: bool,
+    /// What post-copy did here (None for pre-copy).
+    #[serde(default)]
+    pub postcopy: Option<super::postcopy::DestPostcopy>,
 }
 
 impl DestReport {
@@ -131,9 +134,9 @@ impl PageTarget for RamTarget<'_> {
     }
 }
 
-struct Receiver {
-    reader: FrameReader<BufReader<Conn>>,
-    writer: FrameWriter<BufWriter<Conn>>,
+pub(super) struct Receiver {
+    pub(super) reader: FrameReader<BufReader<Conn>>,
+    pub(super) writer: FrameWriter<BufWriter<Conn>>,
 }
 
 impl Receiver {
@@ -190,7 +193,8 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
     report.bytes_received = rx.reader.bytes;
     report.cpu_s_destination = thread_cpu_s() - cpu0;
     if let Err(reason) = result {
-        if report.outcome != "aborted-by-source" {
+        // A lost post-copy guest: the connection is what failed.
+        if report.outcome != "aborted-by-source" && report.outcome != super::postcopy::LOST {
             rx.abort(&reason);
         }
         report.error = Some(reason);
@@ -241,6 +245,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         }
         None => Vm::with_split(hello.memory_bytes, hello.ram_split, true).map_err(|e| e.to_string())?,
     };
+    super::postcopy::dest::on_hello(&hello, strategy, cfg.tls.is_some(), &vm)?;
     rx.writer
         .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3, cpu: Some(offer) })
         .and_then(|_| rx.writer.flush())
@@ -271,6 +276,11 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
             Kind::IndexQuery => site.answer_query(payload, &mut rx.writer)?,
             Kind::ResolveRefs => site.resolve(vm.ram(), &mut hashes, &mut rx.writer)?,
             Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
+            Kind::PostcopySwitch if hello.mechanism.is_some() => {
+                let switch = serde_json::from_slice(payload).map_err(|e| format!("PostcopySwitch: {e}"))?;
+                let handover = super::postcopy::dest::Handover { vm, hashes, guest_cpu, strategy };
+                return super::postcopy::dest::run(cfg, rx, report, handover, switch);
+            }
             Kind::Abort => {
                 let a: Abort = serde_json::from_slice(payload).unwrap_or(Abort { reason: "(unreadable)".into() });
                 report.outcome = "aborted-by-source".into();
@@ -326,17 +336,28 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let resume_ns = m.vcpu.started_at_ns();
     report.resume_ns = Some(resume_ns);
     report.outcome = "resumed".into();
-    if cfg.announce_resume {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
-    }
+    announce_resumed(cfg);
     rx.writer
         .send_json(Kind::Resumed, &Resumed { resume_ns, verify_ms: report.verify_ms })
         .and_then(|_| rx.writer.flush())
         .map_err(|e| format!("sending Resumed (the guest runs here): {e}"))?;
 
-    // The guest must carry on from where it stopped.
+    watch_resumed(cfg, m, report);
+    Ok(())
+}
+
+/// Tells the orchestrator that the guest runs here (with `announce_resume`).
+pub(super) fn announce_resumed(cfg: &DestConfig) {
+    if cfg.announce_resume {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
+    }
+}
+
+/// Watches the resumed guest for `watch_after_resume`: it must carry on
+/// from where it stopped. Stops it at the end.
+pub(super) fn watch_resumed(cfg: &DestConfig, m: Machine, report: &mut DestReport) {
     let t = Instant::now();
     let before = m.vcpu.progress();
     while t.elapsed() < cfg.watch_after_resume && m.vcpu.failure().is_none() {
@@ -349,6 +370,5 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     report.guest_verify_errors_after = after.verify_errors;
     report.guest_failure = m.vcpu.failure().map(|f| f.to_string());
     let _ = m.vcpu.stop();
-    Ok(())
 }
 

@@ -88,6 +88,11 @@ pub struct GuestArgs {
     /// The guest's CPU model.
     #[command(flatten)]
     pub cpu: super::cpu::CpuArgs,
+    /// How memory moves, as in scenarios: pre-copy, post-copy (resume at
+    /// the destination at once, pages on demand and by a background push)
+    /// or hybrid (one full pre-copy round, then post-copy).
+    #[arg(long, default_value = "pre-copy")]
+    pub mechanism: memfabric_migration::record::Mechanism,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -115,7 +120,7 @@ fn parse_non_convergence(s: &str) -> Result<NonConvergence, String> {
     match s {
         "abort" => Ok(NonConvergence::Abort),
         "force-stop" => Ok(NonConvergence::ForceStop),
-        other => Err(format!("{other:?}: expected abort or force-stop (the validator has no post-copy)")),
+        other => Err(format!("{other:?}: expected abort or force-stop (a post-copy fallback is not built: use --mechanism post-copy or hybrid)")),
     }
 }
 
@@ -154,6 +159,7 @@ impl GuestArgs {
             auto_converge: self.auto_converge,
             cpu: self.cpu.guest_cpu(),
             site: Default::default(),
+            mechanism: self.mechanism,
         })
     }
 
@@ -195,6 +201,7 @@ impl GuestArgs {
             v.push("--auto-converge".into());
         }
         v.extend(self.cpu.to_cli());
+        v.extend(["--mechanism".into(), self.mechanism.to_string()]);
         v
     }
 }
@@ -398,11 +405,16 @@ impl MigrateOutcome {
     }
 
     /// The outcome as result tables, the manifest and stdout name it:
+    /// `lost` (post-copy failed after the destination resumed the guest),
     /// `completed`, `failed` (the source finished but something after it did
     /// not hold, or a requested fault never fired), `not-converged`,
     /// `unknown`, `source-lost` (the source VMM was killed), `aborted`.
     pub fn outcome_name(&self) -> &'static str {
         match (self.source.outcome.as_str(), self.failure()) {
+            // Post-copy failed after the destination resumed the guest
+            // (either side saw it; a killed source reports nothing).
+            (super::postcopy::LOST, _) => "lost",
+            (_, _) if self.destination.as_ref().is_some_and(|d| d.outcome == super::postcopy::LOST) => "lost",
             ("completed", None) => "completed",
             ("completed", Some(_)) => "failed",
             ("not-converged", _) => "not-converged",
@@ -494,6 +506,9 @@ pub enum MigrateInputError {
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
+    /// Post-copy with an option it does not support.
+    #[error(transparent)]
+    PostCopy(#[from] super::postcopy::PostcopyInputError),
     /// A CPU asked for (the guest's or the destination's) cannot be had on
     /// this host.
     #[error("{flag}: {source}")]
@@ -524,6 +539,7 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
     if args.link.is_some() && args.fault.is_some() {
         return Err(MigrateInputError::FaultWithLink);
     }
+    super::postcopy::check_args(args)?;
     if args.guest.pipeline.encrypt && args.tls.is_none() {
         return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
     }
