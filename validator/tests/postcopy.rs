@@ -173,6 +173,25 @@ fn a_fault_during_post_copy_loses_the_guest() {
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// The end-of-post-copy integrity check catches a page that differs at
+/// the destination (flipped as it arrived, before it was hashed and placed).
+#[test]
+fn a_page_that_differs_after_post_copy_is_caught() {
+    if !kvm_or_skip("a_page_that_differs_after_post_copy_is_caught") {
+        return;
+    }
+    let r = postcopy_run("integrity", "post-copy", &["--fault", "dest-ram@5000"]);
+    assert!(!r.ok, "the run must fail:\n{}", r.stdout);
+    assert_eq!(r.manifest["fault_triggered"], true, "{}", r.stderr);
+    assert_eq!(r.manifest["outcome"], "failed", "{}", r.manifest["error"]);
+    assert_eq!(r.manifest["integrity_held"], false);
+    assert_eq!(r.manifest["chunks_differing"], 1, "one page flipped: one chunk differs");
+    let dest = report(&r, "destination.json");
+    assert_eq!(dest["first_differing_page"], 5000 / 1024 * 1024);
+    assert!(r.stdout.contains("integrity held: NO"), "{}", r.stdout);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
 #[test]
 fn post_copy_refuses_what_it_does_not_support() {
     for (extra, expect) in [

@@ -116,6 +116,11 @@ struct PlaceTarget<'a> {
     hashes: &'a mut PageHashes,
     stats: &'a mut DestPostcopy,
     error: Option<String>,
+    /// Fault injection (`--fault dest-ram@PAGE`): flip a byte of this page
+    /// before it is hashed and placed, as a page misdecoded here would be.
+    corrupt_page: Option<u64>,
+    /// Whether it was flipped.
+    corrupted: bool,
 }
 
 impl PageTarget for PlaceTarget<'_> {
@@ -130,6 +135,10 @@ impl PageTarget for PlaceTarget<'_> {
         if lock(self.state).placed[page_index as usize] {
             self.error = Some(format!("page {page_index} arrived although it is in place (not pending, or sent twice)"));
             return;
+        }
+        if self.corrupt_page == Some(page_index) {
+            self.page[0] ^= 0x01;
+            self.corrupted = true;
         }
         // Hashed from the buffer, before the guest can touch it.
         self.hashes.set(page_index, &self.page[..]);
@@ -263,7 +272,7 @@ pub(in crate::migrate) fn run(
     let result = sent
         .map_err(|e| format!("sending Resumed (the guest runs here): {e}"))
         .and_then(|_| {
-            let placing = Placing { uffd: &uffd, state: &state, writer: &writer, m: &m, strategy, resume_ns };
+            let placing = Placing { uffd: &uffd, state: &state, writer: &writer, m: &m, strategy, resume_ns, corrupt_page: cfg.corrupt_page };
             place_all(rx, report, &placing, &mut hashes, &mut stats)
         });
     end_handler(uffd);
@@ -294,12 +303,13 @@ struct Placing<'a> {
     m: &'a Machine,
     strategy: Strategy,
     resume_ns: u64,
+    corrupt_page: Option<u64>,
 }
 
 /// Places pages until the source's `PostcopyDone`, checks that every
 /// pending page is in place and that the digests match, and confirms.
 fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes: &mut PageHashes, stats: &mut DestPostcopy) -> Result<(), String> {
-    let Placing { uffd, state, writer, m, strategy, resume_ns } = *p;
+    let Placing { uffd, state, writer, m, strategy, resume_ns, corrupt_page } = *p;
     let mut decoder = Decoder::new(crate::site::hooks::pipeline(strategy, None));
     let mut store = ContentStore::new();
     let mut buf = Vec::new();
@@ -311,8 +321,18 @@ fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes
         let payload = &buf[..head.len];
         match head.kind {
             Kind::PostcopyPages => {
-                let mut target = PlaceTarget { page: Box::new([0u8; PAGE_SIZE]), uffd, state, hashes: &mut *hashes, stats: &mut *stats, error: None };
+                let mut target = PlaceTarget {
+                    page: Box::new([0u8; PAGE_SIZE]),
+                    uffd,
+                    state,
+                    hashes: &mut *hashes,
+                    stats: &mut *stats,
+                    error: None,
+                    corrupt_page,
+                    corrupted: false,
+                };
                 let missing = decoder.decode_wire_into(&mut store, payload, &mut target).map_err(|e| format!("page batch: {e}"))?;
+                report.fault_injected |= target.corrupted;
                 if let Some(e) = target.error {
                     return Err(e);
                 }

@@ -222,9 +222,6 @@ pub enum PostcopyInputError {
     /// A gang migrates with pre-copy.
     #[error("--guests {0} with --mechanism {1}: a gang migrates with pre-copy only")]
     Gang(u32, Mechanism),
-    /// The injected page flip acts before a pre-copy integrity check.
-    #[error("--fault dest-ram@PAGE with --mechanism {0}: the page flip acts before pre-copy's integrity check, which post-copy does not have; use cut-link, kill-dest or kill-source (e.g. @postcopy)")]
-    DestRam(Mechanism),
 }
 
 /// Checks the options of a `--mechanism post-copy|hybrid` migration.
@@ -248,9 +245,6 @@ pub fn check_args(args: &MigrateArgs) -> Result<(), PostcopyInputError> {
     }
     if args.gang.is_gang() {
         return Err(PostcopyInputError::Gang(args.gang.guests, m));
-    }
-    if matches!(args.fault, Some(super::fault::FaultSpec { kind: super::fault::FaultKind::DestRam, .. })) {
-        return Err(PostcopyInputError::DestRam(m));
     }
     Ok(())
 }
