@@ -311,21 +311,12 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
     // Integrity: every chunk of RAM must hash as at the source's pause.
     if let Some(theirs) = &switchover.chunk_hashes {
-        let t = Instant::now();
-        let ours = chunk_digests(&hashes.0);
-        report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
-        report.chunks_compared = ours.len() as u64;
-        if ours.len() != theirs.len() {
-            return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
-        }
-        let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
-        report.chunks_differing = differing.len() as u64;
+        let differing = compare_digests(report, &hashes, theirs)?;
         if let Some(&first) = differing.first() {
-            report.first_differing_page = Some(first as u64 * CHUNK_PAGES);
             return Err(format!(
                 "integrity check failed: {} of {} chunks of {CHUNK_PAGES} pages differ from the source (first at page {}); not resuming",
                 differing.len(),
-                ours.len(),
+                report.chunks_compared,
                 first as u64 * CHUNK_PAGES
             ));
         }
@@ -344,6 +335,22 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
 
     watch_resumed(cfg, m, report);
     Ok(())
+}
+
+/// Compares the chunk digests of `hashes` with the source's `theirs`,
+/// recording the comparison in `report`; returns the differing chunks.
+pub(super) fn compare_digests(report: &mut DestReport, hashes: &PageHashes, theirs: &[u64]) -> Result<Vec<usize>, String> {
+    let t = Instant::now();
+    let ours = chunk_digests(&hashes.0);
+    report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
+    report.chunks_compared = ours.len() as u64;
+    if ours.len() != theirs.len() {
+        return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
+    }
+    let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+    report.chunks_differing = differing.len() as u64;
+    report.first_differing_page = differing.first().map(|&i| i as u64 * CHUNK_PAGES);
+    Ok(differing)
 }
 
 /// Tells the orchestrator that the guest runs here (with `announce_resume`).

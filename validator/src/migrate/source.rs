@@ -438,6 +438,39 @@ impl Migration<'_> {
         Ok((sent, self.writer.bytes - bytes0))
     }
 
+    /// One pre-copy round: sends `to_send`, waits until the destination has
+    /// it all, takes the dirty log and records the round. Returns (pages,
+    /// bytes, start and end ns, the pages dirtied meanwhile).
+    pub(super) fn precopy_round(&mut self, round: u32, to_send: &DirtyBitmap) -> Result<(u64, u64, u64, u64, DirtyBitmap), Failed> {
+        let start_ns = monotonic_ns();
+        let guest_before = self.m.vcpu.progress();
+        let (pages, bytes) = self.send_pages(to_send.iter())?;
+        self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
+        self.writer.flush()?;
+        // A round ends when its bytes have reached the destination, not
+        // when they entered the socket buffer: otherwise the measured rate
+        // overstates the link and the pause would wait for megabytes still
+        // queued (up to tcp_wmem) on a slow link.
+        wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
+        let end_ns = monotonic_ns();
+        let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+        let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
+        self.report.rounds.push(RoundReport {
+            round,
+            phase: "precopy".into(),
+            start_ns,
+            end_ns,
+            pages,
+            bytes_on_wire: bytes,
+            dirty_pages: dirty.count(),
+            complete: true,
+            throttle_pct: self.throttle.pct(),
+            throttled_ms: guest.throttled_ns as f64 * 1e-6,
+            guest_writes: guest.writes,
+        });
+        Ok((pages, bytes, start_ns, end_ns, dirty))
+    }
+
     pub(super) fn control<T: Serialize>(&mut self, kind: Kind, value: &T) -> Result<(), Failed> {
         let n = self.writer.send_json(kind, value)?;
         self.report.bytes_control += n;
@@ -481,33 +514,8 @@ impl Migration<'_> {
         let mut to_send = DirtyBitmap::full(total_pages);
         let mut round = 0u32;
         let converged = loop {
-            let start_ns = monotonic_ns();
-            let guest_before = self.m.vcpu.progress();
             let before = self.report.stages;
-            let (pages, bytes) = self.send_pages(to_send.iter())?;
-            self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
-            self.writer.flush()?;
-            // A round ends when its bytes have reached the destination, not
-            // when they entered the socket buffer: otherwise the measured rate
-            // overstates the link and the pause would wait for megabytes still
-            // queued (up to tcp_wmem) on a slow link.
-            wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
-            let end_ns = monotonic_ns();
-            let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
-            let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
-            self.report.rounds.push(RoundReport {
-                round,
-                phase: "precopy".into(),
-                start_ns,
-                end_ns,
-                pages,
-                bytes_on_wire: bytes,
-                dirty_pages: dirty.count(),
-                complete: true,
-                throttle_pct: self.throttle.pct(),
-                throttled_ms: guest.throttled_ns as f64 * 1e-6,
-                guest_writes: guest.writes,
-            });
+            let (pages, bytes, start_ns, end_ns, dirty) = self.precopy_round(round, &to_send)?;
             // Auto-converge: the shared trigger on what this round dirtied
             // and sent sets the throttle for the next one.
             self.throttle.on_round(&self.m.vcpu, dirty.count(), bytes).map_err(|e| fail(e.to_string()))?;

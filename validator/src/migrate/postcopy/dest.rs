@@ -16,7 +16,7 @@ use std::io::BufWriter;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memfabric_formats::cpu::VmCpu;
 use memfabric_migration::pipeline::{ContentStore, Decoder, Page, PageTarget, PAGE_SIZE};
@@ -24,10 +24,10 @@ use memfabric_migration::record::Mechanism;
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 
-use super::super::dest::{announce_resumed, watch_resumed, DestConfig, DestReport, Receiver};
+use super::super::dest::{announce_resumed, compare_digests, watch_resumed, DestConfig, DestReport, Receiver};
 use super::super::tls::Conn;
 use super::super::wire::{FrameWriter, Kind};
-use super::super::{chunk_digests, Abort, Hello, PageHashes, Resumed, CHUNK_PAGES};
+use super::super::{Abort, Hello, PageHashes, Resumed};
 use super::{encode_request, is_postcopy, DestPostcopy, LatencySummary, PostcopyComplete, PostcopyDone, PostcopySwitch, LOST};
 use crate::kvm::uffd::{discard_pages, Placed, Userfault};
 use crate::kvm::{monotonic_ns, DirtyBitmap, Vm};
@@ -342,7 +342,9 @@ fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes
                 if stats.pages_placed == stats.pending_pages && stats.duration_s == 0.0 {
                     let now = monotonic_ns();
                     stats.duration_s = now.saturating_sub(resume_ns) as f64 * 1e-9;
-                    stats.guest_writes_at_end = m.vcpu.progress().writes;
+                    // (Before the guest's first report here the count is 0: the
+                    // count at the pause stands.)
+                    stats.guest_writes_at_end = m.vcpu.progress().writes.max(report.guest_writes_at_pause);
                     let during = stats.guest_writes_at_end.saturating_sub(report.guest_writes_at_pause) as f64;
                     stats.guest_write_rate = if stats.duration_s > 0.0 { during / stats.duration_s } else { 0.0 };
                 }
@@ -362,17 +364,7 @@ fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes
     // at the source's pause.
     let mut integrity_held = None;
     if let Some(theirs) = &done.chunk_hashes {
-        let t = Instant::now();
-        let ours = chunk_digests(&hashes.0);
-        report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
-        report.chunks_compared = ours.len() as u64;
-        if ours.len() != theirs.len() {
-            return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
-        }
-        let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
-        report.chunks_differing = differing.len() as u64;
-        report.first_differing_page = differing.first().map(|&i| i as u64 * CHUNK_PAGES);
-        integrity_held = Some(differing.is_empty());
+        integrity_held = Some(compare_digests(report, hashes, theirs)?.is_empty());
     }
     let complete = PostcopyComplete { pages_placed: stats.pages_placed, faults: lock(state).faults, integrity_held };
     let mut w = lock(writer);

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use memfabric_migration::record::Mechanism;
 
-use super::super::source::{fail, unacked_bytes, wait_until_acked, Failed, Migration, RoundReport};
+use super::super::source::{fail, unacked_bytes, Failed, Migration, RoundReport};
 use super::super::wire::{FrameReader, Kind, FLAG_GUEST_PAUSED};
-use super::super::{chunk_digests, Resumed, RoundEnd};
+use super::super::{chunk_digests, Resumed};
 use super::{decode_request, PostcopyComplete, PostcopyDone, PostcopySwitch, SourcePostcopy, LOST, PUSH_BATCH_PAGES, PUSH_QUEUE_BYTES_MAX};
 use crate::kvm::{monotonic_ns, DirtyBitmap};
 
@@ -102,28 +102,7 @@ pub(in crate::migrate) fn run(mig: &mut Migration<'_>) -> Result<(), Failed> {
         // Round 0, the full copy, exactly as pre-copy's; then the switch,
         // whatever the stop rule would say (the simulator's hybrid).
         mig.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
-        let start_ns = monotonic_ns();
-        let guest_before = mig.m.vcpu.progress();
-        let (pages, bytes) = mig.send_pages(DirtyBitmap::full(total_pages).iter())?;
-        mig.control(Kind::RoundEnd, &RoundEnd { round: 0, pages })?;
-        mig.writer.flush()?;
-        wait_until_acked(&mig.tcp, mig.cfg.io_timeout)?;
-        let end_ns = monotonic_ns();
-        let dirty = mig.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
-        let guest = super::super::throttle::GuestDuring::between(&guest_before, &mig.m.vcpu.progress());
-        mig.report.rounds.push(RoundReport {
-            round: 0,
-            phase: "precopy".into(),
-            start_ns,
-            end_ns,
-            pages,
-            bytes_on_wire: bytes,
-            dirty_pages: dirty.count(),
-            complete: true,
-            throttle_pct: 0,
-            throttled_ms: guest.throttled_ns as f64 * 1e-6,
-            guest_writes: guest.writes,
-        });
+        let (_, _, _, _, dirty) = mig.precopy_round(0, &DirtyBitmap::full(total_pages))?;
         round = 1;
         Some(dirty)
     } else {
