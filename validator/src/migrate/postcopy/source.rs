@@ -156,6 +156,9 @@ pub(in crate::migrate) fn run(mig: &mut Migration<'_>) -> Result<(), Failed> {
     stats.push_start_ns = monotonic_ns();
 
     // The guest runs at the destination: from now on a failure loses it.
+    // A requested page is a small frame behind push data in flight: no
+    // Nagle delay for it (each frame is flushed whole anyway).
+    let _ = mig.tcp.set_nodelay(true);
     let (tx, rx) = mpsc::channel();
     let reader = mig.tcp.try_clone().and_then(|t| t.set_read_timeout(None).map(|_| t));
     let reader = match reader {
