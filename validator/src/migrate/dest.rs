@@ -245,7 +245,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         }
         None => Vm::with_split(hello.memory_bytes, hello.ram_split, true).map_err(|e| e.to_string())?,
     };
-    super::postcopy::dest::on_hello(&hello, strategy, cfg.tls.is_some(), &vm)?;
+    super::postcopy::dest::on_hello(&hello, cfg.tls.is_some(), &vm)?;
     rx.writer
         .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3, cpu: Some(offer) })
         .and_then(|_| rx.writer.flush())
@@ -278,7 +278,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
             Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
             Kind::PostcopySwitch if hello.mechanism.is_some() => {
                 let switch = serde_json::from_slice(payload).map_err(|e| format!("PostcopySwitch: {e}"))?;
-                let handover = super::postcopy::dest::Handover { vm, hashes, guest_cpu, strategy };
+                let handover = super::postcopy::dest::Handover { vm, hashes, guest_cpu, decoder, session: site };
                 return super::postcopy::dest::run(cfg, rx, report, handover, switch);
             }
             Kind::Abort => {

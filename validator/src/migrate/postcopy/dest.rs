@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use memfabric_formats::cpu::VmCpu;
-use memfabric_migration::pipeline::{ContentStore, Decoder, Page, PageTarget, PAGE_SIZE};
+use memfabric_migration::pipeline::{Decoder, Page, PageTarget, PAGE_SIZE};
 use memfabric_migration::record::Mechanism;
-use memfabric_migration::strategy::Strategy;
 use memfabric_migration::PAGE_SIZE_BYTES;
 
 use super::super::dest::{announce_resumed, compare_digests, watch_resumed, DestConfig, DestReport, Receiver};
@@ -36,13 +35,10 @@ use crate::machine::Machine;
 /// At `Hello`: refuses what post-copy does not support, and for pure
 /// post-copy drops all of guest RAM (before the source pauses its guest,
 /// so outside the downtime).
-pub(in crate::migrate) fn on_hello(hello: &Hello, strategy: Strategy, tls: bool, vm: &Vm) -> Result<(), String> {
+pub(in crate::migrate) fn on_hello(hello: &Hello, tls: bool, vm: &Vm) -> Result<(), String> {
     let Some(m) = hello.mechanism else { return Ok(()) };
     if !is_postcopy(m) {
         return Err(format!("mechanism {m}: this destination receives pre-copy, post-copy or hybrid"));
-    }
-    if strategy.dedup.is_some() || strategy.delta {
-        return Err(format!("strategy {strategy} with {m}: post-copy places whole pages (zero and compression stages only)"));
     }
     if tls || hello.site.is_some() {
         return Err(format!("{m} runs over plain TCP for one guest (no TLS, no site)"));
@@ -180,8 +176,11 @@ pub(in crate::migrate) struct Handover {
     pub hashes: PageHashes,
     /// The guest's CPU for the vCPU.
     pub guest_cpu: VmCpu,
-    /// The pipeline.
-    pub strategy: Strategy,
+    /// The decoder of the stream so far (its delta cache holds what
+    /// round 0 sent a hybrid).
+    pub decoder: Decoder,
+    /// The stream's content store (dedup references resolve from it).
+    pub session: crate::site::hooks::DestSession,
 }
 
 /// Receives a post-copy migration from its `PostcopySwitch` on; resumes the
@@ -194,7 +193,7 @@ pub(in crate::migrate) fn run(
     handover: Handover,
     switch: PostcopySwitch,
 ) -> Result<(), String> {
-    let Handover { mut vm, mut hashes, guest_cpu, strategy } = handover;
+    let Handover { mut vm, mut hashes, guest_cpu, mut decoder, mut session } = handover;
     report.pause_ns = Some(switch.pause_ns);
     report.guest_writes_at_pause = switch.guest_writes;
     report.guest_checksum_at_pause = switch.guest_checksum;
@@ -272,8 +271,8 @@ pub(in crate::migrate) fn run(
     let result = sent
         .map_err(|e| format!("sending Resumed (the guest runs here): {e}"))
         .and_then(|_| {
-            let placing = Placing { uffd: &uffd, state: &state, writer: &writer, m: &m, strategy, resume_ns, corrupt_page: cfg.corrupt_page };
-            place_all(rx, report, &placing, &mut hashes, &mut stats)
+            let placing = Placing { uffd: &uffd, state: &state, writer: &writer, m: &m, resume_ns, corrupt_page: cfg.corrupt_page };
+            place_all(rx, report, &placing, (&mut decoder, &mut session), &mut hashes, &mut stats)
         });
     end_handler(uffd);
     let s = lock(&state);
@@ -301,17 +300,21 @@ struct Placing<'a> {
     writer: &'a Writer,
     /// The resumed guest.
     m: &'a Machine,
-    strategy: Strategy,
     resume_ns: u64,
     corrupt_page: Option<u64>,
 }
 
 /// Places pages until the source's `PostcopyDone`, checks that every
 /// pending page is in place and that the digests match, and confirms.
-fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes: &mut PageHashes, stats: &mut DestPostcopy) -> Result<(), String> {
-    let Placing { uffd, state, writer, m, strategy, resume_ns, corrupt_page } = *p;
-    let mut decoder = Decoder::new(crate::site::hooks::pipeline(strategy, None));
-    let mut store = ContentStore::new();
+fn place_all(
+    rx: &mut Receiver,
+    report: &mut DestReport,
+    p: &Placing<'_>,
+    (decoder, session): (&mut Decoder, &mut crate::site::hooks::DestSession),
+    hashes: &mut PageHashes,
+    stats: &mut DestPostcopy,
+) -> Result<(), String> {
+    let Placing { uffd, state, writer, m, resume_ns, corrupt_page } = *p;
     let mut buf = Vec::new();
     let done: PostcopyDone = loop {
         if let Some(e) = lock(state).error.clone() {
@@ -331,7 +334,10 @@ fn place_all(rx: &mut Receiver, report: &mut DestReport, p: &Placing<'_>, hashes
                     corrupt_page,
                     corrupted: false,
                 };
-                let missing = decoder.decode_wire_into(&mut store, payload, &mut target).map_err(|e| format!("page batch: {e}"))?;
+                // Zero, dedup (from the stream's store), delta (from the
+                // decoder's cache of what was sent) and compression all
+                // rebuild the page in the buffer.
+                let missing = session.decode_into(decoder, payload, &mut target)?;
                 report.fault_injected |= target.corrupted;
                 if let Some(e) = target.error {
                     return Err(e);

@@ -43,7 +43,6 @@ pub mod dest;
 pub mod source;
 
 use memfabric_migration::record::Mechanism;
-use memfabric_migration::strategy::Strategy;
 use serde::{Deserialize, Serialize};
 
 use super::orchestrate::MigrateArgs;
@@ -206,13 +205,6 @@ pub enum PostcopyInputError {
     /// Cold migration is the simulator's, not the validator's.
     #[error("--mechanism stop-and-copy: the validator migrates with pre-copy, post-copy or hybrid")]
     StopAndCopy,
-    /// Dedup and delta stages refer to pages the destination may not hold yet.
-    #[error(
-        "--pipeline {0} with --mechanism {1}: post-copy places each page whole as it arrives (UFFDIO_COPY, \
-         UFFDIO_ZEROPAGE), so only the zero and compression stages apply; dedup and xbzrle refer to pages the \
-         destination may not have yet (use e.g. zero+lz4)"
-    )]
-    Strategy(Strategy, Mechanism),
     /// The TLS channel is bound to one thread.
     #[error("--tls with --mechanism {0}: post-copy's fault handler and push run on their own threads over plain TCP; drop --tls")]
     Tls(Mechanism),
@@ -232,10 +224,6 @@ pub fn check_args(args: &MigrateArgs) -> Result<(), PostcopyInputError> {
     }
     if !is_postcopy(m) {
         return Ok(());
-    }
-    let s = args.guest.pipeline;
-    if s.dedup.is_some() || s.delta {
-        return Err(PostcopyInputError::Strategy(s, m));
     }
     if args.tls.is_some() {
         return Err(PostcopyInputError::Tls(m));
