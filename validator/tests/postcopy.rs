@@ -189,6 +189,42 @@ fn a_fault_during_post_copy_loses_the_guest() {
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// A fault at the post-copy switch, before the destination resumed the
+/// guest: the source resumes it (the simulator's link failure in a
+/// post-copy switch), the destination resumes nothing.
+#[test]
+fn a_fault_at_the_post_copy_switch_leaves_the_guest_at_the_source() {
+    if !kvm_or_skip("a_fault_at_the_post_copy_switch_leaves_the_guest_at_the_source") {
+        return;
+    }
+    let mut failures = Vec::new();
+    for kind in ["cut-link", "kill-dest"] {
+        let fault = format!("{kind}@switchover");
+        let r = postcopy_run(&format!("switch-{kind}"), "post-copy", &["--fault", &fault, "--watch", "1s"]);
+        let source = report(&r, "source.json");
+        let dest = report(&r, "destination.json");
+        let mut wrong = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                wrong.push(what);
+            }
+        };
+        check(!r.ok, "the run succeeded".into());
+        check(r.manifest["fault_triggered"] == true, format!("fault_triggered {}", r.manifest["fault_triggered"]));
+        check(r.manifest["outcome"] == "aborted", format!("outcome {}: {}", r.manifest["outcome"], r.manifest["error"]));
+        let (before, after) = (source["guest_after_abort"]["writes_before"].as_u64(), source["guest_after_abort"]["writes_after"].as_u64());
+        check(matches!((before, after), (Some(b), Some(a)) if a > b), format!("the source guest did not run on: {}", source["guest_after_abort"]));
+        check(source["guest_after_abort"]["verify_errors"] == 0, format!("source guest {}", source["guest_after_abort"]));
+        check(dest["resume_ns"].is_null(), format!("the destination resumed at {}", dest["resume_ns"]));
+        check(r.leftover.trim().is_empty(), format!("processes left: {}", r.leftover.trim()));
+        if !wrong.is_empty() {
+            failures.push(format!("{fault}: {}\n{}\n{}", wrong.join("; "), r.stdout, r.stderr));
+        }
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+    assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
+}
+
 /// The end-of-post-copy integrity check catches a page that differs at
 /// the destination (flipped as it arrived, before it was hashed and placed).
 #[test]

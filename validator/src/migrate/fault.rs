@@ -9,7 +9,7 @@
 //! (`wire`): `round0`, `round1`, ... (a `Pages` frame of that pre-copy round),
 //! `stop-and-copy` (a `Pages` frame sent with the guest paused, flag
 //! [`super::wire::FLAG_GUEST_PAUSED`]), `switchover` (the `Switchover`
-//! frame), `resumed` (the destination's `Resumed` frame, on its way back),
+//! frame, or post-copy's `PostcopySwitch`), `resumed` (the destination's `Resumed` frame, on its way back),
 //! `postcopy` (a `PostcopyPages` frame: post-copy's push or a requested
 //! page, sent after the destination resumed the guest).
 //! The fault acts in the middle of the first such frame's payload.
@@ -66,7 +66,7 @@ pub enum Phase {
     Round(u32),
     /// A `Pages` frame of the stop-and-copy (sent with the guest paused).
     StopAndCopy,
-    /// The `Switchover` frame.
+    /// The `Switchover` frame (post-copy's: `PostcopySwitch`).
     Switchover,
     /// The destination's `Resumed` frame (destination to source).
     Resumed,
@@ -85,7 +85,7 @@ impl Phase {
         match self {
             Phase::Round(r) => to_dest && f.kind == Kind::Pages as u8 && !paused && f.round_ends == r,
             Phase::StopAndCopy => to_dest && f.kind == Kind::Pages as u8 && paused,
-            Phase::Switchover => to_dest && f.kind == Kind::Switchover as u8,
+            Phase::Switchover => to_dest && (f.kind == Kind::Switchover as u8 || f.kind == Kind::PostcopySwitch as u8),
             Phase::Resumed => !to_dest && f.kind == Kind::Resumed as u8,
             Phase::PostCopy => to_dest && f.kind == Kind::PostcopyPages as u8,
         }
