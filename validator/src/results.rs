@@ -455,7 +455,8 @@ loss = "{loss_pct}%"
         max_rounds = p.max_rounds,
         nc = match guest.on_non_convergence {
             memfabric_migration::precopy::NonConvergence::Abort => "abort",
-            _ => "force-stop",
+            memfabric_migration::precopy::NonConvergence::PostCopy => "post-copy",
+            memfabric_migration::precopy::NonConvergence::ForceStop => "force-stop",
         },
         auto_converge = p.auto_converge,
         rate = p.link_rate_bytes_per_s.round().max(1.0),

@@ -142,6 +142,33 @@ fn the_simulator_replays_a_post_copy_run() {
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
+/// Pre-copy that does not converge falls back to post-copy for what is
+/// still dirty (`--on-non-convergence post-copy`, as QEMU and the simulator
+/// do), with integrity; the simulator replays the fallback.
+#[test]
+fn pre_copy_falls_back_to_post_copy() {
+    if !kvm_or_skip("pre_copy_falls_back_to_post_copy") {
+        return;
+    }
+    let r = migrate_at(
+        "fallback",
+        20_000,
+        &["--pipeline", "zero+xbzrle+lz4", "--downtime-limit", "1us", "--max-rounds", "2", "--on-non-convergence", "post-copy"],
+    );
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.manifest["integrity_held"], true);
+    assert_eq!(column_str(&r.out, "rounds.parquet", "phase"), ["precopy", "precopy", "postcopy-switch", "postcopy-push"]);
+    assert_eq!(column_str(&r.out, "migrations.parquet", "mechanism"), ["pre-copy"]);
+    let source = report(&r, "source.json");
+    assert_eq!(source["converged"], false);
+    let pc = &report(&r, "destination.json")["postcopy"];
+    assert!(pc["pending_pages"].as_u64() > Some(0) && pc["pages_placed"] == pc["pending_pages"], "{pc}");
+    let scenario = memfabric_sim::scenario::load(&r.out.join("scenario.toml")).expect("scenario.toml loads");
+    let sim = memfabric_sim::run::run(&scenario, None);
+    assert!(sim.migrations[0].bytes_postcopy > 0, "the simulator falls back to post-copy too: {:?}", sim.migrations[0]);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
 /// A fault during post-copy: the guest is lost, said so everywhere, the
 /// source never resumes, and no process is left.
 #[test]

@@ -276,7 +276,8 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
             Kind::IndexQuery => site.answer_query(payload, &mut rx.writer)?,
             Kind::ResolveRefs => site.resolve(vm.ram(), &mut hashes, &mut rx.writer)?,
             Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
-            Kind::PostcopySwitch if hello.mechanism.is_some() => {
+            // Post-copy, hybrid, or pre-copy falling back to post-copy.
+            Kind::PostcopySwitch => {
                 let switch = serde_json::from_slice(payload).map_err(|e| format!("PostcopySwitch: {e}"))?;
                 let handover = super::postcopy::dest::Handover { vm, hashes, guest_cpu, decoder, session: site };
                 return super::postcopy::dest::run(cfg, rx, report, handover, switch);

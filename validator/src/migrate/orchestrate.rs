@@ -53,7 +53,8 @@ pub struct GuestArgs {
     /// Bound on pre-copy rounds, round 0 included.
     #[arg(long = "max-rounds", default_value_t = 30, value_parser = parse_max_rounds)]
     pub max_rounds: u32,
-    /// What to do when the bound is reached: abort or force-stop.
+    /// What to do when the bound is reached: abort, force-stop, or
+    /// post-copy (switch to post-copy for what is still dirty).
     #[arg(long = "on-non-convergence", default_value = "force-stop", value_parser = parse_non_convergence)]
     pub on_non_convergence: NonConvergence,
     /// How long the guest runs after filling its memory before migrating.
@@ -120,7 +121,8 @@ fn parse_non_convergence(s: &str) -> Result<NonConvergence, String> {
     match s {
         "abort" => Ok(NonConvergence::Abort),
         "force-stop" => Ok(NonConvergence::ForceStop),
-        other => Err(format!("{other:?}: expected abort or force-stop (a post-copy fallback is not built: use --mechanism post-copy or hybrid)")),
+        "post-copy" => Ok(NonConvergence::PostCopy),
+        other => Err(format!("{other:?}: expected abort, force-stop or post-copy")),
     }
 }
 

@@ -550,7 +550,10 @@ impl Migration<'_> {
                     )));
                 }
                 PrecopyDecision::NotConverged(NonConvergence::PostCopy) => {
-                    return Err(fail("post-copy is not implemented by the validator"));
+                    // QEMU's and the simulator's fallback: what is still
+                    // dirty goes by post-copy.
+                    self.report.converged = Some(false);
+                    return super::postcopy::source::switch_and_push(self, round, Some(to_send));
                 }
             }
         };

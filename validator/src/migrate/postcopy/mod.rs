@@ -222,17 +222,23 @@ pub fn check_args(args: &MigrateArgs) -> Result<(), PostcopyInputError> {
     if m == Mechanism::StopAndCopy {
         return Err(PostcopyInputError::StopAndCopy);
     }
-    if !is_postcopy(m) {
+    let fallback = args.guest.on_non_convergence == memfabric_migration::precopy::NonConvergence::PostCopy;
+    if !is_postcopy(m) && !fallback {
         return Ok(());
     }
+    // What a post-copy phase needs, however it is reached.
+    let m = if fallback && !is_postcopy(m) { Mechanism::PostCopy } else { m };
     if args.tls.is_some() {
         return Err(PostcopyInputError::Tls(m));
     }
-    if args.guest.auto_converge {
-        return Err(PostcopyInputError::AutoConverge(m));
-    }
     if args.gang.is_gang() {
         return Err(PostcopyInputError::Gang(args.gang.guests, m));
+    }
+    if fallback && !is_postcopy(args.guest.mechanism) {
+        return Ok(()); // auto-converge may run in pre-copy's rounds
+    }
+    if args.guest.auto_converge {
+        return Err(PostcopyInputError::AutoConverge(m));
     }
     Ok(())
 }

@@ -96,18 +96,21 @@ impl Pending {
 
 /// Runs the migration from after the `HelloAck` for post-copy or hybrid.
 pub(in crate::migrate) fn run(mig: &mut Migration<'_>) -> Result<(), Failed> {
-    let total_pages = mig.m.ram().pages();
-    let mut round = 0u32;
-    let mut pending = if mig.cfg.mechanism == Mechanism::Hybrid {
+    if mig.cfg.mechanism == Mechanism::Hybrid {
         // Round 0, the full copy, exactly as pre-copy's; then the switch,
         // whatever the stop rule would say (the simulator's hybrid).
         mig.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
-        let (_, _, _, _, dirty) = mig.precopy_round(0, &DirtyBitmap::full(total_pages))?;
-        round = 1;
-        Some(dirty)
-    } else {
-        None
-    };
+        let (_, _, _, _, dirty) = mig.precopy_round(0, &DirtyBitmap::full(mig.m.ram().pages()))?;
+        return switch_and_push(mig, 1, Some(dirty));
+    }
+    switch_and_push(mig, 0, None)
+}
+
+/// Pauses the guest and switches to post-copy after `round` pre-copy
+/// rounds: `dirty` is what they left to send (dirty logging on), None for
+/// pure post-copy (every page pending). Then the push.
+pub(in crate::migrate) fn switch_and_push(mig: &mut Migration<'_>, round: u32, mut pending: Option<DirtyBitmap>) -> Result<(), Failed> {
+    let total_pages = mig.m.ram().pages();
 
     // The switch: pause, the pending set, the vCPU state.
     let paused = mig.m.vcpu.pause().map_err(|e| fail(format!("pausing the guest: {e}")))?;
