@@ -1,7 +1,8 @@
 //! Post-copy and hybrid migration in the validator (`migrate --mechanism
-//! post-copy|hybrid`): the guest resumes at the destination before its
-//! memory has arrived, and the rest comes on demand and by a background
-//! push, as the simulator's post-copy models it (docs/model.md §7).
+//! post-copy|hybrid`, and pre-copy's `--on-non-convergence post-copy`
+//! fallback): the guest resumes at the destination before its memory has
+//! arrived, and the rest comes on demand and by a background push, as the
+//! simulator's post-copy models it (docs/model.md §7).
 //!
 //! | module | owns |
 //! |---|---|
@@ -13,7 +14,8 @@
 //! source                                         destination
 //!   | -- Hello {mechanism} ----------------------> |  pure post-copy: drop all RAM (MADV_DONTNEED)
 //!   | <----------------------------- HelloAck ---- |
-//!   | (hybrid: round 0, every page, as pre-copy)   |
+//!   | (hybrid: round 0, every page, as pre-copy;  |
+//!   |  the fallback: pre-copy's rounds)            |
 //!   |  pause vCPU, take the dirty log              |
 //!   | -- PostcopySwitch {pause, pending count} --> |
 //!   | -- PendingPages (hybrid: bitmap) ----------> |  drop the pending pages
