@@ -122,6 +122,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    memfabric_validator::migrate::postcopy::check_args(args).map_err(orchestrate::MigrateInputError::from)?;
     if args.gang.is_gang() {
         return memfabric_validator::site::gang::migrate_main(args);
     }
@@ -199,6 +200,9 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
             (true, None) => "n/a (not resumed)",
         }
     );
+    for line in memfabric_validator::migrate::postcopy::summary_lines(&o) {
+        println!("{line}");
+    }
     println!("results: {}", args.out.display());
     if let Some(e) = &o.source.cpu_incompatible {
         return Err(anyhow::Error::new(e.clone()).context("migration refused, the guest runs on at the source"));

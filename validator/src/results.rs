@@ -75,6 +75,10 @@ pub struct Manifest {
     /// Whether the VMMs talked mutual TLS 1.3 (`--tls`); `bytes_on_wire`
     /// counts frame bytes, not TLS records.
     pub tls: bool,
+    /// What post-copy did at the destination (post-copy and hybrid only):
+    /// pages placed, demand faults and their latency, the guest's writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postcopy: Option<crate::migrate::postcopy::DestPostcopy>,
     /// Files in the folder.
     pub files: Vec<String>,
 }
@@ -116,6 +120,29 @@ pub struct Parameters {
     /// QEMU-style auto-converge (`--auto-converge`).
     #[serde(default)]
     pub auto_converge: bool,
+    /// Pre-copy, post-copy or hybrid (left out for pre-copy, so that the
+    /// parameters hash of pre-copy runs is as before).
+    #[serde(skip_serializing_if = "is_pre_copy")]
+    pub mechanism: Mechanism,
+}
+
+fn is_pre_copy(m: &Mechanism) -> bool {
+    *m == Mechanism::PreCopy
+}
+
+/// The guest's speed during post-copy: its page write rate from the resume
+/// to the last pending page placed, over its rate in the warm-up before the
+/// migration (None without post-copy, when post-copy was too short to
+/// measure a rate, [`crate::migrate::postcopy::SPEED_MIN_DURATION_S`], or if
+/// either rate is unknown).
+pub fn postcopy_guest_speed(o: &MigrateOutcome) -> Option<f64> {
+    let p = o.destination.as_ref()?.postcopy.as_ref()?;
+    if p.duration_s < crate::migrate::postcopy::SPEED_MIN_DURATION_S {
+        return None;
+    }
+    let during = p.guest_write_rate;
+    let before = o.source.guest_write_rate_before.filter(|&r| r > 0.0)?;
+    Some(during / before)
 }
 
 /// The page write rate a CPU-bound guest reached in the first pre-copy
@@ -156,13 +183,16 @@ pub fn parameters(guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<Param
         warmup_s: guest.warmup.0 as f64 / 1e9,
         link: o.link.as_ref().map_or_else(|| "loopback".into(), |l| l.to_string()),
         link_rate_bytes_per_s: o.link.as_ref().map(|l| l.rate.0).unwrap_or_else(|| {
-            src.rounds.first().map(|r| r.bytes_on_wire as f64 / ((r.end_ns - r.start_ns).max(1) as f64 * 1e-9)).unwrap_or(0.0)
+            // Round 0, or post-copy's push (its switch is a few KiB).
+            let first = src.rounds.iter().find(|r| r.phase == "precopy" || r.phase == "postcopy-push");
+            first.map(|r| r.bytes_on_wire as f64 / ((r.end_ns - r.start_ns).max(1) as f64 * 1e-9)).unwrap_or(0.0)
         }),
         link_delay_ns: o.link.as_ref().map_or(0, |l| l.delay.0),
         link_loss: o.link.as_ref().map_or(0.0, |l| l.loss.0),
         tsc_hz: src.tsc_hz,
         cpu_bound: guest.cpu_bound,
         auto_converge: src.auto_converge,
+        mechanism: src.mechanism,
     })
 }
 
@@ -177,14 +207,17 @@ pub fn migration_row(o: &MigrateOutcome, migration_id: u32, operation: &str, vm:
     let src = &o.source;
     let stages = &src.stages;
     let bytes_precopy: u64 = src.rounds.iter().filter(|r| r.phase == "precopy").map(|r| r.bytes_on_wire).sum();
-    let bytes_stopcopy: u64 = src.rounds.iter().filter(|r| r.phase == "stopcopy").map(|r| r.bytes_on_wire).sum();
+    let bytes_stopcopy: u64 =
+        src.rounds.iter().filter(|r| r.phase == "stopcopy" || r.phase == "postcopy-switch").map(|r| r.bytes_on_wire).sum();
+    let bytes_postcopy: u64 = src.rounds.iter().filter(|r| r.phase == "postcopy-push").map(|r| r.bytes_on_wire).sum();
+    let postcopy = o.destination.as_ref().and_then(|d| d.postcopy.as_ref());
     let total_s = s(src.end_ns, src.start_ns);
     let dest = o.destination.as_ref();
     MigrationRow {
         migration_id,
         operation: operation.into(),
         vm: vm.into(),
-        mechanism: Mechanism::PreCopy,
+        mechanism: src.mechanism,
         strategy: src.strategy.clone(),
         cpu_threads: 1,
         src_site: "source".into(),
@@ -202,14 +235,14 @@ pub fn migration_row(o: &MigrateOutcome, migration_id: u32, operation: &str, vm:
         bytes_on_wire: src.bytes_on_wire,
         bytes_precopy,
         bytes_stopcopy,
-        bytes_postcopy: 0,
+        bytes_postcopy,
         bytes_index_sync: 0,
         outcome: outcome(o),
         converged: src.converged,
         throttle_pct_max: src.throttle_pct_max,
-        postcopy_faults: 0,
-        postcopy_fault_wait_ms: 0.0,
-        postcopy_guest_speed: 1.0,
+        postcopy_faults: postcopy.map_or(0, |p| p.faults),
+        postcopy_fault_wait_ms: postcopy.map_or(0.0, |p| p.fault_wait_ms),
+        postcopy_guest_speed: postcopy_guest_speed(o).unwrap_or(1.0),
         bottleneck: String::new(),
         mean_rate_bytes_per_s: if total_s > 0.0 { src.bytes_on_wire as f64 / total_s } else { 0.0 },
         bytes_unreduced: stages.pages() * (memfabric_migration::PAGE_SIZE_BYTES + 8),
@@ -243,7 +276,7 @@ pub fn round_rows(o: &MigrateOutcome, migration_id: u32, vm: &str, start_ns: u64
                 migration_id,
                 vm: vm.into(),
                 round: r.round,
-                phase: if r.phase == "stopcopy" { RoundPhase::StopCopy } else { RoundPhase::PreCopy },
+                phase: r.phase.parse().unwrap_or(RoundPhase::PreCopy),
                 start_s: s(r.start_ns, start_ns),
                 end_s: s(r.end_ns, start_ns),
                 pages: r.pages,
@@ -291,6 +324,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
         fault_triggered: o.fault_triggered,
         link_stats: o.link_stats,
         tls: o.tls,
+        postcopy: dest.and_then(|d| d.postcopy.clone()),
         files: files.iter().map(|f| f.to_string()).collect(),
     };
     let provenance = vec![
@@ -325,7 +359,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 pub fn scenario_toml(p: &Parameters, guest: &GuestArgs, scenario_hash: &str, control_bytes: u64) -> String {
     let fleet = Fleet {
         description: format!("Validator migration: {} MiB {} guest, {}, link {}", p.memory_bytes >> 20, p.workload_archetype, p.strategy, p.link),
-        defaults_extra: String::new(),
+        defaults_extra: if p.mechanism == Mechanism::PreCopy { String::new() } else { format!("mechanism = \"{}\"\n", p.mechanism) },
         vms: vec![FleetVm { name: "guest".into(), host: "source-h", image: None, tenant: None, device_state_bytes: control_bytes }],
         operations: "[[migrations]]\nvm = \"guest\"\nto = \"destination\"\nat = \"0s\"\n".into(),
     };
@@ -421,7 +455,8 @@ loss = "{loss_pct}%"
         max_rounds = p.max_rounds,
         nc = match guest.on_non_convergence {
             memfabric_migration::precopy::NonConvergence::Abort => "abort",
-            _ => "force-stop",
+            memfabric_migration::precopy::NonConvergence::PostCopy => "post-copy",
+            memfabric_migration::precopy::NonConvergence::ForceStop => "force-stop",
         },
         auto_converge = p.auto_converge,
         rate = p.link_rate_bytes_per_s.round().max(1.0),

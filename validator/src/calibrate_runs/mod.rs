@@ -90,6 +90,7 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             cpu_bound: false,
             auto_converge: false,
             cpu: Default::default(),
+            mechanism: memfabric_migration::record::Mechanism::PreCopy,
         },
         gang: Default::default(),
         fault: None,

@@ -92,6 +92,9 @@ pub struct DestReport {
     /// Whether the injected page flip (`--fault dest-ram@PAGE`) happened.
     #[serde(default)]
     pub fault_injected: bool,
+    /// What post-copy did here (None for pre-copy).
+    #[serde(default)]
+    pub postcopy: Option<super::postcopy::DestPostcopy>,
 }
 
 impl DestReport {
@@ -131,9 +134,9 @@ impl PageTarget for RamTarget<'_> {
     }
 }
 
-struct Receiver {
-    reader: FrameReader<BufReader<Conn>>,
-    writer: FrameWriter<BufWriter<Conn>>,
+pub(super) struct Receiver {
+    pub(super) reader: FrameReader<BufReader<Conn>>,
+    pub(super) writer: FrameWriter<BufWriter<Conn>>,
 }
 
 impl Receiver {
@@ -190,7 +193,8 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
     report.bytes_received = rx.reader.bytes;
     report.cpu_s_destination = thread_cpu_s() - cpu0;
     if let Err(reason) = result {
-        if report.outcome != "aborted-by-source" {
+        // A lost post-copy guest: the connection is what failed.
+        if report.outcome != "aborted-by-source" && report.outcome != super::postcopy::LOST {
             rx.abort(&reason);
         }
         report.error = Some(reason);
@@ -241,6 +245,7 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
         }
         None => Vm::with_split(hello.memory_bytes, hello.ram_split, true).map_err(|e| e.to_string())?,
     };
+    super::postcopy::dest::on_hello(&hello, cfg.tls.is_some(), &vm)?;
     rx.writer
         .send_json(Kind::HelloAck, &HelloAck { prefault_ms: t.elapsed().as_secs_f64() * 1e3, cpu: Some(offer) })
         .and_then(|_| rx.writer.flush())
@@ -271,6 +276,12 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
             Kind::IndexQuery => site.answer_query(payload, &mut rx.writer)?,
             Kind::ResolveRefs => site.resolve(vm.ram(), &mut hashes, &mut rx.writer)?,
             Kind::Switchover => break serde_json::from_slice(payload).map_err(|e| format!("Switchover: {e}"))?,
+            // Post-copy, hybrid, or pre-copy falling back to post-copy.
+            Kind::PostcopySwitch => {
+                let switch = serde_json::from_slice(payload).map_err(|e| format!("PostcopySwitch: {e}"))?;
+                let handover = super::postcopy::dest::Handover { vm, hashes, guest_cpu, decoder, session: site };
+                return super::postcopy::dest::run(cfg, rx, report, handover, switch);
+            }
             Kind::Abort => {
                 let a: Abort = serde_json::from_slice(payload).unwrap_or(Abort { reason: "(unreadable)".into() });
                 report.outcome = "aborted-by-source".into();
@@ -301,21 +312,12 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     }
     // Integrity: every chunk of RAM must hash as at the source's pause.
     if let Some(theirs) = &switchover.chunk_hashes {
-        let t = Instant::now();
-        let ours = chunk_digests(&hashes.0);
-        report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
-        report.chunks_compared = ours.len() as u64;
-        if ours.len() != theirs.len() {
-            return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
-        }
-        let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
-        report.chunks_differing = differing.len() as u64;
+        let differing = compare_digests(report, &hashes, theirs)?;
         if let Some(&first) = differing.first() {
-            report.first_differing_page = Some(first as u64 * CHUNK_PAGES);
             return Err(format!(
                 "integrity check failed: {} of {} chunks of {CHUNK_PAGES} pages differ from the source (first at page {}); not resuming",
                 differing.len(),
-                ours.len(),
+                report.chunks_compared,
                 first as u64 * CHUNK_PAGES
             ));
         }
@@ -326,17 +328,44 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     let resume_ns = m.vcpu.started_at_ns();
     report.resume_ns = Some(resume_ns);
     report.outcome = "resumed".into();
-    if cfg.announce_resume {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
-    }
+    announce_resumed(cfg);
     rx.writer
         .send_json(Kind::Resumed, &Resumed { resume_ns, verify_ms: report.verify_ms })
         .and_then(|_| rx.writer.flush())
         .map_err(|e| format!("sending Resumed (the guest runs here): {e}"))?;
 
-    // The guest must carry on from where it stopped.
+    watch_resumed(cfg, m, report);
+    Ok(())
+}
+
+/// Compares the chunk digests of `hashes` with the source's `theirs`,
+/// recording the comparison in `report`; returns the differing chunks.
+pub(super) fn compare_digests(report: &mut DestReport, hashes: &PageHashes, theirs: &[u64]) -> Result<Vec<usize>, String> {
+    let t = Instant::now();
+    let ours = chunk_digests(&hashes.0);
+    report.verify_ms = t.elapsed().as_secs_f64() * 1e3;
+    report.chunks_compared = ours.len() as u64;
+    if ours.len() != theirs.len() {
+        return Err(format!("integrity: {} chunk hashes from the source, {} here", theirs.len(), ours.len()));
+    }
+    let differing: Vec<usize> = ours.iter().zip(theirs).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+    report.chunks_differing = differing.len() as u64;
+    report.first_differing_page = differing.first().map(|&i| i as u64 * CHUNK_PAGES);
+    Ok(differing)
+}
+
+/// Tells the orchestrator that the guest runs here (with `announce_resume`).
+pub(super) fn announce_resumed(cfg: &DestConfig) {
+    if cfg.announce_resume {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{RESUMED_LINE}").and_then(|_| out.flush());
+    }
+}
+
+/// Watches the resumed guest for `watch_after_resume`: it must carry on
+/// from where it stopped. Stops it at the end.
+pub(super) fn watch_resumed(cfg: &DestConfig, m: Machine, report: &mut DestReport) {
     let t = Instant::now();
     let before = m.vcpu.progress();
     while t.elapsed() < cfg.watch_after_resume && m.vcpu.failure().is_none() {
@@ -349,6 +378,5 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     report.guest_verify_errors_after = after.verify_errors;
     report.guest_failure = m.vcpu.failure().map(|f| f.to_string());
     let _ = m.vcpu.stop();
-    Ok(())
 }
 

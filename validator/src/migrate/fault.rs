@@ -9,7 +9,9 @@
 //! (`wire`): `round0`, `round1`, ... (a `Pages` frame of that pre-copy round),
 //! `stop-and-copy` (a `Pages` frame sent with the guest paused, flag
 //! [`super::wire::FLAG_GUEST_PAUSED`]), `switchover` (the `Switchover`
-//! frame), `resumed` (the destination's `Resumed` frame, on its way back).
+//! frame, or post-copy's `PostcopySwitch`), `resumed` (the destination's `Resumed` frame, on its way back),
+//! `postcopy` (a `PostcopyPages` frame: post-copy's push or a requested
+//! page, sent after the destination resumed the guest).
 //! The fault acts in the middle of the first such frame's payload.
 
 use std::io::{Read, Write};
@@ -64,10 +66,12 @@ pub enum Phase {
     Round(u32),
     /// A `Pages` frame of the stop-and-copy (sent with the guest paused).
     StopAndCopy,
-    /// The `Switchover` frame.
+    /// The `Switchover` frame (post-copy's: `PostcopySwitch`).
     Switchover,
     /// The destination's `Resumed` frame (destination to source).
     Resumed,
+    /// A `PostcopyPages` frame (post-copy, after the destination resumed).
+    PostCopy,
 }
 
 impl Phase {
@@ -81,8 +85,9 @@ impl Phase {
         match self {
             Phase::Round(r) => to_dest && f.kind == Kind::Pages as u8 && !paused && f.round_ends == r,
             Phase::StopAndCopy => to_dest && f.kind == Kind::Pages as u8 && paused,
-            Phase::Switchover => to_dest && f.kind == Kind::Switchover as u8,
+            Phase::Switchover => to_dest && (f.kind == Kind::Switchover as u8 || f.kind == Kind::PostcopySwitch as u8),
             Phase::Resumed => !to_dest && f.kind == Kind::Resumed as u8,
+            Phase::PostCopy => to_dest && f.kind == Kind::PostcopyPages as u8,
         }
     }
 }
@@ -94,6 +99,7 @@ impl std::fmt::Display for Phase {
             Phase::StopAndCopy => f.write_str("stop-and-copy"),
             Phase::Switchover => f.write_str("switchover"),
             Phase::Resumed => f.write_str("resumed"),
+            Phase::PostCopy => f.write_str("postcopy"),
         }
     }
 }
@@ -106,6 +112,7 @@ impl FromStr for Phase {
             "stop-and-copy" => Ok(Phase::StopAndCopy),
             "switchover" => Ok(Phase::Switchover),
             "resumed" => Ok(Phase::Resumed),
+            "postcopy" => Ok(Phase::PostCopy),
             _ => s.strip_prefix("round").and_then(|n| n.parse().ok()).map(Phase::Round).ok_or(()),
         }
     }
@@ -136,7 +143,7 @@ impl FromStr for FaultSpec {
 
     fn from_str(s: &str) -> Result<FaultSpec, String> {
         let expected = "expected KIND@BYTES or KIND@PHASE with KIND one of cut-link, kill-dest, kill-source, corrupt \
-                        and PHASE one of round0, round1, ..., stop-and-copy, switchover, resumed (e.g. cut-link@64MiB, \
+                        and PHASE one of round0, round1, ..., stop-and-copy, switchover, resumed, postcopy (e.g. cut-link@64MiB, \
                         corrupt@switchover), or dest-ram@PAGE";
         let (kind, at) = s.split_once('@').ok_or_else(|| format!("{s:?}: {expected}"))?;
         let kind = FaultKind::NAMES
@@ -412,7 +419,8 @@ mod tests {
         let e = "melt@1MiB".parse::<FaultSpec>().unwrap_err();
         assert!(e.contains("cut-link, kill-dest, kill-source, corrupt"), "{e}");
         assert!("cut-link".parse::<FaultSpec>().is_err());
-        for spec in ["cut-link@64", "kill-dest@1", "corrupt@1000", "dest-ram@5000", "kill-source@round0", "cut-link@resumed"] {
+        assert_eq!("kill-dest@postcopy".parse::<FaultSpec>().unwrap().at, FaultAt::Phase(Phase::PostCopy));
+        for spec in ["cut-link@64", "kill-dest@1", "corrupt@1000", "dest-ram@5000", "kill-source@round0", "cut-link@resumed", "cut-link@postcopy"] {
             assert_eq!(spec.parse::<FaultSpec>().unwrap().to_string(), spec, "Display is FromStr's inverse");
         }
     }
@@ -465,6 +473,7 @@ mod tests {
         w.set_flags(FLAG_GUEST_PAUSED);
         frame(&mut w, Kind::Pages, 900, Some(Phase::StopAndCopy));
         frame(&mut w, Kind::Switchover, 90, Some(Phase::Switchover));
+        frame(&mut w, Kind::PostcopyPages, 800, Some(Phase::PostCopy));
         (w.into_inner(), starts)
     }
 

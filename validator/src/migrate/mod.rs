@@ -13,6 +13,7 @@
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
 //! | [`cpu`] | CPU baselines: the guest's CPU in `Hello`, the destination's offer in `HelloAck`, the simulator's compatibility rule |
 //! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
+//! | [`postcopy`] | post-copy and hybrid: the switch, userfaultfd at the destination, demand requests and the push |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -48,6 +49,7 @@ pub mod datapath_bench;
 pub mod dest;
 pub mod fault;
 pub mod orchestrate;
+pub mod postcopy;
 pub mod source;
 pub mod throttle;
 pub mod tls;
@@ -81,6 +83,9 @@ pub struct Hello {
     /// The guest belongs to a site migrating several guests ([`crate::site`]).
     #[serde(default)]
     pub site: Option<crate::site::SiteHello>,
+    /// Post-copy or hybrid ([`postcopy`]); None: pre-copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<memfabric_migration::record::Mechanism>,
 }
 
 /// Destination → source: ready to receive.

@@ -53,7 +53,8 @@ pub struct GuestArgs {
     /// Bound on pre-copy rounds, round 0 included.
     #[arg(long = "max-rounds", default_value_t = 30, value_parser = parse_max_rounds)]
     pub max_rounds: u32,
-    /// What to do when the bound is reached: abort or force-stop.
+    /// What to do when the bound is reached: abort, force-stop, or
+    /// post-copy (switch to post-copy for what is still dirty).
     #[arg(long = "on-non-convergence", default_value = "force-stop", value_parser = parse_non_convergence)]
     pub on_non_convergence: NonConvergence,
     /// How long the guest runs after filling its memory before migrating.
@@ -88,6 +89,11 @@ pub struct GuestArgs {
     /// The guest's CPU model.
     #[command(flatten)]
     pub cpu: super::cpu::CpuArgs,
+    /// How memory moves, as in scenarios: pre-copy, post-copy (resume at
+    /// the destination at once, pages on demand and by a background push)
+    /// or hybrid (one full pre-copy round, then post-copy).
+    #[arg(long, default_value = "pre-copy")]
+    pub mechanism: memfabric_migration::record::Mechanism,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -115,7 +121,8 @@ fn parse_non_convergence(s: &str) -> Result<NonConvergence, String> {
     match s {
         "abort" => Ok(NonConvergence::Abort),
         "force-stop" => Ok(NonConvergence::ForceStop),
-        other => Err(format!("{other:?}: expected abort or force-stop (the validator has no post-copy)")),
+        "post-copy" => Ok(NonConvergence::PostCopy),
+        other => Err(format!("{other:?}: expected abort, force-stop or post-copy")),
     }
 }
 
@@ -154,6 +161,7 @@ impl GuestArgs {
             auto_converge: self.auto_converge,
             cpu: self.cpu.guest_cpu(),
             site: Default::default(),
+            mechanism: self.mechanism,
         })
     }
 
@@ -195,6 +203,7 @@ impl GuestArgs {
             v.push("--auto-converge".into());
         }
         v.extend(self.cpu.to_cli());
+        v.extend(["--mechanism".into(), self.mechanism.to_string()]);
         v
     }
 }
@@ -398,11 +407,16 @@ impl MigrateOutcome {
     }
 
     /// The outcome as result tables, the manifest and stdout name it:
+    /// `lost` (post-copy failed after the destination resumed the guest),
     /// `completed`, `failed` (the source finished but something after it did
     /// not hold, or a requested fault never fired), `not-converged`,
     /// `unknown`, `source-lost` (the source VMM was killed), `aborted`.
     pub fn outcome_name(&self) -> &'static str {
         match (self.source.outcome.as_str(), self.failure()) {
+            // Post-copy failed after the destination resumed the guest
+            // (either side saw it; a killed source reports nothing).
+            (super::postcopy::LOST, _) => "lost",
+            (_, _) if self.destination.as_ref().is_some_and(|d| d.outcome == super::postcopy::LOST) => "lost",
             ("completed", None) => "completed",
             ("completed", Some(_)) => "failed",
             ("not-converged", _) => "not-converged",
@@ -494,6 +508,9 @@ pub enum MigrateInputError {
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
+    /// Post-copy with an option it does not support.
+    #[error(transparent)]
+    PostCopy(#[from] super::postcopy::PostcopyInputError),
     /// A CPU asked for (the guest's or the destination's) cannot be had on
     /// this host.
     #[error("{flag}: {source}")]
@@ -524,6 +541,7 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
     if args.link.is_some() && args.fault.is_some() {
         return Err(MigrateInputError::FaultWithLink);
     }
+    super::postcopy::check_args(args)?;
     if args.guest.pipeline.encrypt && args.tls.is_none() {
         return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
     }

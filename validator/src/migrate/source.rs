@@ -14,6 +14,7 @@ use memfabric_migration::pipeline::{Batch, Encoder, Stage, PAGE_SIZE};
 use memfabric_migration::precopy::{
     precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision, RoundWire,
 };
+use memfabric_migration::record::Mechanism;
 use memfabric_migration::strategy::Strategy;
 use memfabric_migration::units::BytesPerSecond;
 use memfabric_migration::PAGE_SIZE_BYTES;
@@ -66,6 +67,8 @@ pub struct SourceConfig {
     /// The source site this guest belongs to (gang and site dedup,
     /// [`crate::site`]); the default is a guest on its own.
     pub site: crate::site::SourceSite,
+    /// Pre-copy, post-copy or hybrid ([`super::postcopy`]).
+    pub mechanism: Mechanism,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -270,6 +273,20 @@ pub struct SourceReport {
     /// (outcome `cpu-incompatible`; no page was sent).
     #[serde(default)]
     pub cpu_incompatible: Option<super::cpu::CpuIncompatible>,
+    /// Pre-copy, post-copy or hybrid.
+    #[serde(default = "pre_copy")]
+    pub mechanism: Mechanism,
+    /// The guest's page writes per second over the warm-up, before the
+    /// migration started (the baseline of post-copy's degradation).
+    #[serde(default)]
+    pub guest_write_rate_before: Option<f64>,
+    /// What post-copy did (None for pre-copy).
+    #[serde(default)]
+    pub postcopy: Option<super::postcopy::SourcePostcopy>,
+}
+
+fn pre_copy() -> Mechanism {
+    Mechanism::PreCopy
 }
 
 impl SourceReport {
@@ -312,6 +329,9 @@ impl SourceReport {
             cpuid_enforced: None,
             dest_cpu: None,
             cpu_incompatible: None,
+            mechanism: Mechanism::PreCopy,
+            guest_write_rate_before: None,
+            postcopy: None,
         }
     }
 }
@@ -324,28 +344,30 @@ impl SourceReport {
     }
 }
 
-struct Migration<'a> {
-    cfg: &'a SourceConfig,
-    m: &'a mut Machine,
+// Fields visible to `super::postcopy::source`, which runs the same
+// migration after the switch.
+pub(super) struct Migration<'a> {
+    pub(super) cfg: &'a SourceConfig,
+    pub(super) m: &'a mut Machine,
     encoder: Encoder,
     /// The hash of each page as last sent (with the integrity check).
-    sent: Option<PageHashes>,
-    writer: FrameWriter<BufWriter<Conn>>,
-    reader: FrameReader<Conn>,
+    pub(super) sent: Option<PageHashes>,
+    pub(super) writer: FrameWriter<BufWriter<Conn>>,
+    pub(super) reader: FrameReader<Conn>,
     /// The TCP connection under the frames (timeouts, send queue, shutdown).
-    tcp: TcpStream,
-    report: SourceReport,
-    paused: bool,
+    pub(super) tcp: TcpStream,
+    pub(super) report: SourceReport,
+    pub(super) paused: bool,
     /// Auto-converge (off unless configured).
     throttle: AutoConvergeDriver,
 }
 
 /// A failure, and whether the destination may have resumed the guest.
-struct Failed {
-    reason: String,
-    handed_over: bool,
+pub(super) struct Failed {
+    pub(super) reason: String,
+    pub(super) handed_over: bool,
     /// The destination said it aborted: it has not resumed the guest.
-    destination_aborted: bool,
+    pub(super) destination_aborted: bool,
 }
 
 impl From<std::io::Error> for Failed {
@@ -365,13 +387,19 @@ pub fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-fn fail(reason: impl Into<String>) -> Failed {
+pub(super) fn fail(reason: impl Into<String>) -> Failed {
     Failed { reason: reason.into(), handed_over: false, destination_aborted: false }
 }
 
 impl Migration<'_> {
     /// Sends `pages` as one round; returns (pages, bytes).
-    fn send_pages(&mut self, pages: impl Iterator<Item = u64>) -> Result<(u64, u64), Failed> {
+    pub(super) fn send_pages(&mut self, pages: impl Iterator<Item = u64>) -> Result<(u64, u64), Failed> {
+        self.send_pages_as(Kind::Pages, pages)
+    }
+
+    /// Sends `pages` in frames of `kind` (`Pages`, or `PostcopyPages`);
+    /// returns (pages, bytes).
+    pub(super) fn send_pages_as(&mut self, kind: Kind, pages: impl Iterator<Item = u64>) -> Result<(u64, u64), Failed> {
         let bytes0 = self.writer.bytes;
         let mut page = [0u8; PAGE_SIZE];
         let mut records = Vec::with_capacity(BATCH_PAGES);
@@ -402,7 +430,7 @@ impl Migration<'_> {
             let batch = Batch { fallback: false, records: std::mem::take(&mut records) };
             let wire = batch.to_wire().map_err(|e| fail(format!("batch encoding: {e}")))?;
             records = batch.records;
-            self.writer.send(Kind::Pages, &wire)?;
+            self.writer.send(kind, &wire)?;
         }
         // Site hook: pages whose references the destination could not resolve.
         crate::site::hooks::source_resolve(&self.cfg.site, &mut self.encoder, self.m.ram(), &mut self.writer, &mut self.reader)
@@ -410,7 +438,40 @@ impl Migration<'_> {
         Ok((sent, self.writer.bytes - bytes0))
     }
 
-    fn control<T: Serialize>(&mut self, kind: Kind, value: &T) -> Result<(), Failed> {
+    /// One pre-copy round: sends `to_send`, waits until the destination has
+    /// it all, takes the dirty log and records the round. Returns (pages,
+    /// bytes, start and end ns, the pages dirtied meanwhile).
+    pub(super) fn precopy_round(&mut self, round: u32, to_send: &DirtyBitmap) -> Result<(u64, u64, u64, u64, DirtyBitmap), Failed> {
+        let start_ns = monotonic_ns();
+        let guest_before = self.m.vcpu.progress();
+        let (pages, bytes) = self.send_pages(to_send.iter())?;
+        self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
+        self.writer.flush()?;
+        // A round ends when its bytes have reached the destination, not
+        // when they entered the socket buffer: otherwise the measured rate
+        // overstates the link and the pause would wait for megabytes still
+        // queued (up to tcp_wmem) on a slow link.
+        wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
+        let end_ns = monotonic_ns();
+        let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
+        let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
+        self.report.rounds.push(RoundReport {
+            round,
+            phase: "precopy".into(),
+            start_ns,
+            end_ns,
+            pages,
+            bytes_on_wire: bytes,
+            dirty_pages: dirty.count(),
+            complete: true,
+            throttle_pct: self.throttle.pct(),
+            throttled_ms: guest.throttled_ns as f64 * 1e-6,
+            guest_writes: guest.writes,
+        });
+        Ok((pages, bytes, start_ns, end_ns, dirty))
+    }
+
+    pub(super) fn control<T: Serialize>(&mut self, kind: Kind, value: &T) -> Result<(), Failed> {
         let n = self.writer.send_json(kind, value)?;
         self.report.bytes_control += n;
         Ok(())
@@ -426,6 +487,7 @@ impl Migration<'_> {
             ram_split: self.cfg.workload.ram_split,
             cpu: self.report.cpu.clone(),
             site: self.cfg.site.hello.clone(),
+            mechanism: Some(self.cfg.mechanism).filter(|&m| m != Mechanism::PreCopy),
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
@@ -443,39 +505,17 @@ impl Migration<'_> {
             }
         }
         crate::site::hooks::source_after_ack(&self.cfg.site, self.cfg.strategy, &mut self.reader).map_err(fail)?;
+        if super::postcopy::is_postcopy(self.cfg.mechanism) {
+            return super::postcopy::source::run(self);
+        }
 
         self.m.vm.set_dirty_logging(true).map_err(|e| fail(e.to_string()))?;
         let total_pages = self.m.ram().pages();
         let mut to_send = DirtyBitmap::full(total_pages);
         let mut round = 0u32;
         let converged = loop {
-            let start_ns = monotonic_ns();
-            let guest_before = self.m.vcpu.progress();
             let before = self.report.stages;
-            let (pages, bytes) = self.send_pages(to_send.iter())?;
-            self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
-            self.writer.flush()?;
-            // A round ends when its bytes have reached the destination, not
-            // when they entered the socket buffer: otherwise the measured rate
-            // overstates the link and the pause would wait for megabytes still
-            // queued (up to tcp_wmem) on a slow link.
-            wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
-            let end_ns = monotonic_ns();
-            let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
-            let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
-            self.report.rounds.push(RoundReport {
-                round,
-                phase: "precopy".into(),
-                start_ns,
-                end_ns,
-                pages,
-                bytes_on_wire: bytes,
-                dirty_pages: dirty.count(),
-                complete: true,
-                throttle_pct: self.throttle.pct(),
-                throttled_ms: guest.throttled_ns as f64 * 1e-6,
-                guest_writes: guest.writes,
-            });
+            let (pages, bytes, start_ns, end_ns, dirty) = self.precopy_round(round, &to_send)?;
             // Auto-converge: the shared trigger on what this round dirtied
             // and sent sets the throttle for the next one.
             self.throttle.on_round(&self.m.vcpu, dirty.count(), bytes).map_err(|e| fail(e.to_string()))?;
@@ -510,7 +550,10 @@ impl Migration<'_> {
                     )));
                 }
                 PrecopyDecision::NotConverged(NonConvergence::PostCopy) => {
-                    return Err(fail("post-copy is not implemented by the validator"));
+                    // QEMU's and the simulator's fallback: what is still
+                    // dirty goes by post-copy.
+                    self.report.converged = Some(false);
+                    return super::postcopy::source::switch_and_push(self, round, Some(to_send));
                 }
             }
         };
@@ -573,7 +616,7 @@ impl Migration<'_> {
 
     /// Reads the next frame, which must be `kind` (an `Abort` carries the
     /// destination's reason).
-    fn expect<T: serde::de::DeserializeOwned>(&mut self, kind: Kind) -> Result<T, Failed> {
+    pub(super) fn expect<T: serde::de::DeserializeOwned>(&mut self, kind: Kind) -> Result<T, Failed> {
         let f = self.reader.recv().map_err(|e| fail(format!("waiting for {kind:?} from the destination: {e}")))?;
         if f.kind == Kind::Abort {
             let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable reason)".into() });
@@ -601,16 +644,10 @@ impl Migration<'_> {
 
 /// Waits until the kernel holds no unacknowledged bytes for `stream`
 /// (SIOCOUTQ = 0), polling every 0.5 ms; fails after `timeout`.
-fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub(super) fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
     let t = Instant::now();
     loop {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int for a socket fd we own.
-        let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let queued = unacked_bytes(stream)?;
         if queued == 0 {
             return Ok(());
         }
@@ -619,6 +656,19 @@ fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()
         }
         std::thread::sleep(Duration::from_micros(500));
     }
+}
+
+/// Bytes the kernel holds for `stream` that the peer has not acknowledged
+/// (SIOCOUTQ).
+pub(super) fn unacked_bytes(stream: &TcpStream) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int for a socket fd we own.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as u64)
 }
 
 /// Boots the guest, migrates it over a connection made by `connect`, and
@@ -642,7 +692,10 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
         );
     }
     let fill_s = boot.elapsed().as_secs_f64();
+    let (warm0, t_warm) = (m.vcpu.progress(), Instant::now());
     std::thread::sleep(cfg.warmup);
+    let warm_s = t_warm.elapsed().as_secs_f64();
+    let guest_write_rate_before = (warm_s > 0.0).then(|| (m.vcpu.progress().writes - warm0.writes) as f64 / warm_s);
     if let Some(f) = m.vcpu.failure() {
         anyhow::bail!("the guest failed before migration: {f}");
     }
@@ -659,6 +712,8 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
         cpu: Some(cpu),
         guest_cpu_features,
         cpuid_enforced,
+        mechanism: cfg.mechanism,
+        guest_write_rate_before,
         ..SourceReport::empty("completed", cfg.memory_bytes, cfg.strategy.to_string())
     };
     let stream = match connect() {
@@ -705,6 +760,14 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     mig.report.bytes_from_destination = mig.reader.bytes;
     mig.report.cpu_s_source = thread_cpu_s() - cpu0;
     if let Err(f) = result {
+        if mig.report.outcome == super::postcopy::LOST {
+            // Post-copy after the destination resumed: neither side has the
+            // whole guest; it is never resumed here.
+            mig.report.error = Some(f.reason);
+            let report = mig.report;
+            let _ = m.vcpu.stop();
+            return Ok(report);
+        }
         // The guest stays here (or may): it runs on unthrottled.
         mig.throttle.release(&mig.m.vcpu);
         // A guest paused for a handover that did not happen runs again at
@@ -733,6 +796,11 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
                 handed_over = false;
                 let e = mig.report.error.take().unwrap_or_default();
                 mig.report.error = Some(format!("{e}; the orchestrator saw that the destination did not resume the guest"));
+            }
+            Some(Verdict::Discard) if super::postcopy::is_postcopy(cfg.mechanism) => {
+                // The destination resumed the guest without its memory, and
+                // the link to the rest of it failed: the guest is lost.
+                mig.report.outcome = super::postcopy::LOST.into();
             }
             Some(Verdict::Discard) => {
                 // The destination runs the guest: only its confirmation was lost.

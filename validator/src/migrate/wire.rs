@@ -67,6 +67,26 @@ pub enum Kind {
     ResolveRefs = 19,
     /// Destination → source: those references.
     MissingRefs = 20,
+    // Post-copy frames ([`super::postcopy`]).
+    /// Source → destination: JSON [`super::postcopy::PostcopySwitch`], the
+    /// guest paused for post-copy; the vCPU state follows (after the
+    /// pending-page bitmap when not every page is pending).
+    PostcopySwitch = 32,
+    /// Source → destination: the pages still to come, a bitmap of
+    /// little-endian u64 words (bit `i` of word `i / 64` is page `i`).
+    PendingPages = 33,
+    /// Source → destination: a pipeline batch ("MFPB") of post-copy pages,
+    /// pushed or requested.
+    PostcopyPages = 34,
+    /// Destination → source: pages the resumed guest faulted on
+    /// (little-endian u64 page indices), to be sent before the push goes on.
+    PageRequest = 35,
+    /// Source → destination: JSON [`super::postcopy::PostcopyDone`], every
+    /// pending page sent.
+    PostcopyDone = 36,
+    /// Destination → source: JSON [`super::postcopy::PostcopyComplete`],
+    /// every pending page placed.
+    PostcopyComplete = 37,
 }
 
 impl Kind {
@@ -85,6 +105,12 @@ impl Kind {
             18 => Kind::IndexReply,
             19 => Kind::ResolveRefs,
             20 => Kind::MissingRefs,
+            32 => Kind::PostcopySwitch,
+            33 => Kind::PendingPages,
+            34 => Kind::PostcopyPages,
+            35 => Kind::PageRequest,
+            36 => Kind::PostcopyDone,
+            37 => Kind::PostcopyComplete,
             _ => return None,
         })
     }
@@ -237,6 +263,13 @@ impl<W: Write> FrameWriter<W> {
     pub fn get_ref(&self) -> &W {
         &self.inner
     }
+
+    /// A writer on `inner` that goes on with this one's sequence, flags
+    /// and byte count (post-copy moves the stream to another thread on
+    /// another handle of the same connection; flush this one first).
+    pub fn continue_on<W2: Write>(&self, inner: W2) -> FrameWriter<W2> {
+        FrameWriter { inner, seq: self.seq, flags: self.flags, bytes: self.bytes, buf: Vec::new() }
+    }
 }
 
 /// Reads frames and checks sequence and checksum.
@@ -252,6 +285,13 @@ impl<R: Read> FrameReader<R> {
     /// Wraps a stream.
     pub fn new(inner: R) -> FrameReader<R> {
         FrameReader { inner, seq: 0, bytes: 0 }
+    }
+
+    /// A reader on `inner` that goes on with this one's sequence and byte
+    /// count; `inner` must be another handle of the same unbuffered
+    /// connection (nothing read ahead here is lost).
+    pub fn continue_on<R2: Read>(&self, inner: R2) -> FrameReader<R2> {
+        FrameReader { inner, seq: self.seq, bytes: self.bytes }
     }
 
     /// Reads the next frame.

@@ -618,6 +618,7 @@ mod tests {
             cpu_bound: false,
             auto_converge: false,
             cpu: Default::default(),
+            mechanism: memfabric_migration::record::Mechanism::PreCopy,
         };
         let gang = GangArgs {
             guests: 3,
