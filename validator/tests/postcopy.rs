@@ -278,7 +278,7 @@ fn post_copy_refuses_what_it_does_not_support() {
         (&["--guests", "2"][..], "a gang migrates with pre-copy only"),
         (&["--tls", "/nonexistent-certs"][..], "--tls"),
     ] {
-        let out = std::env::temp_dir().join(format!("memfabric-postcopy-refused-{}", std::process::id()));
+        let out = memfabric_testkit::scratch::owned_path("postcopy", "refused");
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
             .args(["migrate", "--mem", "64MiB", "--mechanism", "post-copy"])
             .args(extra)

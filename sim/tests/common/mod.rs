@@ -54,6 +54,7 @@ pub fn scenario_path(name: &str) -> std::path::PathBuf {
 /// Scratch folders (`<tmp>/memfabric-<group>-<pid>-<name>`): `scratch`
 /// stays, `owned_scratch` is removed when its test passes
 /// (`memfabric_testkit::scratch`).
+#[allow(unused_imports)] // not every test crate uses both
 pub use memfabric_testkit::scratch::{owned_scratch, scratch};
 
 /// The names in `dir` (hidden ones included), sorted.
