@@ -158,7 +158,7 @@ impl Sim<'_> {
         // Connection setup: one round trip (TCP handshake).
         self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
         let traced = self.sc.vms[vm.index()].trace.as_ref().map(|t| Traced {
-            vm: t.clone(),
+            vm: VmTrace::clone(t),
             run: TraceRun::default(),
             sent: HashSet::new(),
             cache: DeltaCache::new(mig.settings.xbzrle_cache.0 as f64 / PAGE_SIZE_BYTES as f64),
