@@ -89,4 +89,3 @@ fn error_locations_are_one_based() {
     assert_eq!(ctx.line_col(6), (3, 1));
     assert_eq!(ctx.line_col(100), (3, 3));
 }
-
