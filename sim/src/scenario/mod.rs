@@ -428,12 +428,19 @@ fn parse_in(text: &str, label: &str, base: Option<&Path>) -> Result<Scenario, Sc
     parse_ctx(Ctx { text, label, base, calibration_key: true })
 }
 
+/// Scenario texts up to this size are parsed as one document: its tree peaks
+/// at about 30 bytes per byte of text, 2 MiB here. Larger ones are cut at
+/// their `[[vms]]` entries ([`sections`]), which pays there but costs small
+/// refused documents a second parse (docs/development.md).
+const CUT_ABOVE_BYTES: usize = 64 << 10;
+
 fn parse_ctx(ctx: Ctx<'_>) -> Result<Scenario, ScenarioError> {
-    // A scenario that lists VMs is parsed one `[[vms]]` entry at a time
-    // (`sections`). If that path refuses anything, the whole document is
-    // parsed as one, which finds the first problem in file order and says
-    // where it is, as it always did.
-    let scenario = match sections::split(ctx.text).and_then(|split| parse_split(ctx, split)) {
+    // A large scenario that lists VMs is parsed one `[[vms]]` entry at a
+    // time (`sections`). If that path refuses anything, the whole document
+    // is parsed as one, which finds the first problem in file order and
+    // says where it is, as it always did.
+    let cut = if ctx.text.len() > CUT_ABOVE_BYTES { sections::split(ctx.text) } else { None };
+    let scenario = match cut.and_then(|split| parse_split(ctx, split)) {
         Some(scenario) => scenario,
         None => parse_whole(ctx)?,
     };
