@@ -1,11 +1,15 @@
 //! `memfabric bench`: how fast the simulator runs many concurrent migrations.
 //!
-//! Three workloads ([`Workload`]): today's evacuation of dirtying web VMs over
-//! one 100 Gbit/s link; the evacuation SimGrid's live-migration model was
-//! measured on (one shared 10 Gbit/s, 1 ms link, VM sizes spread evenly over
-//! 0.5–1.5 GiB, uniform dirtying at 10 % of each VM's fair share, 30 ms
-//! downtime limit, no reduction); and a multi-site fabric (50 sites in a ring,
-//! a third of the VMs evacuated over routes of four links that overlap).
+//! Three workloads ([`Workload`]) that run: today's evacuation of dirtying
+//! web VMs over one 100 Gbit/s link; the evacuation SimGrid's live-migration
+//! model was measured on (one shared 10 Gbit/s, 1 ms link, VM sizes spread
+//! evenly over 0.5–1.5 GiB, uniform dirtying at 10 % of each VM's fair share,
+//! 30 ms downtime limit, no reduction); and a multi-site fabric (50 sites in a
+//! ring, a third of the VMs evacuated over routes of four links that overlap).
+//! A fourth, `load`, only loads a scenario that lists every VM in its own
+//! `[[vms]]` entry, and measures the loader's time and peak memory against
+//! the whole-document parse ([`crate::scenario::parse_as_one_document`]) in
+//! the same process ([`run_load_bench`]).
 //!
 //! Each scenario is generated as TOML text and goes through the same loader as
 //! any file. Wall time and the thread's CPU time are read here, around the
@@ -27,6 +31,8 @@ pub enum Workload {
     Simgrid,
     /// 50 sites in a ring; N VMs spread over them, a third evacuated 4 hops away.
     Multisite,
+    /// Loading only: N VMs listed one `[[vms]]` entry each (about 166 bytes of text per VM).
+    Load,
 }
 
 impl Workload {
@@ -36,8 +42,19 @@ impl Workload {
             Workload::Evacuation => evacuation_scenario(n),
             Workload::Simgrid => simgrid_scenario(n),
             Workload::Multisite => multisite_scenario(n),
+            Workload::Load => listed_scenario(n),
         }
     }
+}
+
+/// `memfabric bench`: the table of `workload` at each size, or with
+/// `print_scenario` the workload's scenario for that many VMs.
+pub fn execute(workload: Workload, sizes: &[usize], repeat: usize, print_scenario: Option<usize>) -> Result<String, scenario::ScenarioError> {
+    Ok(match (print_scenario, workload) {
+        (Some(n), _) => workload.scenario(n),
+        (None, Workload::Load) => format_load_table(&run_load_bench(sizes, repeat)?),
+        (None, _) => format_table(&run_bench(workload, sizes, repeat)?),
+    })
 }
 
 /// Distinct VM sizes of the SimGrid workload (fewer when N is smaller): the
@@ -86,6 +103,30 @@ popularity = "uniform"
 working_set = "100%"
 page_write_rate = "{dirty_bytes_per_s}B/s"
 "#
+        );
+    }
+    s += "[[evacuations]]\nfrom = \"a\"\nto = \"b\"\n";
+    s
+}
+
+/// The loader's workload: `n` VMs at site `a`, each in its own `[[vms]]`
+/// entry with a `[vms.workload]` table (about 166 bytes of text per VM, so
+/// 100,000 VMs fit the 16 MiB a scenario file may have), 32 per host, sizes
+/// 512–1,535 MiB, three archetypes and ten tenants in turn; one evacuation
+/// to site `b`.
+pub fn listed_scenario(n: usize) -> String {
+    let hosts = n / VMS_PER_HOST + 1;
+    let mut s = format!("[scenario]\nname = \"bench-load-{n}\"\nseed = 7\n");
+    s += &two_sites(hosts, "10Gbit/s", "1ms");
+    let archetypes = ["web", "idle-linux", "oltp-db"];
+    for i in 0..n {
+        s += &format!(
+            "[[vms]]\nname = \"vm-{i:06}\"\nhost = \"a-h-{}\"\narchetype = \"{}\"\nmemory = \"{}MiB\"\ntenant = \"t{}\"\n[vms.workload]\npage_write_rate = \"{}pages/s\"\nworking_set = \"50%\"\n",
+            i / VMS_PER_HOST,
+            archetypes[i % 3],
+            512 + i % 1024,
+            i % 10,
+            1000 + i % 5000
         );
     }
     s += "[[evacuations]]\nfrom = \"a\"\nto = \"b\"\n";
@@ -221,6 +262,129 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// One line of the `load` table: the loader against the whole-document parse.
+#[derive(Debug, Clone)]
+pub struct LoadRow {
+    /// VMs in the scenario (one `[[vms]]` entry each).
+    pub vms: usize,
+    /// Bytes of scenario text.
+    pub text_bytes: usize,
+    /// Best wall time of the loader ([`scenario::parse`]), seconds.
+    pub load_s: f64,
+    /// Best wall time of [`scenario::parse_as_one_document`], seconds.
+    pub whole_s: f64,
+    /// Growth of the process's peak resident memory while the loader ran
+    /// (first repeat), bytes; `None` where it cannot be measured.
+    pub load_peak_bytes: Option<u64>,
+    /// The same for the whole-document parse, measured after the loader.
+    pub whole_peak_bytes: Option<u64>,
+}
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+/// How much `f` raised the process's resident memory at its peak, bytes:
+/// the peak (`VmHWM`) is first reset to the current size by writing `5` to
+/// `/proc/self/clear_refs` (Linux 4.0 and later). `None` off Linux or where
+/// the reset is refused.
+fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let before = status_bytes("VmRSS");
+    let out = f();
+    let growth = match (reset, before, status_bytes("VmHWM")) {
+        (true, Some(before), Some(peak)) => Some(peak.saturating_sub(before)),
+        _ => None,
+    };
+    (out, growth)
+}
+
+/// Loads the `load` workload's scenario for each size with the loader and
+/// then with the whole-document parse, `repeat` times each (the best time is
+/// kept; memory is measured on the first repeat of each, the loader first,
+/// so memory the loader freed and the process kept can only make the
+/// whole-document figure smaller). Both must give the same scenario. Only
+/// the first size's memory is measured in a fresh process: later sizes can
+/// reuse what earlier ones freed ([`format_load_table`] says so).
+pub fn run_load_bench(sizes: &[usize], repeat: usize) -> Result<Vec<LoadRow>, scenario::ScenarioError> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let text = listed_scenario(n);
+        let timed = |parse: &dyn Fn() -> Result<scenario::Scenario, scenario::ScenarioError>| {
+            let mut best = f64::INFINITY;
+            let mut first = None;
+            for i in 0..repeat.max(1) {
+                let t0 = Instant::now();
+                let (sc, peak) = if i == 0 { peak_growth(parse) } else { (parse(), None) };
+                best = best.min(t0.elapsed().as_secs_f64());
+                let sc = sc?;
+                if i == 0 {
+                    first = Some((sc.vms.len(), peak));
+                }
+            }
+            Ok::<_, scenario::ScenarioError>((best, first.expect("ran at least once")))
+        };
+        let (load_s, (vms, load_peak_bytes)) = timed(&|| scenario::parse(&text, "bench"))?;
+        let (whole_s, (whole_vms, whole_peak_bytes)) = timed(&|| scenario::parse_as_one_document(&text, "bench"))?;
+        assert_eq!(vms, whole_vms, "the loader and the whole-document parse disagree");
+        rows.push(LoadRow { vms, text_bytes: text.len(), load_s, whole_s, load_peak_bytes, whole_peak_bytes });
+    }
+    Ok(rows)
+}
+
+/// The `load` table: per size the text, both times, both peak memory
+/// growths, those per VM entry and as multiples of the text, and the
+/// loader's peak as a fraction of the whole-document parse's.
+pub fn format_load_table(rows: &[LoadRow]) -> String {
+    let mut s = format!(
+        "{:>7} {:>11} {:>12} {:>9} {:>10} {:>13} {:>14} {:>12} {:>13} {:>11} {:>12} {:>10}\n",
+        "vms",
+        "text_bytes",
+        "text_per_vm",
+        "load_ms",
+        "whole_ms",
+        "load_peak_mib",
+        "whole_peak_mib",
+        "load_per_vm",
+        "whole_per_vm",
+        "load_x_text",
+        "whole_x_text",
+        "peak_ratio"
+    );
+    for r in rows {
+        let na = || "n/a".to_string();
+        let mib = |b: Option<u64>| b.map_or_else(na, |b| format!("{:.1}", b as f64 / 1048576.0));
+        let per_vm = |b: Option<u64>| b.map_or_else(na, |b| format!("{:.0}", b as f64 / r.vms.max(1) as f64));
+        let x_text = |b: Option<u64>| b.map_or_else(na, |b| format!("{:.2}", b as f64 / r.text_bytes.max(1) as f64));
+        let ratio = match (r.load_peak_bytes, r.whole_peak_bytes) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.3}", a as f64 / b as f64),
+            _ => na(),
+        };
+        s += &format!(
+            "{:>7} {:>11} {:>12.0} {:>9.1} {:>10.1} {:>13} {:>14} {:>12} {:>13} {:>11} {:>12} {:>10}\n",
+            r.vms,
+            r.text_bytes,
+            r.text_bytes as f64 / r.vms.max(1) as f64,
+            r.load_s * 1e3,
+            r.whole_s * 1e3,
+            mib(r.load_peak_bytes),
+            mib(r.whole_peak_bytes),
+            per_vm(r.load_peak_bytes),
+            per_vm(r.whole_peak_bytes),
+            x_text(r.load_peak_bytes),
+            x_text(r.whole_peak_bytes),
+            ratio
+        );
+    }
+    if rows.len() > 1 {
+        s += "note: memory after the first size reuses what earlier sizes freed; measure one size per process\n";
+    }
+    s
 }
 
 /// Runs `workload` for each size, `repeat` times each (at least once),
@@ -363,6 +527,19 @@ mod tests {
         // 16 sites of 30 VMs each.
         assert_eq!(rows[0].migrations, 480);
         assert_eq!(rows[0].completed, 480);
+    }
+
+    #[test]
+    fn the_load_workload_lists_every_vm_and_compares_two_parses() {
+        let text = execute(Workload::Load, &[], 1, Some(40)).unwrap();
+        assert_eq!(text.matches("[[vms]]").count(), 40);
+        let sc = scenario::parse(&text, "bench").unwrap();
+        assert_eq!((sc.vms.len(), sc.vms[39].name.as_str(), sc.vms[39].memory.0 >> 20), (40, "vm-000039", 512 + 39));
+        let rows = run_load_bench(&[40, 80], 1).unwrap();
+        assert_eq!((rows[0].vms, rows[0].text_bytes, rows[1].vms), (40, text.len(), 80));
+        let table = format_load_table(&rows);
+        assert!(table.lines().next().unwrap().contains("load_x_text") && table.lines().count() == 4, "{table}");
+        assert!(table.lines().last().unwrap().starts_with("note: "), "{table}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ enum Command {
     },
     /// Time site evacuations of many VMs (build with --release).
     Bench {
-        /// Which scenario: evacuation (web VMs, 100 Gbit/s), simgrid (SimGrid's comparison), multisite.
+        /// Which scenario: evacuation (web VMs, 100 Gbit/s), simgrid (SimGrid's comparison), multisite, load (loading only).
         #[arg(long, value_enum, default_value = "evacuation")]
         workload: bench::Workload,
         /// Numbers of VMs, comma-separated (each 1 to 1000000).
@@ -57,6 +57,9 @@ enum Command {
         /// Repeats per size, 1 to 1000 (the best time is kept).
         #[arg(long, default_value_t = 3, value_parser = memfabric_sim::cli_args::repeat())]
         repeat: usize,
+        /// Print the workload's scenario for this many VMs (TOML) instead of measuring.
+        #[arg(long, value_parser = memfabric_sim::cli_args::vm_count())]
+        print_scenario: Option<usize>,
     },
     /// Measure the reduction stages on this machine and write a CPU profile (build with --release).
     Profile {
@@ -159,12 +162,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             sc.warnings().iter().for_each(|w| println!("warning: {w}"));
             Ok(())
         }
-        Command::Bench { workload, vms, repeat } => {
-            if cfg!(debug_assertions) {
+        Command::Bench { workload, vms, repeat, print_scenario } => {
+            if cfg!(debug_assertions) && print_scenario.is_none() {
                 eprintln!("note: this is a debug build; run `cargo run --release -p memfabric-sim -- bench` for real figures");
             }
-            let rows = bench::run_bench(workload, &vms, repeat)?;
-            print!("{}", bench::format_table(&rows));
+            print!("{}", bench::execute(workload, &vms, repeat, print_scenario)?);
             Ok(())
         }
         Command::Profile { out, machine, min_ms } => {

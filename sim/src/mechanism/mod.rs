@@ -78,8 +78,10 @@ pub struct Migration {
     pub settings: MigrationSettings,
     /// Per-flow network rate cap (bytes/s) and what it is (TCP, limit, LAN).
     pub cap: (f64, CapKind),
-    /// What the strategy does to this VM's pages, per page.
-    pub reduction: VmReduction,
+    /// What the strategy does to this VM's pages, per page; released
+    /// (`None`) when the migration ends, so that 100,000 ended migrations
+    /// do not keep 800 bytes each.
+    pub reduction: Option<Box<VmReduction>>,
     /// The delta cache's expected content (strategies with `xbzrle`).
     pub xbzrle_cache: Option<crate::reduction::cache::XbzrleCacheModel>,
     /// Expected outcome of the pages of the current flow.

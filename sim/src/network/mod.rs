@@ -218,6 +218,21 @@ pub struct Network {
     rem: Vec<f64>,
     unfrozen_weight: Vec<f64>,
     in_component: Vec<bool>,
+    /// Buffers of [`Network::settle`], kept between solves so that a solve
+    /// allocates nothing once they have grown.
+    scratch: SolveScratch,
+}
+
+/// [`Network::settle`]'s working lists (empty between solves).
+#[derive(Debug, Clone, Default)]
+struct SolveScratch {
+    resources: Vec<usize>,
+    groups: Vec<u32>,
+    rising: Vec<u32>,
+    to_fix: Vec<(u32, f64, Limiter)>,
+    /// Swapped with `touched` and `pending` at each solve.
+    touched: Vec<usize>,
+    pending: Vec<(u32, u32)>,
 }
 
 impl Network {
@@ -246,6 +261,7 @@ impl Network {
             epoch: 0,
             next: BTreeSet::new(),
             stale_next: Vec::new(),
+            scratch: SolveScratch::default(),
         }
     }
 
@@ -465,9 +481,9 @@ impl Network {
         self.epoch += 1;
         let epoch = self.epoch;
         self.solves += 1;
-        let mut comp_resources: Vec<usize> = Vec::new();
-        let mut comp_groups: Vec<u32> = Vec::new();
-        let mut stack: Vec<usize> = std::mem::take(&mut self.touched);
+        let mut comp_resources = std::mem::take(&mut self.scratch.resources);
+        let mut comp_groups = std::mem::take(&mut self.scratch.groups);
+        let mut stack = std::mem::replace(&mut self.touched, std::mem::take(&mut self.scratch.touched));
         // Smallest cap per unit of weight among the groups found: the fill
         // level at which the first cap binds.
         let mut min_cap = f64::INFINITY;
@@ -506,7 +522,7 @@ impl Network {
                 }
             }};
         }
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::replace(&mut self.pending, std::mem::take(&mut self.scratch.pending));
         for &(slot, generation) in &pending {
             // Groups without links are found only here; removed flows are skipped.
             if let Some(f) = self.flows[slot as usize].as_ref().filter(|f| f.generation == generation) {
@@ -523,7 +539,8 @@ impl Network {
         comp_resources.sort_unstable();
 
         // Progressive filling: `rising` holds the groups whose rate is not fixed yet.
-        let mut rising: Vec<u32> = Vec::new();
+        let mut rising = std::mem::take(&mut self.scratch.rising);
+        let mut to_fix = std::mem::take(&mut self.scratch.to_fix);
         let mut first = true;
         let mut left = comp_groups.len();
         while left > 0 {
@@ -550,7 +567,7 @@ impl Network {
                     }
                 }
             }
-            let mut to_fix: Vec<(u32, f64, Limiter)> = Vec::new();
+            to_fix.clear();
             if min_cap <= best_share {
                 // Every rising group whose cap is at this level stops at its cap.
                 for &gi in list {
@@ -571,13 +588,13 @@ impl Network {
                 unreachable!("a rising group has either a finite cap or a link");
             }
             left -= to_fix.len();
-            for (gi, rate, limiter) in to_fix {
+            for (gi, rate, limiter) in to_fix.drain(..) {
                 self.freeze(gi, rate, limiter, epoch);
             }
             if left > 0 {
                 let keep = |g: &u32, groups: &Vec<Group>| groups[*g as usize].frozen_epoch != epoch;
                 if first {
-                    rising = comp_groups.iter().copied().filter(|g| keep(g, &self.groups)).collect();
+                    rising.extend(comp_groups.iter().copied().filter(|g| keep(g, &self.groups)));
                 } else {
                     rising.retain(|g| keep(g, &self.groups));
                 }
@@ -586,7 +603,7 @@ impl Network {
         }
 
         // New members enter their groups' finish order.
-        for (slot, generation) in pending {
+        for &(slot, generation) in &pending {
             if let Some(f) = self.flows[slot as usize].as_mut().filter(|f| f.generation == generation) {
                 f.pending = false;
                 let key = (f.vfin.to_bits(), slot);
@@ -619,6 +636,9 @@ impl Network {
                 self.samples.push(LinkSample { time: now, resource: r, capacity: cap, throughput: tput, flows: n });
             }
         }
+        // The buffers go back empty, keeping their capacity.
+        (comp_resources.clear(), comp_groups.clear(), stack.clear(), pending.clear(), rising.clear());
+        self.scratch = SolveScratch { resources: comp_resources, groups: comp_groups, rising, to_fix, touched: stack, pending };
     }
 
     fn freeze(&mut self, gi: u32, rate: f64, limiter: Limiter, epoch: u64) {

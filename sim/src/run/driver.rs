@@ -102,7 +102,7 @@ impl Sim<'_> {
             route,
             settings,
             cap,
-            reduction,
+            reduction: Some(Box::new(reduction)),
             xbzrle_cache,
             stage_tally: Tally::default(),
             last_stage_tally: Tally::default(),
@@ -147,6 +147,7 @@ impl Sim<'_> {
             mig.stage = Stage::Done;
             mig.outcome = Some(outcome);
             mig.end = Some(now);
+            mig.reduction = None;
             self.migs.push(mig);
             self.migrations_ended += 1;
             self.link_bytes.push(Vec::new());
@@ -157,12 +158,14 @@ impl Sim<'_> {
         self.state.begin_migration(vm, id, mig.dst);
         // Connection setup: one round trip (TCP handshake).
         self.q.schedule_in(mig.route.rtt(), Event::Begin(id));
-        let traced = self.sc.vms[vm.index()].trace.as_ref().map(|t| Traced {
-            vm: t.clone(),
-            run: TraceRun::default(),
-            sent: HashSet::new(),
-            cache: DeltaCache::new(mig.settings.xbzrle_cache.0 as f64 / PAGE_SIZE_BYTES as f64),
-            prepared: None,
+        let traced = self.sc.vms[vm.index()].trace.as_ref().map(|t| {
+            Box::new(Traced {
+                vm: VmTrace::clone(t),
+                run: TraceRun::default(),
+                sent: HashSet::new(),
+                cache: DeltaCache::new(mig.settings.xbzrle_cache.0 as f64 / PAGE_SIZE_BYTES as f64),
+                prepared: None,
+            })
         });
         self.migs.push(mig);
         self.link_bytes.push(Vec::new());
@@ -479,6 +482,7 @@ impl Sim<'_> {
         mig.outcome = Some(outcome);
         mig.end = Some(now);
         mig.stage = Stage::Done;
+        mig.reduction = None;
         let (vm, src, dst, op) = (mig.vm, mig.src, mig.dst, mig.operation);
         let (src_site, dst_site) = (self.sc.fabric.hosts[src.index()].site, self.sc.fabric.hosts[dst.index()].site);
         match fate {

@@ -101,7 +101,7 @@ impl Sim<'_> {
         }
         let image_hit = kind == PageKind::FullCopy && self.image_hit(m);
         let mig = &mut self.migs[m.index()];
-        let r = &mig.reduction;
+        let r = mig.reduction.as_deref().expect("a migration keeps its reduction until it ends");
         // The delta cache fills as pages are sent (reduction::cache).
         let per_page = match (kind, &mut mig.xbzrle_cache) {
             (PageKind::FullCopy, cache) => {

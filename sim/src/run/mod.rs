@@ -122,8 +122,9 @@ struct Sim<'a> {
     rounds: Vec<RoundRow>,
     /// What content is resident where.
     content: ContentIndex,
-    /// Per migration of a traced VM: its replay state.
-    traced: Vec<Option<Traced>>,
+    /// Per migration of a traced VM: its replay state (boxed: 8 bytes for
+    /// each migration of a VM without a trace, not the state's 408).
+    traced: Vec<Option<Box<Traced>>>,
     /// Per host: failures holding it down now (up at 0).
     host_down_depth: Vec<u32>,
     /// Per VM: failures, restarts, downtime, lost work.

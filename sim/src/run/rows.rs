@@ -154,7 +154,12 @@ impl Sim<'_> {
             let mig = &mut self.migs[m.index()];
             mig.outcome = Some(Outcome::Unfinished);
             mig.end = Some(horizon);
+            mig.reduction = None;
         }
+        // The rows below are the run's last and largest allocation: release
+        // first what only the simulation needed (320 bytes of random stream
+        // per VM, the dirty models, traced VMs' replay state).
+        (self.vm_rng, self.dirty_models, self.traced) = (Vec::new(), Vec::new(), Vec::new());
         let fabric = &self.sc.fabric;
         let migrations = self
             .migs
