@@ -110,8 +110,8 @@ page_write_rate = "{dirty_bytes_per_s}B/s"
 }
 
 /// The loader's workload: `n` VMs at site `a`, each in its own `[[vms]]`
-/// entry with a `[vms.workload]` table (about 166 bytes of text per VM, so
-/// 100,000 VMs fit the 16 MiB a scenario file may have), 32 per host, sizes
+/// entry with a `[vms.workload]` table (about 166 bytes of text per VM,
+/// 16.6 MB for 100,000 VMs), 32 per host, sizes
 /// 512–1,535 MiB, three archetypes and ten tenants in turn; one evacuation
 /// to site `b`.
 pub fn listed_scenario(n: usize) -> String {

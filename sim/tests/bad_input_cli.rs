@@ -58,12 +58,12 @@ fn numeric_flags_out_of_range_exit_2_naming_the_flag() {
 #[test]
 fn devices_fifos_and_huge_files_are_refused_not_read() {
     let dir = tmp("files");
-    // A scenario file that is a device, and one past the 16 MiB cap.
+    // A scenario file that is a device, and one past the 64 MiB cap.
     assert_bad(&memfabric_in(&dir, &["check", "/dev/zero"]), &["/dev/zero: is a device, not a regular file"]);
     let big = dir.join("big.toml");
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(memfabric_sim::input::SCENARIO_BYTES_MAX + 1).unwrap();
-    assert_bad(&memfabric_in(&dir, &["check", "big.toml"]), &["big.toml: is larger than 16777216 bytes"]);
+    assert_bad(&memfabric_in(&dir, &["check", "big.toml"]), &["big.toml: is larger than 67108864 bytes"]);
     // A CPU profile that is a device: a located error.
     let sc = two_sites("bandwidth = \"1Gbit/s\"\nlatency = \"10ms\"", "")
         .replace("seed = 1", "seed = 1\ncpu_profile = \"/dev/urandom\"");
