@@ -122,6 +122,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    orchestrate::check_multifd_args(args)?;
     if args.gang.is_gang() {
         return memfabric_validator::site::gang::migrate_main(args);
     }

@@ -116,6 +116,17 @@ pub struct Parameters {
     /// QEMU-style auto-converge (`--auto-converge`).
     #[serde(default)]
     pub auto_converge: bool,
+    /// TCP streams of the migration (`--streams`; absent when 1, so that
+    /// the scenario hash of a one-stream run is as before).
+    #[serde(skip_serializing_if = "is_one")]
+    pub streams: u32,
+    /// Reduction threads at each end (`--cpu-threads`; absent when 1).
+    #[serde(skip_serializing_if = "is_one")]
+    pub cpu_threads: u32,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The page write rate a CPU-bound guest reached in the first pre-copy
@@ -163,6 +174,8 @@ pub fn parameters(guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<Param
         tsc_hz: src.tsc_hz,
         cpu_bound: guest.cpu_bound,
         auto_converge: src.auto_converge,
+        streams: guest.multifd.plan().streams,
+        cpu_threads: guest.multifd.plan().cpu_threads,
     })
 }
 
@@ -186,13 +199,13 @@ pub fn migration_row(o: &MigrateOutcome, migration_id: u32, operation: &str, vm:
         vm: vm.into(),
         mechanism: Mechanism::PreCopy,
         strategy: src.strategy.clone(),
-        cpu_threads: 1,
+        cpu_threads: src.multifd.as_ref().map_or(1, |m| m.cpu_threads),
         src_site: "source".into(),
         dst_site: "destination".into(),
         src_host: "source-vmm".into(),
         dst_host: "destination-vmm".into(),
         memory_bytes: src.memory_bytes,
-        streams: 1,
+        streams: src.multifd.as_ref().map_or(1, |m| m.streams),
         rtt_ms: o.link.as_ref().map_or(0.0, |l| l.base_rtt().0 as f64 / 1e6),
         start_s: s(src.start_ns, start_ns),
         end_s: s(src.end_ns, start_ns),
@@ -317,7 +330,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 
 /// The simulator's scenario for the same case: two sites joined by the
 /// link, one VM with the guest's workload, one migration at time 0 with the
-/// same stop rule and pipeline (one reduction thread, one stream).
+/// same stop rule, pipeline, streams and reduction threads.
 /// `control_bytes`: what the run sent besides pages (vCPU state, switchover
 /// and round messages: a few KiB), the VM's `device_state` — without it the
 /// simulator would send its default 1 MiB at the switchover, which is 84 ms
@@ -390,8 +403,8 @@ max_rounds = {max_rounds}
 on_non_convergence = "{nc}"
 auto_converge = {auto_converge}
 strategy = "{strategy}"
-cpu_threads = 1
-streams = 1
+cpu_threads = {cpu_threads}
+streams = {streams}
 {defaults_extra}
 [[sites]]
 name = "source"
@@ -424,6 +437,8 @@ loss = "{loss_pct}%"
             _ => "force-stop",
         },
         auto_converge = p.auto_converge,
+        cpu_threads = p.cpu_threads,
+        streams = p.streams,
         rate = p.link_rate_bytes_per_s.round().max(1.0),
         delay_ns = p.link_delay_ns.max(1),
         loss_pct = p.link_loss * 100.0,

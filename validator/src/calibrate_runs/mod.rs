@@ -90,6 +90,7 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             cpu_bound: false,
             auto_converge: false,
             cpu: Default::default(),
+            multifd: Default::default(),
         },
         gang: Default::default(),
         fault: None,

@@ -13,6 +13,7 @@
 //! | [`arbiter`] | who runs the guest when the source cannot tell: the orchestrator's verdict from the destination's announcement |
 //! | [`cpu`] | CPU baselines: the guest's CPU in `Hello`, the destination's offer in `HelloAck`, the simulator's compatibility rule |
 //! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
+//! | [`multifd`] | several TCP streams per migration (`--streams`, `--cpu-threads`): which stream carries which page, the fan-out at the source, the reassembly at the destination |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -47,6 +48,7 @@ pub mod cpu;
 pub mod datapath_bench;
 pub mod dest;
 pub mod fault;
+pub mod multifd;
 pub mod orchestrate;
 pub mod source;
 pub mod throttle;
@@ -81,6 +83,9 @@ pub struct Hello {
     /// The guest belongs to a site migrating several guests ([`crate::site`]).
     #[serde(default)]
     pub site: Option<crate::site::SiteHello>,
+    /// Several streams ([`multifd`]; absent with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<multifd::StreamPlan>,
 }
 
 /// Destination → source: ready to receive.

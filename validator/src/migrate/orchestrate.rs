@@ -88,6 +88,9 @@ pub struct GuestArgs {
     /// The guest's CPU model.
     #[command(flatten)]
     pub cpu: super::cpu::CpuArgs,
+    /// Streams and reduction threads (multifd).
+    #[command(flatten)]
+    pub multifd: super::multifd::MultifdArgs,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -154,6 +157,7 @@ impl GuestArgs {
             auto_converge: self.auto_converge,
             cpu: self.cpu.guest_cpu(),
             site: Default::default(),
+            multifd: self.multifd.plan(),
         })
     }
 
@@ -195,6 +199,7 @@ impl GuestArgs {
             v.push("--auto-converge".into());
         }
         v.extend(self.cpu.to_cli());
+        v.extend(self.multifd.to_cli());
         v
     }
 }
@@ -494,6 +499,9 @@ pub enum MigrateInputError {
     /// A proxy fault cannot run across the emulated WAN.
     #[error("--fault and --link cannot be combined: the fault proxy runs on loopback (cut the emulated link with `wan` instead)")]
     FaultWithLink,
+    /// `--streams` / `--cpu-threads` do not fit.
+    #[error(transparent)]
+    Multifd(#[from] super::multifd::MultifdInputError),
     /// A CPU asked for (the guest's or the destination's) cannot be had on
     /// this host.
     #[error("{flag}: {source}")]
@@ -504,6 +512,12 @@ pub enum MigrateInputError {
         #[source]
         source: crate::kvm::cpuid::CpuError,
     },
+}
+
+/// `--streams` and `--cpu-threads` against each other, `--tls` and a gang
+/// (called for a gang too, before it starts).
+pub fn check_multifd_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
+    Ok(super::multifd::check_args(&args.guest.multifd, args.gang.is_gang(), args.tls.is_some())?)
 }
 
 /// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
@@ -524,6 +538,7 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
     if args.link.is_some() && args.fault.is_some() {
         return Err(MigrateInputError::FaultWithLink);
     }
+    check_multifd_args(args)?;
     if args.guest.pipeline.encrypt && args.tls.is_none() {
         return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
     }

@@ -67,6 +67,9 @@ pub enum Kind {
     ResolveRefs = 19,
     /// Destination → source: those references.
     MissingRefs = 20,
+    /// Source → destination, first frame of a multifd data stream: JSON
+    /// [`super::multifd::StreamHello`].
+    StreamHello = 24,
 }
 
 impl Kind {
@@ -85,6 +88,7 @@ impl Kind {
             18 => Kind::IndexReply,
             19 => Kind::ResolveRefs,
             20 => Kind::MissingRefs,
+            24 => Kind::StreamHello,
             _ => return None,
         })
     }

@@ -618,6 +618,7 @@ mod tests {
             cpu_bound: false,
             auto_converge: false,
             cpu: Default::default(),
+            multifd: Default::default(),
         };
         let gang = GangArgs {
             guests: 3,
