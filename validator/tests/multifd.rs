@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{column_str, migrate_at, Run};
+use common::{assert_refused, column_str, migrate_at, Run};
 use memfabric_sim::output::read_parquet;
 use memfabric_validator::kvm::kvm_or_skip;
 use serde_json::Value;
@@ -155,17 +155,6 @@ fn streams_with_tls_or_a_gang_or_more_threads_are_refused_up_front() {
         (&["--streams", "2", "--cpu-threads", "3"][..], "exceeds --streams 2"),
         (&["--streams", "65"][..], "from 1 to 64"),
     ] {
-        let out = std::env::temp_dir().join(format!("memfabric-multifd-refused-{}", std::process::id()));
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
-            .arg("migrate")
-            .args(args)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert!(!out.exists(), "{args:?}: nothing written");
+        assert_refused("multifd-refused", args, says);
     }
 }

@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dest::{DestReport, RamTarget};
 use super::source::{wait_until_acked, StageTotals, BATCH_PAGES};
-use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED};
+use super::wire::{FrameReader, FrameWriter, Kind, FLAG_GUEST_PAUSED, HEADER_BYTES};
 use super::{thread_cpu_s, Abort, PageHashes, RoundEnd};
 use crate::kvm::{DirtyBitmap, GuestRam};
 
@@ -562,9 +562,8 @@ fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
 impl DestStreams {
     /// Accepts streams 1..N-1 on `listener` (announced by the Hello's
     /// `plan`; nothing with one stream) and starts a thread receiving each
-    /// into `ram`. If stream 0 speaks first (the source gave up before
-    /// opening them), its frame is read: an `Abort` ends the migration as
-    /// `aborted-by-source`.
+    /// into `ram`. If the source aborts on stream 0 meanwhile (it gave up
+    /// before opening them), the migration ends as `aborted-by-source`.
     #[allow(clippy::too_many_arguments)]
     pub fn start<R: std::io::Read>(
         plan: Option<StreamPlan>,
@@ -592,18 +591,22 @@ impl DestStreams {
             if Instant::now() > deadline {
                 return Err(format!("{open} of the source's {} streams did not connect within the I/O timeout", plan.streams - 1));
             }
-            if readable(main.as_raw_fd(), 0) {
-                let f = main_reader.recv().map_err(|e| format!("waiting for the source's streams: {e}"))?;
-                if f.kind == Kind::Abort {
-                    let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable)".into() });
-                    report.outcome = "aborted-by-source".into();
-                    return Err(format!("the source aborted: {}", a.reason));
-                }
-                return Err(format!("expected the source's {} streams to connect, got {:?} on stream 0 first", plan.streams - 1, f.kind));
-            }
             let tcp = match listener.accept() {
                 Ok((t, _)) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Stream 0 may already carry pages (the streams are
+                    // connected, not yet accepted): keep accepting. Only
+                    // an Abort or a close ends the wait early.
+                    if readable(main.as_raw_fd(), 0) {
+                        let mut head = [0u8; HEADER_BYTES];
+                        let n = main.peek(&mut head).unwrap_or(0);
+                        if n == 0 || (n > 5 && head[5] == Kind::Abort as u8) {
+                            let f = main_reader.recv().map_err(|e| format!("waiting for the source's streams: {e}"))?;
+                            let a: Abort = serde_json::from_slice(&f.payload).unwrap_or(Abort { reason: "(unreadable)".into() });
+                            report.outcome = "aborted-by-source".into();
+                            return Err(format!("the source aborted: {}", a.reason));
+                        }
+                    }
                     readable(listener.as_raw_fd(), 20);
                     continue;
                 }
