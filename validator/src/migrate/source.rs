@@ -396,6 +396,9 @@ impl Migration<'_> {
             batch_pages.extend(pages.by_ref().take(BATCH_PAGES));
             let site = &self.cfg.site;
             crate::site::hooks::source_query(site, &self.encoder, self.m.ram(), &batch_pages, &mut self.writer, &mut self.reader).map_err(fail)?;
+            // multifd with fewer reduction threads than streams: a permit.
+            let permits = self.multifd.permits.clone();
+            let reducing = permits.as_deref().map(super::multifd::Permits::acquire);
             let mut dedup_index = crate::site::lock(&site.index);
             for &index in &batch_pages {
                 self.m.ram().read_page(index, &mut page);
@@ -413,6 +416,7 @@ impl Migration<'_> {
             let batch = Batch { fallback: false, records: std::mem::take(&mut records) };
             let wire = batch.to_wire().map_err(|e| fail(format!("batch encoding: {e}")))?;
             records = batch.records;
+            drop(reducing);
             self.writer.send(Kind::Pages, &wire)?;
         }
         // Site hook: pages whose references the destination could not resolve.
@@ -428,10 +432,13 @@ impl Migration<'_> {
     /// stop-and-copy (`paused`) only sends.
     fn round_on_streams(&mut self, to_send: &DirtyBitmap, round: u32, paused: bool) -> Result<(u64, u64), Failed> {
         let mut streams = std::mem::take(&mut self.multifd);
+        // Stream 0 takes the same reduction permits as the others.
+        self.multifd.permits = streams.permits.clone();
         let plan = streams.plan;
         let ram = self.m.ram().clone();
         let job = super::multifd::RoundJob { ram: &ram, pages: to_send, round, paused, io_timeout: self.cfg.io_timeout };
         let t0 = Instant::now();
+        let mut main_s = 0.0;
         let (mine, theirs) = streams.round(job, || -> Result<(u64, u64), Failed> {
             let (pages, bytes) = self.send_pages(to_send.iter().filter(|&p| plan.owner(p) == 0))?;
             if !paused {
@@ -443,9 +450,10 @@ impl Migration<'_> {
                 // queued (up to tcp_wmem) on a slow link.
                 wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
             }
+            main_s = t0.elapsed().as_secs_f64();
             Ok((pages, bytes))
         });
-        streams.main.busy_s += t0.elapsed().as_secs_f64();
+        streams.main.busy_s += main_s;
         self.multifd = streams;
         let (pages, bytes) = mine?;
         self.multifd.main.pages += pages;
