@@ -38,7 +38,7 @@ struct Run {
 /// the vCPU is throttled.
 fn migrate(name: &str, extra: &[&str]) -> Run {
     let _serial = common::serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-ac-{name}-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test-ac", name);
     let mut child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .args(["migrate", "--mem", "16MiB", "--workload", "hpc", "--cpu-bound", "--pipeline", "zero"])
         .args(["--link", "50Mbit/s,5ms", "--downtime-limit", "20ms", "--warmup", "300ms", "--watch", "500ms"])

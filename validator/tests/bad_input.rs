@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn out_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("memfabric-validator-bad-{name}-{}", std::process::id()))
+    memfabric_testkit::scratch::owned_path("validator-bad", name)
 }
 
 /// Runs `migrate` with `args` and an `--out` that must stay absent.

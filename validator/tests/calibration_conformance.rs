@@ -43,7 +43,7 @@ fn f64_col(dir: &Path, col: &str) -> f64 {
 
 fn conform(name: &str, mem: &str, link: Option<&str>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out: PathBuf = std::env::temp_dir().join(format!("memfabric-conformance-{name}-{}", std::process::id()));
+    let out: PathBuf = memfabric_testkit::scratch::owned_path("conformance", name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"));
     cmd.args(["migrate", "--mem", mem, "--workload", "web", "--dirty-rate", "500", "--pipeline", "none"])
         .args(["--warmup", "1s", "--watch", "500ms", "--seed", "5"])

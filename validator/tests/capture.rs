@@ -60,7 +60,7 @@ fn captured_trace_matches_the_guest_and_replays() {
     println!("{s:#?}");
 
     // Round trip.
-    let dir = std::env::temp_dir().join(format!("memfabric-capture-test-{}", std::process::id()));
+    let dir = memfabric_testkit::scratch::owned_path("capture-test", "trace");
     trace.write(&dir).unwrap();
     let back = Trace::read(&dir).unwrap();
     assert!(back == trace, "the trace read back differs from the one written");

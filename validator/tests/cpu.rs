@@ -39,7 +39,7 @@ struct Out {
 
 fn migrate(name: &str, args: &[&str]) -> Out {
     let _serial = common::serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-cpu-{name}-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test-cpu", name);
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .args(["migrate", "--mem", "16MiB", "--workload", "web", "--dirty-rate", "2000", "--warmup", "200ms", "--watch", "500ms"])
         .args(args)

@@ -121,13 +121,33 @@ fn non_convergence_with_abort_leaves_the_guest_at_the_source() {
         return;
     }
     // A 1 µs downtime limit cannot be met while the guest dirties pages
-    // without pause (100000 writes/s: it never idles).
-    let r = migrate_at(
-        "nonconv",
-        100_000,
-        &["--downtime-limit", "1us", "--max-rounds", "3", "--on-non-convergence", "abort"],
-    );
-    assert!(!r.ok);
+    // without pause (100000 writes/s: it never idles). On a loaded machine
+    // the guest's vCPU can be starved for a whole short round, which then
+    // ends with nothing dirty and the migration rightly converges: such a
+    // run does not test this case and is repeated (at most 3 runs).
+    let mut attempt = 0;
+    let r = loop {
+        attempt += 1;
+        let r = migrate_at(
+            &format!("nonconv-{attempt}"),
+            100_000,
+            &["--downtime-limit", "1us", "--max-rounds", "3", "--on-non-convergence", "abort"],
+        );
+        let source: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.out.join("source.json")).unwrap()).unwrap();
+        // The dirty log is the ground truth: a pre-copy round after which
+        // nothing is dirty saw no guest write.
+        let starved = source["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|round| round["phase"] == "precopy" && round["dirty_pages"] == 0);
+        if !starved || attempt == 3 {
+            break r;
+        }
+        eprintln!("a pre-copy round left nothing dirty (the guest's vCPU starved of CPU): running the case again");
+    };
+    assert!(!r.ok, "{}", r.stdout);
     assert_eq!(r.manifest["outcome"], "not-converged", "{}", r.stdout);
     let df = read_parquet(&r.out.join("rounds.parquet")).unwrap();
     let rounds: Vec<u32> = df.column("round").unwrap().u32().unwrap().into_no_null_iter().collect();
@@ -201,7 +221,7 @@ fn sigterm_stops_both_vmms_and_tears_the_link_down() {
         return;
     }
     let _serial = serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-sigterm-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test", "sigterm");
     let mut child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .args(["migrate", "--mem", "64MiB", "--link", "20Mbit/s,10ms", "--out"])
         .arg(&out)
@@ -268,7 +288,7 @@ fn ctrl_c_after_the_source_finished_writes_nothing_and_says_interrupted() {
     }
     use std::os::unix::process::CommandExt;
     let _serial = serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-late-int-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test", "late-int");
     // Its own process group, as a shell gives a foreground job: Ctrl-C is
     // SIGINT to the whole group, the two VMMs included.
     let child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))

@@ -110,13 +110,12 @@ fn fewer_threads_than_streams_and_the_replay_uses_the_streams() {
         .collect::<Vec<_>>()
         .join("\n");
     let replay = |text: &str| {
-        let dir = std::env::temp_dir().join(format!("memfabric-multifd-replay-{}-{}", std::process::id(), text.len()));
+        let dir = memfabric_testkit::scratch::owned_path("validator-test", &format!("multifd-replay-{}", text.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("scenario.toml");
         std::fs::write(&path, text).unwrap();
         let scenario = memfabric_sim::scenario::load(&path).expect("scenario.toml loads");
         let sim = memfabric_sim::run::run(&scenario, None);
-        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(sim.migrations.len(), 1);
         let m = &sim.migrations[0];
         assert_eq!(m.outcome, memfabric_migration::record::Outcome::Completed);

@@ -16,7 +16,7 @@ use memfabric_validator::kvm::kvm_or_skip;
 use memfabric_validator::migrate::wire::{FrameWriter, Kind};
 
 fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("memfabric-validator-tls-{name}-{}", std::process::id()))
+    memfabric_testkit::scratch::owned_path("validator-tls", name)
 }
 
 /// A fresh CA with its two certificates in `dir` (None: no openssl here).

@@ -90,7 +90,7 @@ fn apply(stream: &mut Vec<u8>, m: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { rng_seed: proptest::test_runner::RngSeed::Fixed(0x6d65_6d66_6162_7269), ..ProptestConfig::with_cases(512) })]
+    #![proptest_config(memfabric_testkit::fuzz::config(512))]
 
     #[test]
     fn arbitrary_bytes_give_typed_errors(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {

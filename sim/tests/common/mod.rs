@@ -51,52 +51,10 @@ pub fn scenario_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
 }
 
-/// A fresh, empty scratch folder for one test: `<tmp>/memfabric-<group>-<pid>-<name>`.
-pub fn scratch(group: &str, name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("memfabric-{group}-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Set by the panic hook [`owned_scratch`] installs: a test failed.
-static A_TEST_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Scratch folders of the test running on this thread, removed when the
-/// thread ends (libtest runs each test on its own thread) unless a test
-/// failed, so that a failure's files can be looked at.
-struct ThreadScratch(Vec<std::path::PathBuf>);
-
-impl Drop for ThreadScratch {
-    fn drop(&mut self) {
-        if !A_TEST_FAILED.load(std::sync::atomic::Ordering::SeqCst) {
-            for d in &self.0 {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        }
-    }
-}
-
-thread_local! {
-    static THREAD_SCRATCH: std::cell::RefCell<ThreadScratch> = const { std::cell::RefCell::new(ThreadScratch(Vec::new())) };
-}
-
-/// A fresh, empty scratch folder, `<tmp>/memfabric-<group>-<pid>-<name>`,
-/// removed when the test that asked for it ends if every test so far
-/// passed (kept after a failure, to be looked at).
-pub fn owned_scratch(group: &str, name: &str) -> std::path::PathBuf {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            A_TEST_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
-            default_hook(info)
-        }));
-    });
-    let d = scratch(group, name);
-    THREAD_SCRATCH.with(|t| t.borrow_mut().0.push(d.clone()));
-    d
-}
+/// Scratch folders (`<tmp>/memfabric-<group>-<pid>-<name>`): `scratch`
+/// stays, `owned_scratch` is removed when its test passes
+/// (`memfabric_testkit::scratch`).
+pub use memfabric_testkit::scratch::{owned_scratch, scratch};
 
 /// The names in `dir` (hidden ones included), sorted.
 pub fn entries(dir: &std::path::Path) -> Vec<String> {

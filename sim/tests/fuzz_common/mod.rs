@@ -2,22 +2,9 @@
 //! values that mutations put into valid inputs.
 #![allow(dead_code)]
 
-use proptest::test_runner::{Config, RngSeed};
-
-/// Cases per property: `MEMFABRIC_FUZZ_CASES`, else a few seconds' worth
-/// for the normal test suite. The longer runs in docs/development.md set it.
-pub fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("MEMFABRIC_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    // A fixed seed unless MEMFABRIC_FUZZ_SEED says otherwise (a number, or
-    // `random` for a fresh one each run): the test suite gives the same
-    // verdict on every run; the longer runs explore new cases.
-    let rng_seed = match std::env::var("MEMFABRIC_FUZZ_SEED").as_deref() {
-        Ok("random") => RngSeed::Random,
-        Ok(v) => RngSeed::Fixed(v.parse().expect("MEMFABRIC_FUZZ_SEED: a number or `random`")),
-        Err(_) => RngSeed::Fixed(0x6d65_6d66_6162_7269),
-    };
-    Config { cases, rng_seed, failure_persistence: None, ..Config::default() }
-}
+/// Cases and seed of every property (shared with the other crates' fuzz
+/// tests): `MEMFABRIC_FUZZ_CASES`, `MEMFABRIC_FUZZ_SEED`.
+pub use memfabric_testkit::fuzz::config;
 
 /// Values a mutation puts where a valid input had a value: edges of every
 /// type and unit the inputs use (zero, negative, huge, NaN, empty, wrong type).

@@ -41,7 +41,7 @@ pub fn migrate_at(name: &str, dirty_rate: u32, extra: &[&str]) -> Run {
 /// `migrate` with `base` arguments (memory, workload, ...), then `extra`.
 pub fn migrate_with(name: &str, base: &[&str], extra: &[&str]) -> Run {
     let _serial = serial();
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test", name);
     // Its own process group, so that what it leaves behind can be found.
     let child = Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
         .arg("migrate")
@@ -84,11 +84,10 @@ pub fn column_str(dir: &Path, table: &str, col: &str) -> Vec<String> {
     (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
 }
 
-
 /// `migrate ARGS --out DIR` is refused up front: exit code 2, stderr says
 /// `says`, nothing written at DIR (`name` makes DIR unique).
 pub fn assert_refused(name: &str, args: &[&str], says: &str) {
-    let out = std::env::temp_dir().join(format!("memfabric-validator-test-{name}-{}", std::process::id()));
+    let out = memfabric_testkit::scratch::owned_path("validator-test", name);
     let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).arg("migrate").args(args).arg("--out").arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");

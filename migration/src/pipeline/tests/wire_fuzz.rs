@@ -9,20 +9,7 @@ use super::gen::{random_page, text_page};
 use crate::pipeline::wire::{decode_batch, encode_batch, reseal, CHECKSUM_BYTES, HEADER_BYTES};
 use crate::pipeline::{Batch, CodecKind, ContentHash, ContentStore, Decoder, PageRecord, PipelineConfig, Record};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("MEMFABRIC_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    // A fixed seed unless MEMFABRIC_FUZZ_SEED says otherwise (a number, or
-    // `random` for a fresh one each run): the test suite gives the same
-    // verdict on every run; the longer runs explore new cases.
-    let rng_seed = match std::env::var("MEMFABRIC_FUZZ_SEED").as_deref() {
-        Ok("random") => RngSeed::Random,
-        Ok(v) => RngSeed::Fixed(v.parse().expect("MEMFABRIC_FUZZ_SEED: a number or `random`")),
-        Err(_) => RngSeed::Fixed(0x6d65_6d66_6162_7269),
-    };
-    Config { cases, rng_seed, failure_persistence: None, ..Config::default() }
-}
+use memfabric_testkit::fuzz::config;
 
 const STRATEGIES: [&str; 4] = ["none", "xbzrle+lz4", "zero+dedup-gang+zstd", "zero+dedup-site+xbzrle+zstd"];
 
