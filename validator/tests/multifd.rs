@@ -5,8 +5,9 @@
 //! fewer reduction threads than streams; a link cut and a killed
 //! destination during a multi-stream migration leave the source guest
 //! running, reported aborted, with the fault fired; the simulator replays
-//! the folder's scenario with its streams. Needs /dev/kvm; skips with a
-//! message without.
+//! the folder's scenario with its streams; every stream crosses the one
+//! emulated link. Needs /dev/kvm (and root with TUN and network namespaces
+//! for the link); skips with a message without.
 
 mod common;
 
@@ -125,6 +126,27 @@ fn fewer_threads_than_streams_and_the_replay_uses_the_streams() {
     let (streams1, t1) = replay(&long.replace("streams = 4", "streams = 1").replace("cpu_threads = 2", "cpu_threads = 1"));
     assert_eq!((streams4, streams1), (4, 1));
     assert!(t1 > 1.2 * t4, "one stream {t1} s vs four {t4} s over 1 Gbit/s, 50 ms RTT");
+}
+
+#[test]
+fn every_stream_crosses_the_one_emulated_link() {
+    if !kvm_or_skip("every_stream_crosses_the_one_emulated_link") {
+        return;
+    }
+    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
+        eprintln!("skipping every_stream_crosses_the_one_emulated_link: {e}");
+        return;
+    }
+    let r = migrate_at("multifd-link", 3000, &["--pipeline", "zero+lz4", "--streams", "3", "--link", "200Mbit/s,5ms"]);
+    assert!(r.ok, "migration failed:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.leftover.trim().is_empty(), "processes left behind: {}", r.leftover);
+    assert_eq!(r.manifest["integrity_held"], true, "{}", r.manifest);
+    let src = json(&r, "source.json");
+    assert_eq!(src["multifd"]["per_stream"].as_array().map(Vec::len), Some(3));
+    // The link forwarded every stream's frames (and their TCP/IP headers).
+    let forwarded = r.manifest["link_stats"]["a_to_b"]["bytes_forwarded"].as_u64().expect("link stats");
+    let sent = src["bytes_on_wire"].as_u64().unwrap();
+    assert!(forwarded >= sent && (forwarded as f64) < 1.1 * sent as f64, "link forwarded {forwarded} bytes for {sent} frame bytes");
 }
 
 #[test]
