@@ -286,7 +286,9 @@ fn receive(
     // One buffer for every frame of the stream: pages are decoded from it in place.
     let mut buf = Vec::new();
     let switchover: Switchover = loop {
+        streams.wait_for_frame(tcp, !rx.reader.get_ref().buffer().is_empty())?; // multifd: idle while other streams finish a round
         let head = rx.reader.recv_into(&mut buf).map_err(|e| format!("receiving pages: {e}"))?;
+        streams.progress();
         let payload = &buf[..head.len];
         match head.kind {
             Kind::Pages => {

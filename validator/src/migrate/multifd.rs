@@ -550,6 +550,45 @@ pub struct DestStreams {
     tcp: Vec<TcpStream>,
     /// The reduction permits, when fewer threads than streams.
     pub permits: Option<Arc<Permits>>,
+    live: Arc<Liveness>,
+    io_timeout: Duration,
+}
+
+/// When any stream of the migration last received a frame. A stream that
+/// has sent its share of a round waits for the others with nothing to read:
+/// it fails only when the whole migration has received nothing for the I/O
+/// timeout, not when it alone has.
+#[derive(Debug)]
+struct Liveness {
+    t0: Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness { t0: Instant::now(), last_ms: Default::default() }
+    }
+}
+
+impl Liveness {
+    fn touch(&self) {
+        self.last_ms.store(self.t0.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        self.t0.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Waits until `fd` has something to read (`buffered`: it already has),
+    /// or fails once no stream has received anything for `io_timeout`.
+    fn wait_for_frame(&self, fd: std::os::fd::RawFd, buffered: bool, io_timeout: Duration) -> Result<(), String> {
+        while !buffered && !readable(fd, 50) {
+            if self.idle() > io_timeout {
+                return Err(format!("no stream received anything for {:.1} s (the link is down or the source stalled)", io_timeout.as_secs_f64()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `fd` has something to read within `ms` milliseconds.
@@ -582,7 +621,9 @@ impl DestStreams {
         if plan.streams > STREAMS_MAX || plan.cpu_threads == 0 || plan.cpu_threads > plan.streams {
             return Err(format!("the source asks for {} streams and {} threads (this destination takes 1 to {STREAMS_MAX} streams, 1 to streams threads)", plan.streams, plan.cpu_threads));
         }
-        let mut s = DestStreams { plan, permits: plan.permits(), handles: Vec::new(), tcp: Vec::new() };
+        let live = Arc::new(Liveness::default());
+        live.touch();
+        let mut s = DestStreams { plan, permits: plan.permits(), handles: Vec::new(), tcp: Vec::new(), live, io_timeout };
         let mut conns: Vec<Option<FrameReader<BufReader<TcpStream>>>> = (0..plan.streams).map(|_| None).collect();
         let deadline = Instant::now() + io_timeout;
         listener.set_nonblocking(true).map_err(|e| format!("accepting streams: {e}"))?;
@@ -634,9 +675,26 @@ impl DestStreams {
             let reader = reader.expect("every stream accepted");
             let (ram, permits, config) = (ram.clone(), s.permits.clone(), plan.stream_pipeline(config));
             let route = Route { plan, stream: id as u32 };
-            s.handles.push(std::thread::spawn(move || receive_stream(reader, route, ram, config, permits)));
+            let (live, timeout) = (s.live.clone(), io_timeout);
+            s.handles.push(std::thread::spawn(move || receive_stream(reader, route, ram, config, permits, &live, timeout)));
         }
         Ok(s)
+    }
+
+    /// Stream 0 (on `tcp`; `buffered`: its reader holds bytes already): with
+    /// several streams, waits for its next frame while any stream makes
+    /// progress ([`Liveness`]); with one, returns at once (the socket's own
+    /// timeout applies, as always).
+    pub fn wait_for_frame(&self, tcp: &TcpStream, buffered: bool) -> Result<(), String> {
+        if !self.plan.is_multi() {
+            return Ok(());
+        }
+        self.live.wait_for_frame(tcp.as_raw_fd(), buffered, self.io_timeout).map_err(|e| format!("stream 0: {e}"))
+    }
+
+    /// Stream 0 received a frame.
+    pub fn progress(&self) {
+        self.live.touch();
     }
 
     /// A permit for stream 0's decoding of one batch (None: no limit).
@@ -707,9 +765,12 @@ fn receive_stream(
     ram: GuestRam,
     config: PipelineConfig,
     permits: Option<Arc<Permits>>,
+    live: &Liveness,
+    io_timeout: Duration,
 ) -> Result<DestStreamDone, String> {
     let cpu0 = thread_cpu_s();
     let id = route.stream;
+    let fd = reader.get_ref().get_ref().as_raw_fd();
     let mut decoder = Decoder::new(config);
     let mut store = memfabric_migration::pipeline::ContentStore::new();
     let pages = ram.pages();
@@ -717,7 +778,9 @@ fn receive_stream(
     let mut report = StreamReport { stream: id, ..StreamReport::default() };
     let mut buf = Vec::new();
     loop {
+        live.wait_for_frame(fd, !reader.get_ref().buffer().is_empty(), io_timeout).map_err(|e| format!("stream {id}: {e}"))?;
         let head = reader.recv_into(&mut buf).map_err(|e| format!("stream {id}: receiving pages: {e}"))?;
+        live.touch();
         let payload = &buf[..head.len];
         match head.kind {
             Kind::Pages => {
@@ -783,6 +846,35 @@ mod tests {
         assert!(parse_count("0").is_err() && parse_count("65").is_err() && parse_count("x").is_err());
         assert_eq!(m(4, Some(2)).to_cli(), ["--streams", "4", "--cpu-threads", "2"]);
         assert!(MultifdArgs::default().to_cli().is_empty());
+    }
+
+    #[test]
+    fn an_idle_stream_waits_while_any_other_makes_progress() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (quiet, _) = listener.accept().unwrap(); // nothing ever arrives on it
+        let live = Arc::new(Liveness::default());
+        live.touch();
+        // Nobody makes progress: it fails after the timeout.
+        let t = Instant::now();
+        assert!(live.wait_for_frame(quiet.as_raw_fd(), false, Duration::from_millis(200)).is_err());
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        // Another stream receives for 600 ms: it waits that long, then fails.
+        live.touch();
+        let other = live.clone();
+        let busy = std::thread::spawn(move || {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(600) {
+                other.touch();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let t = Instant::now();
+        assert!(live.wait_for_frame(quiet.as_raw_fd(), false, Duration::from_millis(200)).is_err());
+        assert!(t.elapsed() >= Duration::from_millis(700), "waited {:?}", t.elapsed());
+        busy.join().unwrap();
+        // Bytes already buffered: no wait.
+        assert!(live.wait_for_frame(quiet.as_raw_fd(), true, Duration::ZERO).is_ok());
     }
 
     #[test]

@@ -258,6 +258,11 @@ impl<R: Read> FrameReader<R> {
         FrameReader { inner, seq: 0, bytes: 0 }
     }
 
+    /// The stream.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Reads the next frame.
     pub fn recv(&mut self) -> Result<Frame, FrameError> {
         let mut payload = Vec::new();
