@@ -123,6 +123,7 @@ fn ms(v: Option<f64>) -> String {
 
 fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     memfabric_validator::migrate::postcopy::check_args(args).map_err(orchestrate::MigrateInputError::from)?;
+    orchestrate::check_multifd_args(args)?;
     if args.gang.is_gang() {
         return memfabric_validator::site::gang::migrate_main(args);
     }

@@ -124,10 +124,21 @@ pub struct Parameters {
     /// parameters hash of pre-copy runs is as before).
     #[serde(skip_serializing_if = "is_pre_copy")]
     pub mechanism: Mechanism,
+    /// TCP streams of the migration (`--streams`; absent when 1, so that
+    /// the scenario hash of a one-stream run is as before).
+    #[serde(skip_serializing_if = "is_one")]
+    pub streams: u32,
+    /// Reduction threads at each end (`--cpu-threads`; absent when 1).
+    #[serde(skip_serializing_if = "is_one")]
+    pub cpu_threads: u32,
 }
 
 fn is_pre_copy(m: &Mechanism) -> bool {
     *m == Mechanism::PreCopy
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The guest's speed during post-copy: its page write rate from the resume
@@ -193,6 +204,8 @@ pub fn parameters(guest: &GuestArgs, o: &MigrateOutcome) -> anyhow::Result<Param
         cpu_bound: guest.cpu_bound,
         auto_converge: src.auto_converge,
         mechanism: src.mechanism,
+        streams: guest.multifd.plan().streams,
+        cpu_threads: guest.multifd.plan().cpu_threads,
     })
 }
 
@@ -219,13 +232,13 @@ pub fn migration_row(o: &MigrateOutcome, migration_id: u32, operation: &str, vm:
         vm: vm.into(),
         mechanism: src.mechanism,
         strategy: src.strategy.clone(),
-        cpu_threads: 1,
+        cpu_threads: src.multifd.as_ref().map_or(1, |m| m.cpu_threads),
         src_site: "source".into(),
         dst_site: "destination".into(),
         src_host: "source-vmm".into(),
         dst_host: "destination-vmm".into(),
         memory_bytes: src.memory_bytes,
-        streams: 1,
+        streams: src.multifd.as_ref().map_or(1, |m| m.streams),
         rtt_ms: o.link.as_ref().map_or(0.0, |l| l.base_rtt().0 as f64 / 1e6),
         start_s: s(src.start_ns, start_ns),
         end_s: s(src.end_ns, start_ns),
@@ -351,7 +364,7 @@ pub fn write_migration(out: &Path, force: bool, guest: &GuestArgs, o: &MigrateOu
 
 /// The simulator's scenario for the same case: two sites joined by the
 /// link, one VM with the guest's workload, one migration at time 0 with the
-/// same stop rule and pipeline (one reduction thread, one stream).
+/// same stop rule, pipeline, streams and reduction threads.
 /// `control_bytes`: what the run sent besides pages (vCPU state, switchover
 /// and round messages: a few KiB), the VM's `device_state` — without it the
 /// simulator would send its default 1 MiB at the switchover, which is 84 ms
@@ -424,8 +437,8 @@ max_rounds = {max_rounds}
 on_non_convergence = "{nc}"
 auto_converge = {auto_converge}
 strategy = "{strategy}"
-cpu_threads = 1
-streams = 1
+cpu_threads = {cpu_threads}
+streams = {streams}
 {defaults_extra}
 [[sites]]
 name = "source"
@@ -459,6 +472,8 @@ loss = "{loss_pct}%"
             memfabric_migration::precopy::NonConvergence::ForceStop => "force-stop",
         },
         auto_converge = p.auto_converge,
+        cpu_threads = p.cpu_threads,
+        streams = p.streams,
         rate = p.link_rate_bytes_per_s.round().max(1.0),
         delay_ns = p.link_delay_ns.max(1),
         loss_pct = p.link_loss * 100.0,

@@ -179,17 +179,6 @@ fn bad_gang_arguments_are_refused_up_front() {
         (&["--guests", "2", "--pipeline", "zero+encrypt"][..], "--tls"),
         (&["--guests", "64", "--mem", "8GiB"][..], "MemAvailable"),
     ] {
-        let out = memfabric_testkit::scratch::owned_path("validator-test", "gang-bad");
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memfabric-validator"))
-            .arg("migrate")
-            .args(args)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?} should say {says:?}: {stderr}");
-        assert!(!out.exists(), "{args:?}: nothing is written");
+        common::assert_refused("gang-bad", args, says);
     }
 }

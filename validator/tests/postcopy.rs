@@ -276,6 +276,7 @@ fn post_copy_refuses_what_it_does_not_support() {
     for (extra, expect) in [
         (&["--auto-converge"][..], "--auto-converge with --mechanism post-copy"),
         (&["--guests", "2"][..], "a gang migrates with pre-copy only"),
+        (&["--streams", "2"][..], "post-copy's requests and push run on one connection"),
         (&["--tls", "/nonexistent-certs"][..], "--tls"),
     ] {
         let out = memfabric_testkit::scratch::owned_path("postcopy", "refused");

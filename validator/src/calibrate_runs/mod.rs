@@ -91,6 +91,7 @@ fn migrate_args(m: &Matrix, run: &RunSpec, out: PathBuf) -> MigrateArgs {
             auto_converge: false,
             cpu: Default::default(),
             mechanism: memfabric_migration::record::Mechanism::PreCopy,
+            multifd: Default::default(),
         },
         gang: Default::default(),
         fault: None,

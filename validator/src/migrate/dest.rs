@@ -95,6 +95,10 @@ pub struct DestReport {
     /// What post-copy did here (None for pre-copy).
     #[serde(default)]
     pub postcopy: Option<super::postcopy::DestPostcopy>,
+    /// Each stream's pages, bytes and CPU, stream 0 first ([`super::multifd`];
+    /// empty with one stream, whose figures are the totals above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<super::multifd::StreamReport>,
 }
 
 impl DestReport {
@@ -111,17 +115,26 @@ impl DestReport {
 
 /// The decoder's target: guest RAM, rebuilt in place page by page, each
 /// page hashed where it lies right after it was written.
-struct RamTarget<'a> {
-    ram: &'a GuestRam,
-    pages: u64,
-    hashes: &'a mut PageHashes,
-    written: u64,
+pub(crate) struct RamTarget<'a> {
+    pub(crate) ram: &'a GuestRam,
+    pub(crate) pages: u64,
+    pub(crate) hashes: &'a mut PageHashes,
+    pub(crate) written: u64,
+    /// The pages this stream may write (multifd: those it owns).
+    pub(crate) route: super::multifd::Route,
+    /// A page that arrived on a stream that does not own it.
+    pub(crate) misrouted: Option<u64>,
 }
 
 impl PageTarget for RamTarget<'_> {
     fn page_mut(&mut self, page_index: u64) -> Option<&mut Page> {
+        if !self.route.carries(page_index) {
+            self.misrouted = Some(page_index);
+            return None;
+        }
         // SAFETY: the destination's vCPU does not exist before the resume,
-        // and the decoder holds one page reference at a time.
+        // each page is written by the one stream that owns it, and the
+        // decoder holds one page reference at a time.
         (page_index < self.pages).then(|| unsafe { self.ram.page_mut(page_index) })
     }
 
@@ -189,9 +202,14 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
             return report;
         }
     };
-    let result = receive(cfg, &mut rx, &mut report, prepared);
-    report.bytes_received = rx.reader.bytes;
-    report.cpu_s_destination = thread_cpu_s() - cpu0;
+    let result = receive(cfg, &mut rx, &mut report, prepared, listener, &stream);
+    report.bytes_received = rx.reader.bytes + report.streams.iter().skip(1).map(|s| s.bytes_on_wire).sum::<u64>();
+    let main_cpu_s = thread_cpu_s() - cpu0;
+    report.cpu_s_destination += main_cpu_s; // multifd: the other streams' threads are in already
+    if let Some(s0) = report.streams.first_mut() {
+        s0.cpu_s = main_cpu_s;
+        s0.bytes_on_wire = rx.reader.bytes;
+    }
     if let Err(reason) = result {
         // A lost post-copy guest: the connection is what failed.
         if report.outcome != "aborted-by-source" && report.outcome != super::postcopy::LOST {
@@ -203,7 +221,14 @@ pub fn run_dest(cfg: &DestConfig, listener: &TcpListener, prepared: Option<(Vm, 
     report
 }
 
-fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepared: Option<(Vm, u64)>) -> Result<(), String> {
+fn receive(
+    cfg: &DestConfig,
+    rx: &mut Receiver,
+    report: &mut DestReport,
+    prepared: Option<(Vm, u64)>,
+    listener: &TcpListener,
+    tcp: &std::net::TcpStream,
+) -> Result<(), String> {
     let recv = |rx: &mut Receiver, what: &str| rx.reader.recv().map_err(|e| format!("receiving {what}: {e}"));
     let f = recv(rx, "Hello")?;
     if f.kind != Kind::Hello {
@@ -254,18 +279,26 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
     // Site hooks: the guest's dedup domain, the site's shared store, the summary.
     let mut site = crate::site::hooks::DestSession::new(&cfg.site, strategy, hello.site.clone());
     site.after_ack(&mut rx.writer)?;
-    let mut decoder = Decoder::new(crate::site::hooks::pipeline(strategy, hello.site.as_ref()));
+    let plan = hello.multifd.unwrap_or_default();
+    let config = crate::site::hooks::pipeline(strategy, hello.site.as_ref());
+    let mut decoder = Decoder::new(plan.stream_pipeline(config));
     let pages = vm.ram().pages();
     // Prepared RAM is all zero; from here every write updates the hashes.
     let mut hashes = PageHashes::zeroed(pages);
+    // multifd: streams 1..N-1, each received into RAM on its own thread.
+    let streams = super::multifd::DestStreams::start(hello.multifd, listener, tcp, &mut rx.reader, vm.ram(), config, cfg.io_timeout, report)?;
+    let route = super::multifd::Route { plan, stream: 0 };
     // One buffer for every frame of the stream: pages are decoded from it in place.
     let mut buf = Vec::new();
     let switchover: Switchover = loop {
+        streams.wait_for_frame(tcp, !rx.reader.get_ref().buffer().is_empty())?; // multifd: idle while other streams finish a round
         let head = rx.reader.recv_into(&mut buf).map_err(|e| format!("receiving pages: {e}"))?;
+        streams.progress();
         let payload = &buf[..head.len];
         match head.kind {
             Kind::Pages => {
-                let mut target = RamTarget { ram: vm.ram(), pages, hashes: &mut hashes, written: 0 };
+                let _permit = streams.permit();
+                let mut target = RamTarget { ram: vm.ram(), pages, hashes: &mut hashes, written: 0, route, misrouted: None };
                 site.decode_into(&mut decoder, payload, &mut target)?;
                 report.pages_received += target.written;
             }
@@ -290,6 +323,9 @@ fn receive(cfg: &DestConfig, rx: &mut Receiver, report: &mut DestReport, prepare
             k => return Err(format!("unexpected {k:?} frame during pre-copy")),
         }
     };
+    // multifd: every stream's stop-and-copy is in before the check.
+    report.bytes_received = rx.reader.bytes;
+    streams.finish(&mut hashes, report)?;
     report.pause_ns = Some(switchover.pause_ns);
     report.guest_writes_at_pause = switchover.guest_writes;
     report.guest_checksum_at_pause = switchover.guest_checksum;

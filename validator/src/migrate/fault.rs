@@ -276,8 +276,11 @@ struct Trigger {
 }
 
 impl FaultProxy {
-    /// Listens on loopback; forwards the first connection to `upstream`;
-    /// calls `kill` for [`FaultKind::KillDest`] and [`FaultKind::KillSource`].
+    /// Listens on loopback; forwards each connection to `upstream` (the
+    /// migration's, and with multifd every data stream's); calls `kill` for
+    /// [`FaultKind::KillDest`] and [`FaultKind::KillSource`]. The fault acts
+    /// once, on the first connection whose stream reaches the point (a byte
+    /// count counts per connection); a cut stops every connection.
     pub fn start(upstream: SocketAddr, spec: FaultSpec, kill: KillFn) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
@@ -285,9 +288,6 @@ impl FaultProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let (t, st) = (triggered.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let Ok((src, _)) = listener.accept() else { return };
-            let Ok(dst) = TcpStream::connect(upstream) else { return };
-            let (Ok(src2), Ok(dst2)) = (src.try_clone(), dst.try_clone()) else { return };
             let cut = Arc::new(AtomicBool::new(false));
             let mut kill = Some(kill);
             let fire: FaultFn = Arc::new(Mutex::new(move |chunk: &mut [u8], offset_in_chunk: usize| -> Effect {
@@ -314,11 +314,22 @@ impl FaultProxy {
             // The `resumed` point is on the way back; every other one on the way in.
             let back_trigger = matches!(spec.at, FaultAt::Phase(Phase::Resumed));
             let trigger = |to_dest: bool| (to_dest != back_trigger).then(|| Trigger { at: spec.at, to_dest, fire: fire.clone() });
-            let (back, forth) = (trigger(false), trigger(true));
-            let (cut2, st2) = (cut.clone(), st.clone());
-            let back = std::thread::spawn(move || pump(dst2, src2, back, &cut2, &st2));
-            pump(src, dst, forth, &cut, &st);
-            let _ = back.join();
+            let mut connections = Vec::new();
+            for src in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(src) = src else { continue };
+                let Ok(dst) = TcpStream::connect(upstream) else { continue };
+                let (Ok(src2), Ok(dst2)) = (src.try_clone(), dst.try_clone()) else { continue };
+                let (back, forth) = (trigger(false), trigger(true));
+                let (cut2, st2, cut3, st3) = (cut.clone(), st.clone(), cut.clone(), st.clone());
+                connections.push(std::thread::spawn(move || pump(dst2, src2, back, &cut2, &st2)));
+                connections.push(std::thread::spawn(move || pump(src, dst, forth, &cut3, &st3)));
+            }
+            for c in connections {
+                let _ = c.join();
+            }
         });
         Ok(FaultProxy { addr, triggered, stop, thread: Some(thread) })
     }
@@ -450,6 +461,37 @@ mod tests {
         let diffs: Vec<usize> = (0..data.len()).filter(|&i| got[i] != data[i]).collect();
         assert_eq!(diffs, vec![100_000]);
         assert!(proxy.triggered());
+    }
+
+    /// Whatever arrives on `s` within `ms` of silence.
+    fn drain(s: &mut TcpStream, ms: u64) -> Vec<u8> {
+        s.set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn every_connection_goes_through_and_a_cut_stops_them_all() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec = FaultSpec { kind: FaultKind::CutLink, at: FaultAt::Bytes(1000) };
+        let proxy = FaultProxy::start(upstream.local_addr().unwrap(), spec, Box::new(|_| {})).unwrap();
+        let mut a = TcpStream::connect(proxy.addr).unwrap();
+        let (mut a_up, _) = upstream.accept().unwrap();
+        let mut b = TcpStream::connect(proxy.addr).unwrap();
+        let (mut b_up, _) = upstream.accept().unwrap();
+        b.write_all(&[1u8; 100]).unwrap();
+        assert_eq!(drain(&mut b_up, 300), vec![1u8; 100], "the second connection is forwarded too");
+        a.write_all(&[2u8; 5000]).unwrap();
+        assert_eq!(drain(&mut a_up, 300), vec![2u8; 1000], "the first stops at the cut");
+        assert!(proxy.triggered());
+        b.write_all(&[3u8; 100]).unwrap();
+        assert!(drain(&mut b_up, 300).is_empty(), "the cut stops the other connection as well");
     }
 
     /// A stream of every phase, as the source sends it.

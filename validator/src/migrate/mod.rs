@@ -14,6 +14,7 @@
 //! | [`cpu`] | CPU baselines: the guest's CPU in `Hello`, the destination's offer in `HelloAck`, the simulator's compatibility rule |
 //! | [`throttle`] | auto-converge at the source: the shared trigger drives the vCPU throttle round by round |
 //! | [`postcopy`] | post-copy and hybrid: the switch, userfaultfd at the destination, demand requests and the push |
+//! | [`multifd`] | several TCP streams per migration (`--streams`, `--cpu-threads`): which stream carries which page, the fan-out at the source, the reassembly at the destination |
 //!
 //! This module itself owns what both ends share: the control messages, the
 //! integrity digests ([`chunk_digests`], [`PageHashes`]), the report writer
@@ -48,6 +49,7 @@ pub mod cpu;
 pub mod datapath_bench;
 pub mod dest;
 pub mod fault;
+pub mod multifd;
 pub mod orchestrate;
 pub mod postcopy;
 pub mod source;
@@ -86,6 +88,9 @@ pub struct Hello {
     /// Post-copy or hybrid ([`postcopy`]); None: pre-copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<memfabric_migration::record::Mechanism>,
+    /// Several streams ([`multifd`]; absent with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<multifd::StreamPlan>,
 }
 
 /// Destination → source: ready to receive.

@@ -94,6 +94,9 @@ pub struct GuestArgs {
     /// or hybrid (one full pre-copy round, then post-copy).
     #[arg(long, default_value = "pre-copy")]
     pub mechanism: memfabric_migration::record::Mechanism,
+    /// Streams and reduction threads (multifd).
+    #[command(flatten)]
+    pub multifd: super::multifd::MultifdArgs,
 }
 
 /// The shortest `--io-timeout`: a socket timeout of zero means "never" to
@@ -162,6 +165,7 @@ impl GuestArgs {
             cpu: self.cpu.guest_cpu(),
             site: Default::default(),
             mechanism: self.mechanism,
+            multifd: self.multifd.plan(),
         })
     }
 
@@ -204,6 +208,7 @@ impl GuestArgs {
         }
         v.extend(self.cpu.to_cli());
         v.extend(["--mechanism".into(), self.mechanism.to_string()]);
+        v.extend(self.multifd.to_cli());
         v
     }
 }
@@ -511,6 +516,9 @@ pub enum MigrateInputError {
     /// Post-copy with an option it does not support.
     #[error(transparent)]
     PostCopy(#[from] super::postcopy::PostcopyInputError),
+    /// `--streams` / `--cpu-threads` do not fit.
+    #[error(transparent)]
+    Multifd(#[from] super::multifd::MultifdInputError),
     /// A CPU asked for (the guest's or the destination's) cannot be had on
     /// this host.
     #[error("{flag}: {source}")]
@@ -521,6 +529,12 @@ pub enum MigrateInputError {
         #[source]
         source: crate::kvm::cpuid::CpuError,
     },
+}
+
+/// `--streams` and `--cpu-threads` against each other, `--tls` and a gang
+/// (called for a gang too, before it starts).
+pub fn check_multifd_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
+    Ok(super::multifd::check_args(&args.guest.multifd, args.gang.is_gang(), args.tls.is_some())?)
 }
 
 /// RAM this machine has available, bytes (`MemAvailable` of /proc/meminfo;
@@ -542,6 +556,7 @@ pub fn check_migrate_args(args: &MigrateArgs) -> Result<(), MigrateInputError> {
         return Err(MigrateInputError::FaultWithLink);
     }
     super::postcopy::check_args(args)?;
+    check_multifd_args(args)?;
     if args.guest.pipeline.encrypt && args.tls.is_none() {
         return Err(MigrateInputError::EncryptWithoutTls(args.guest.pipeline));
     }

@@ -69,6 +69,8 @@ pub struct SourceConfig {
     pub site: crate::site::SourceSite,
     /// Pre-copy, post-copy or hybrid ([`super::postcopy`]).
     pub mechanism: Mechanism,
+    /// Streams and reduction threads ([`super::multifd`]).
+    pub multifd: super::multifd::StreamPlan,
 }
 
 /// The orchestrator's answer when the source cannot tell whether the
@@ -160,7 +162,7 @@ pub struct StageTotals {
 }
 
 impl StageTotals {
-    fn add(&mut self, stage: Stage, bytes: u64, secs: f64) {
+    pub(crate) fn add(&mut self, stage: Stage, bytes: u64, secs: f64) {
         let (p, b, c) = match stage {
             Stage::Zero => (&mut self.pages_zero, &mut self.bytes_zero, &mut self.cpu_s_zero),
             Stage::Dedup => (&mut self.pages_dedup, &mut self.bytes_dedup, &mut self.cpu_s_dedup),
@@ -283,6 +285,10 @@ pub struct SourceReport {
     /// What post-copy did (None for pre-copy).
     #[serde(default)]
     pub postcopy: Option<super::postcopy::SourcePostcopy>,
+    /// Each stream's pages, bytes and time ([`super::multifd`]; absent
+    /// with one stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd: Option<super::multifd::MultifdReport>,
 }
 
 fn pre_copy() -> Mechanism {
@@ -332,6 +338,7 @@ impl SourceReport {
             mechanism: Mechanism::PreCopy,
             guest_write_rate_before: None,
             postcopy: None,
+            multifd: None,
         }
     }
 }
@@ -360,6 +367,10 @@ pub(super) struct Migration<'a> {
     pub(super) paused: bool,
     /// Auto-converge (off unless configured).
     throttle: AutoConvergeDriver,
+    /// Streams 1..N-1 (multifd; none with one stream).
+    multifd: super::multifd::SourceStreams,
+    /// Opens a connection to the destination (multifd's data streams).
+    connect: &'a dyn Fn() -> std::io::Result<TcpStream>,
 }
 
 /// A failure, and whether the destination may have resumed the guest.
@@ -413,6 +424,9 @@ impl Migration<'_> {
             batch_pages.extend(pages.by_ref().take(BATCH_PAGES));
             let site = &self.cfg.site;
             crate::site::hooks::source_query(site, &self.encoder, self.m.ram(), &batch_pages, &mut self.writer, &mut self.reader).map_err(fail)?;
+            // multifd with fewer reduction threads than streams: a permit.
+            let permits = self.multifd.permits.clone();
+            let reducing = permits.as_deref().map(super::multifd::Permits::acquire);
             let mut dedup_index = crate::site::lock(&site.index);
             for &index in &batch_pages {
                 self.m.ram().read_page(index, &mut page);
@@ -430,6 +444,7 @@ impl Migration<'_> {
             let batch = Batch { fallback: false, records: std::mem::take(&mut records) };
             let wire = batch.to_wire().map_err(|e| fail(format!("batch encoding: {e}")))?;
             records = batch.records;
+            drop(reducing);
             self.writer.send(kind, &wire)?;
         }
         // Site hook: pages whose references the destination could not resolve.
@@ -438,20 +453,14 @@ impl Migration<'_> {
         Ok((sent, self.writer.bytes - bytes0))
     }
 
-    /// One pre-copy round: sends `to_send`, waits until the destination has
-    /// it all, takes the dirty log and records the round. Returns (pages,
-    /// bytes, start and end ns, the pages dirtied meanwhile).
+    /// One pre-copy round: sends `to_send` (on every stream), waits until
+    /// the destination has it all, takes the dirty log and records the
+    /// round. Returns (pages, bytes, start and end ns, the pages dirtied
+    /// meanwhile).
     pub(super) fn precopy_round(&mut self, round: u32, to_send: &DirtyBitmap) -> Result<(u64, u64, u64, u64, DirtyBitmap), Failed> {
         let start_ns = monotonic_ns();
         let guest_before = self.m.vcpu.progress();
-        let (pages, bytes) = self.send_pages(to_send.iter())?;
-        self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
-        self.writer.flush()?;
-        // A round ends when its bytes have reached the destination, not
-        // when they entered the socket buffer: otherwise the measured rate
-        // overstates the link and the pause would wait for megabytes still
-        // queued (up to tcp_wmem) on a slow link.
-        wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
+        let (pages, bytes) = self.round_on_streams(to_send, round, false)?;
         let end_ns = monotonic_ns();
         let dirty = self.m.vm.take_dirty_log().map_err(|e| fail(e.to_string()))?;
         let guest = GuestDuring::between(&guest_before, &self.m.vcpu.progress());
@@ -471,6 +480,44 @@ impl Migration<'_> {
         Ok((pages, bytes, start_ns, end_ns, dirty))
     }
 
+    /// One round's pages on every stream (multifd: stream 0's share here,
+    /// the others' on their threads, [`super::multifd::SourceStreams::round`]);
+    /// returns (pages, bytes) of all streams. A pre-copy round ends with
+    /// `RoundEnd` and waits for every stream's bytes to be acknowledged; the
+    /// stop-and-copy (`paused`) only sends.
+    fn round_on_streams(&mut self, to_send: &DirtyBitmap, round: u32, paused: bool) -> Result<(u64, u64), Failed> {
+        let mut streams = std::mem::take(&mut self.multifd);
+        // Stream 0 takes the same reduction permits as the others.
+        self.multifd.permits = streams.permits.clone();
+        let plan = streams.plan;
+        let ram = self.m.ram().clone();
+        let job = super::multifd::RoundJob { ram: &ram, pages: to_send, round, paused, io_timeout: self.cfg.io_timeout };
+        let t0 = Instant::now();
+        let mut main_s = 0.0;
+        let (mine, theirs) = streams.round(job, || -> Result<(u64, u64), Failed> {
+            let (pages, bytes) = self.send_pages(to_send.iter().filter(|&p| plan.owner(p) == 0))?;
+            if !paused {
+                self.control(Kind::RoundEnd, &RoundEnd { round, pages })?;
+                self.writer.flush()?;
+                // A round ends when its bytes have reached the destination, not
+                // when they entered the socket buffer: otherwise the measured rate
+                // overstates the link and the pause would wait for megabytes still
+                // queued (up to tcp_wmem) on a slow link.
+                wait_until_acked(self.reader_stream(), self.cfg.io_timeout)?;
+            }
+            main_s = t0.elapsed().as_secs_f64();
+            Ok((pages, bytes))
+        });
+        streams.main.busy_s += main_s;
+        self.multifd = streams;
+        let (pages, bytes) = mine?;
+        self.multifd.main.pages += pages;
+        self.multifd.main.round_bytes.push(bytes);
+        let theirs = theirs.map_err(fail)?;
+        super::multifd::add_stages(&mut self.report.stages, &theirs.stages);
+        Ok((pages + theirs.pages, bytes + theirs.bytes))
+    }
+
     pub(super) fn control<T: Serialize>(&mut self, kind: Kind, value: &T) -> Result<(), Failed> {
         let n = self.writer.send_json(kind, value)?;
         self.report.bytes_control += n;
@@ -488,6 +535,7 @@ impl Migration<'_> {
             cpu: self.report.cpu.clone(),
             site: self.cfg.site.hello.clone(),
             mechanism: Some(self.cfg.mechanism).filter(|&m| m != Mechanism::PreCopy),
+            multifd: self.cfg.multifd.is_multi().then_some(self.cfg.multifd),
         };
         self.control(Kind::Hello, &hello)?;
         self.writer.flush()?;
@@ -505,6 +553,13 @@ impl Migration<'_> {
             }
         }
         crate::site::hooks::source_after_ack(&self.cfg.site, self.cfg.strategy, &mut self.reader).map_err(fail)?;
+        // multifd: the data streams, once the destination is ready.
+        if self.cfg.multifd.is_multi() {
+            let c = self.cfg;
+            self.multifd =
+                super::multifd::SourceStreams::connect(c.multifd, *self.encoder.config(), self.m.ram().pages(), c.integrity_check, c.io_timeout, self.connect)
+                    .map_err(fail)?;
+        }
         if super::postcopy::is_postcopy(self.cfg.mechanism) {
             return super::postcopy::source::run(self);
         }
@@ -572,7 +627,10 @@ impl Migration<'_> {
         // when it was last sent (the dirty log says so), and the
         // stop-and-copy hashes the pages it sends: after it, `sent` is the
         // hash of every page of RAM at the pause.
-        let sent = self.send_pages(to_send.iter());
+        let sent = self.round_on_streams(&to_send, round, true);
+        if let Some(h) = &mut self.sent {
+            self.multifd.merge_hashes(h);
+        }
         let hashes = self.sent.as_ref().map(|h| {
             let t = Instant::now();
             let digests = chunk_digests(&h.0);
@@ -644,7 +702,7 @@ impl Migration<'_> {
 
 /// Waits until the kernel holds no unacknowledged bytes for `stream`
 /// (SIOCOUTQ = 0), polling every 0.5 ms; fails after `timeout`.
-pub(super) fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+pub(crate) fn wait_until_acked(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
     let t = Instant::now();
     loop {
         let queued = unacked_bytes(stream)?;
@@ -674,7 +732,7 @@ pub(super) fn unacked_bytes(stream: &TcpStream) -> std::io::Result<u64> {
 /// Boots the guest, migrates it over a connection made by `connect`, and
 /// reports. Never panics on a migration failure: the report says what
 /// happened and the guest is left running at the source.
-pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<TcpStream>) -> anyhow::Result<SourceReport> {
+pub fn run_source(cfg: &SourceConfig, connect: impl Fn() -> std::io::Result<TcpStream>) -> anyhow::Result<SourceReport> {
     let boot = Instant::now();
     let mut m = Machine::boot_with_cpu(cfg.memory_bytes, &cfg.workload, &cfg.cpu)?;
     let supported = m.vm.supported_cpuid()?;
@@ -747,18 +805,39 @@ pub fn run_source(cfg: &SourceConfig, connect: impl FnOnce() -> std::io::Result<
     };
     let reader = FrameReader::new(conn.handle()?);
     let writer = FrameWriter::new(BufWriter::with_capacity(1 << 20, conn));
-    let encoder = Encoder::new(crate::site::hooks::pipeline(cfg.strategy, cfg.site.hello.as_ref()))?;
+    let encoder = Encoder::new(cfg.multifd.stream_pipeline(crate::site::hooks::pipeline(cfg.strategy, cfg.site.hello.as_ref())))?;
     // Round 0 sends every page, so every entry is set before it is read.
     let sent = cfg.integrity_check.then(|| PageHashes::zeroed(m.ram().pages()));
     report.auto_converge = cfg.auto_converge;
     let throttle = AutoConvergeDriver::new(cfg.auto_converge);
-    let mut mig =
-        Migration { cfg, m: &mut m, encoder, sent, writer, reader, tcp: stream, report, paused: false, throttle };
+    let mut mig = Migration {
+        cfg,
+        m: &mut m,
+        encoder,
+        sent,
+        writer,
+        reader,
+        tcp: stream,
+        report,
+        paused: false,
+        throttle,
+        multifd: Default::default(),
+        connect: &connect,
+    };
     let result = mig.run();
     mig.report.end_ns = monotonic_ns();
     mig.report.bytes_on_wire = mig.writer.bytes;
     mig.report.bytes_from_destination = mig.reader.bytes;
     mig.report.cpu_s_source = thread_cpu_s() - cpu0;
+    // multifd: stream 0's share, then every stream's bytes and CPU.
+    mig.multifd.main.bytes_on_wire = mig.writer.bytes;
+    mig.multifd.main.cpu_s = mig.report.cpu_s_source;
+    mig.report.bytes_on_wire += mig.multifd.bytes();
+    mig.report.cpu_s_source += mig.multifd.cpu_s();
+    mig.report.multifd = mig.multifd.report();
+    if result.is_err() {
+        mig.multifd.shutdown();
+    }
     if let Err(f) = result {
         if mig.report.outcome == super::postcopy::LOST {
             // Post-copy after the destination resumed: neither side has the

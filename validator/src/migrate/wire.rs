@@ -87,6 +87,9 @@ pub enum Kind {
     /// Destination → source: JSON [`super::postcopy::PostcopyComplete`],
     /// every pending page placed.
     PostcopyComplete = 37,
+    /// Source → destination, first frame of a multifd data stream: JSON
+    /// [`super::multifd::StreamHello`].
+    StreamHello = 24,
 }
 
 impl Kind {
@@ -111,6 +114,7 @@ impl Kind {
             35 => Kind::PageRequest,
             36 => Kind::PostcopyDone,
             37 => Kind::PostcopyComplete,
+            24 => Kind::StreamHello,
             _ => return None,
         })
     }
@@ -292,6 +296,11 @@ impl<R: Read> FrameReader<R> {
     /// connection (nothing read ahead here is lost).
     pub fn continue_on<R2: Read>(&self, inner: R2) -> FrameReader<R2> {
         FrameReader { inner, seq: self.seq, bytes: self.bytes }
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
     }
 
     /// Reads the next frame.

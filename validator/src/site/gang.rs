@@ -619,6 +619,7 @@ mod tests {
             auto_converge: false,
             cpu: Default::default(),
             mechanism: memfabric_migration::record::Mechanism::PreCopy,
+            multifd: Default::default(),
         };
         let gang = GangArgs {
             guests: 3,

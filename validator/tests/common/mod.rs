@@ -84,3 +84,13 @@ pub fn column_str(dir: &Path, table: &str, col: &str) -> Vec<String> {
     (0..c.len()).map(|i| c.get(i).unwrap().to_string()).collect()
 }
 
+/// `migrate ARGS --out DIR` is refused up front: exit code 2, stderr says
+/// `says`, nothing written at DIR (`name` makes DIR unique).
+pub fn assert_refused(name: &str, args: &[&str], says: &str) {
+    let out = memfabric_testkit::scratch::owned_path("validator-test", name);
+    let o = Command::new(env!("CARGO_BIN_EXE_memfabric-validator")).arg("migrate").args(args).arg("--out").arg(&out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?} should say {says:?}: {stderr}");
+    assert!(!out.exists(), "{args:?}: nothing is written");
+}

@@ -216,6 +216,9 @@ pub enum PostcopyInputError {
     /// A gang migrates with pre-copy.
     #[error("--guests {0} with --mechanism {1}: a gang migrates with pre-copy only")]
     Gang(u32, Mechanism),
+    /// Post-copy runs on one connection.
+    #[error("--streams {0} with --mechanism {1}: post-copy's requests and push run on one connection; use --streams 1")]
+    Streams(u32, Mechanism),
 }
 
 /// Checks the options of a `--mechanism post-copy|hybrid` migration.
@@ -235,6 +238,9 @@ pub fn check_args(args: &MigrateArgs) -> Result<(), PostcopyInputError> {
     }
     if args.gang.is_gang() {
         return Err(PostcopyInputError::Gang(args.gang.guests, m));
+    }
+    if args.guest.multifd.streams > 1 {
+        return Err(PostcopyInputError::Streams(args.guest.multifd.streams, m));
     }
     if fallback && !is_postcopy(args.guest.mechanism) {
         return Ok(()); // auto-converge may run in pre-copy's rounds
