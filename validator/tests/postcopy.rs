@@ -206,12 +206,8 @@ fn a_fault_during_post_copy_loses_the_guest() {
             }
             _ => check(source["outcome"] == "lost", format!("source outcome {}", source["outcome"])),
         }
-        check(r.leftover.trim().is_empty(), format!("processes left: {}", r.leftover.trim()));
         eprintln!("| {fault} | {} | {:.1} s |", r.manifest["outcome"], t.elapsed().as_secs_f64());
-        if !wrong.is_empty() {
-            failures.push(format!("{fault}: {}\n{}\n{}", wrong.join("; "), r.stdout, r.stderr));
-        }
-        let _ = std::fs::remove_dir_all(&r.out);
+        end_cell(&r, &fault, wrong, &mut failures);
     }
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
 }
@@ -243,13 +239,22 @@ fn a_fault_at_the_post_copy_switch_leaves_the_guest_at_the_source() {
         check(matches!((before, after), (Some(b), Some(a)) if a > b), format!("the source guest did not run on: {}", source["guest_after_abort"]));
         check(source["guest_after_abort"]["verify_errors"] == 0, format!("source guest {}", source["guest_after_abort"]));
         check(dest["resume_ns"].is_null(), format!("the destination resumed at {}", dest["resume_ns"]));
-        check(r.leftover.trim().is_empty(), format!("processes left: {}", r.leftover.trim()));
-        if !wrong.is_empty() {
-            failures.push(format!("{fault}: {}\n{}\n{}", wrong.join("; "), r.stdout, r.stderr));
-        }
-        let _ = std::fs::remove_dir_all(&r.out);
+        end_cell(&r, &fault, wrong, &mut failures);
     }
     assert!(failures.is_empty(), "{} cells failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Ends one fault cell: no process of the run may be left; the cell's
+/// failed checks (`wrong`) join `failures` with the run's output, so that
+/// every cell runs before the test fails; the run's folder goes.
+fn end_cell(r: &Run, fault: &str, mut wrong: Vec<String>, failures: &mut Vec<String>) {
+    if !r.leftover.trim().is_empty() {
+        wrong.push(format!("processes left: {}", r.leftover.trim()));
+    }
+    if !wrong.is_empty() {
+        failures.push(format!("{fault}: {}\n{}\n{}", wrong.join("; "), r.stdout, r.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
 }
 
 /// The end-of-post-copy integrity check catches a page that differs at
