@@ -404,20 +404,22 @@ pub fn run_bench(workload: Workload, sizes: &[usize], repeat: usize) -> Result<V
                 let out = run(&sc, None);
                 best = best.min(t0.elapsed().as_secs_f64());
                 best_cpu = best_cpu.min(thread_cpu_s() - cpu0);
-                last = Some((out, sc.vms.len()));
+                // Only the counts are kept: a repeat's results are freed
+                // before the next repeat runs, so the peak is one run's.
+                last = Some(BenchRow {
+                    vms: sc.vms.len(),
+                    migrations: out.migrations.len(),
+                    completed: out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count(),
+                    events: out.events_processed,
+                    solves: out.flow_solves,
+                    simulated_s: out.end_time.as_secs_f64(),
+                    wall_s: 0.0,
+                    cpu_s: 0.0,
+                    peak_rss_mib: None,
+                });
             }
-            let (out, vms) = last.expect("ran at least once");
-            Ok(BenchRow {
-                vms,
-                migrations: out.migrations.len(),
-                completed: out.migrations.iter().filter(|m| m.outcome == Outcome::Completed).count(),
-                events: out.events_processed,
-                solves: out.flow_solves,
-                simulated_s: out.end_time.as_secs_f64(),
-                wall_s: best,
-                cpu_s: best_cpu,
-                peak_rss_mib: peak_rss_mib(),
-            })
+            let row = last.expect("ran at least once");
+            Ok(BenchRow { wall_s: best, cpu_s: best_cpu, peak_rss_mib: peak_rss_mib(), ..row })
         })
         .collect()
 }
