@@ -13,6 +13,8 @@
 //! - [`trace`]: the memory-trace format (`docs/trace-format.md`), reader and writer;
 //! - [`workload`]: workload specs and the named archetypes;
 //! - [`record`]: `run.json`, one measured run of a calibration dataset;
+//! - [`stages`]: a migration source's per-stage totals (`source.json`'s
+//!   `stages`), written by the validator and read by calibration;
 //! - [`atomic_dir`]: writing a result or trace folder all or nothing,
 //!   never replacing what memfabric did not write;
 //! - [`input`]: the one bounded reader for every file memfabric reads;
@@ -28,6 +30,7 @@ pub mod cpu;
 pub mod input;
 pub mod record;
 pub mod rows;
+pub mod stages;
 pub mod tables;
 pub mod trace;
 pub mod workload;

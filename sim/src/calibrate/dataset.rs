@@ -14,46 +14,9 @@ use crate::scenario::Scenario;
 /// Folder of the runs inside a dataset.
 pub const RUNS_DIR: &str = "runs";
 
-/// Per-stage totals of the source (source.json's `stages`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[allow(missing_docs)]
-pub struct MeasuredStages {
-    pub pages_zero: u64,
-    pub pages_dedup: u64,
-    pub pages_delta: u64,
-    pub pages_compressed: u64,
-    pub pages_raw: u64,
-    pub bytes_zero: u64,
-    pub bytes_dedup: u64,
-    pub bytes_delta: u64,
-    pub bytes_compressed: u64,
-    pub bytes_raw: u64,
-    /// Encode time of the pages that ended as each record kind, s (wall
-    /// clock around the encoder: under load it includes preemption, alike
-    /// for every stage; 0 when the file predates it).
-    #[serde(default)]
-    pub cpu_s_zero: f64,
-    #[serde(default)]
-    pub cpu_s_dedup: f64,
-    #[serde(default)]
-    pub cpu_s_delta: f64,
-    #[serde(default)]
-    pub cpu_s_compress: f64,
-    #[serde(default)]
-    pub cpu_s_raw: f64,
-}
-
-impl MeasuredStages {
-    /// Pages sent.
-    pub fn pages(&self) -> u64 {
-        self.pages_zero + self.pages_dedup + self.pages_delta + self.pages_compressed + self.pages_raw
-    }
-
-    /// Encode time over every record kind, s.
-    pub fn encode_s(&self) -> f64 {
-        self.cpu_s_zero + self.cpu_s_dedup + self.cpu_s_delta + self.cpu_s_compress + self.cpu_s_raw
-    }
-}
+/// Per-stage totals of the source (source.json's `stages`), as the
+/// validator writes them.
+pub use memfabric_formats::stages::StageTotals;
 
 /// One round of the source report (source.json's `rounds`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -84,7 +47,7 @@ impl MeasuredRound {
 
 #[derive(Debug, Deserialize)]
 struct SourceJson {
-    stages: MeasuredStages,
+    stages: StageTotals,
     cpu_s_source: f64,
     rounds: Vec<MeasuredRound>,
     /// What the run sent besides pages (vCPU state, control messages).
@@ -102,7 +65,7 @@ pub struct MeasuredRun {
     /// The simulator's scenario of the same case (scenario.toml).
     pub scenario: Scenario,
     /// Per-stage totals measured at the source.
-    pub stages: MeasuredStages,
+    pub stages: StageTotals,
     /// Source migration thread CPU, s.
     pub cpu_s_source: f64,
     /// The rounds, stop-and-copy included.

@@ -460,7 +460,7 @@ impl SourceStreams {
                     Ok(Ok(r)) => {
                         total.pages += r.pages;
                         total.bytes += r.bytes;
-                        add_stages(&mut total.stages, &r.stages);
+                        total.stages.merge(&r.stages);
                     }
                     Ok(Err(e)) => {
                         error.get_or_insert(e);
@@ -513,25 +513,6 @@ impl SourceStreams {
             per_stream: std::iter::once(self.main.clone()).chain(self.data.iter().map(|s| s.report.clone())).collect(),
         })
     }
-}
-
-/// Adds `b`'s counters to `a`.
-pub fn add_stages(a: &mut StageTotals, b: &StageTotals) {
-    a.pages_zero += b.pages_zero;
-    a.pages_dedup += b.pages_dedup;
-    a.pages_delta += b.pages_delta;
-    a.pages_compressed += b.pages_compressed;
-    a.pages_raw += b.pages_raw;
-    a.bytes_zero += b.bytes_zero;
-    a.bytes_dedup += b.bytes_dedup;
-    a.bytes_delta += b.bytes_delta;
-    a.bytes_compressed += b.bytes_compressed;
-    a.bytes_raw += b.bytes_raw;
-    a.cpu_s_zero += b.cpu_s_zero;
-    a.cpu_s_dedup += b.cpu_s_dedup;
-    a.cpu_s_delta += b.cpu_s_delta;
-    a.cpu_s_compress += b.cpu_s_compress;
-    a.cpu_s_raw += b.cpu_s_raw;
 }
 
 /// What a data stream's thread at the destination ends with.

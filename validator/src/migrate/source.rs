@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memfabric_migration::pipeline::wire::RECORD_HEADER_BYTES;
-use memfabric_migration::pipeline::{Batch, Encoder, Stage, PAGE_SIZE};
+use memfabric_migration::pipeline::{Batch, Encoder, PAGE_SIZE};
 use memfabric_migration::precopy::{
     precopy_decision, remaining_bytes_estimate, NonConvergence, PrecopyConfig, PrecopyContext, PrecopyDecision, RoundWire,
 };
@@ -138,48 +138,8 @@ pub struct RoundReport {
     pub guest_writes: u64,
 }
 
-/// Pages and real bytes (record header + payload) resolved at each stage.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[allow(missing_docs)]
-pub struct StageTotals {
-    pub pages_zero: u64,
-    pub pages_dedup: u64,
-    pub pages_delta: u64,
-    pub pages_compressed: u64,
-    pub pages_raw: u64,
-    pub bytes_zero: u64,
-    pub bytes_dedup: u64,
-    pub bytes_delta: u64,
-    pub bytes_compressed: u64,
-    pub bytes_raw: u64,
-    /// Wall time of encoding pages resolved at each stage (the encoding
-    /// thread is CPU-bound, so this is its CPU time).
-    pub cpu_s_zero: f64,
-    pub cpu_s_dedup: f64,
-    pub cpu_s_delta: f64,
-    pub cpu_s_compress: f64,
-    pub cpu_s_raw: f64,
-}
-
-impl StageTotals {
-    pub(crate) fn add(&mut self, stage: Stage, bytes: u64, secs: f64) {
-        let (p, b, c) = match stage {
-            Stage::Zero => (&mut self.pages_zero, &mut self.bytes_zero, &mut self.cpu_s_zero),
-            Stage::Dedup => (&mut self.pages_dedup, &mut self.bytes_dedup, &mut self.cpu_s_dedup),
-            Stage::Delta => (&mut self.pages_delta, &mut self.bytes_delta, &mut self.cpu_s_delta),
-            Stage::Compress => (&mut self.pages_compressed, &mut self.bytes_compressed, &mut self.cpu_s_compress),
-            Stage::Raw => (&mut self.pages_raw, &mut self.bytes_raw, &mut self.cpu_s_raw),
-        };
-        *p += 1;
-        *b += bytes;
-        *c += secs;
-    }
-
-    /// Pages sent.
-    pub fn pages(&self) -> u64 {
-        self.pages_zero + self.pages_dedup + self.pages_delta + self.pages_compressed + self.pages_raw
-    }
-}
+/// Pages and real bytes resolved at each stage (`source.json`'s `stages`).
+pub use memfabric_formats::stages::StageTotals;
 
 /// How the guest ran on at the source after a failed migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -514,7 +474,7 @@ impl Migration<'_> {
         self.multifd.main.pages += pages;
         self.multifd.main.round_bytes.push(bytes);
         let theirs = theirs.map_err(fail)?;
-        super::multifd::add_stages(&mut self.report.stages, &theirs.stages);
+        self.report.stages.merge(&theirs.stages);
         Ok((pages + theirs.pages, bytes + theirs.bytes))
     }
 
