@@ -5,7 +5,7 @@
 //! - [`scratch`]: folders under the system's temporary directory named after
 //!   the test and the test process, removed when the test's thread ends if
 //!   no test of the process has failed (a failure's files stay, to be looked
-//!   at).
+//!   at), and a listing of what a folder holds.
 //! - [`fuzz`]: the proptest configuration of every property-based fuzz test
 //!   (cases and seed from the environment, a fixed seed by default).
 

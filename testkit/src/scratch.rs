@@ -75,6 +75,25 @@ pub fn owned_scratch(group: &str, name: &str) -> PathBuf {
     d
 }
 
+/// Everything under `dir` (hidden entries included), as paths relative to
+/// it, sorted: what a test checks a program left in a folder.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, rel: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(root.join(rel)).unwrap_or_else(|e| panic!("read {}: {e}", root.join(rel).display())) {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            out.push(r.display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, std::path::Path::new(""), &mut out);
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +115,15 @@ mod tests {
         assert!(!made.exists(), "{} left behind", made.display());
         assert!(!path_only.exists(), "{} left behind", path_only.display());
         assert!(!file.exists(), "{} left behind", file.display());
+    }
+
+    #[test]
+    fn listing_walks_the_tree_relative_and_sorted() {
+        let d = owned_scratch("testkit", "listing");
+        std::fs::create_dir_all(d.join("b/c")).unwrap();
+        std::fs::write(d.join("b/c/.hidden"), b"").unwrap();
+        std::fs::write(d.join("a"), b"").unwrap();
+        assert_eq!(listing(&d), ["a", "b", "b/c", "b/c/.hidden"]);
     }
 
     #[test]

@@ -74,11 +74,7 @@ fn precopy_rounds(r: &Run) -> Vec<&serde_json::Value> {
 
 #[test]
 fn a_cpu_bound_guest_converges_only_with_auto_converge() {
-    if !kvm_or_skip("a_cpu_bound_guest_converges_only_with_auto_converge") {
-        return;
-    }
-    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
-        eprintln!("skipping a_cpu_bound_guest_converges_only_with_auto_converge: {e}");
+    if !common::kvm_and_wan_or_skip("a_cpu_bound_guest_converges_only_with_auto_converge") {
         return;
     }
     // Without auto-converge: the round bound is reached, the stop-and-copy

@@ -160,11 +160,7 @@ fn non_convergence_with_abort_leaves_the_guest_at_the_source() {
 
 #[test]
 fn migrates_across_the_emulated_wan_at_the_links_rate() {
-    if !kvm_or_skip("migrates_across_the_emulated_wan_at_the_links_rate") {
-        return;
-    }
-    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
-        eprintln!("skipping migrates_across_the_emulated_wan_at_the_links_rate: {e}");
+    if !common::kvm_and_wan_or_skip("migrates_across_the_emulated_wan_at_the_links_rate") {
         return;
     }
     let r = migrate("wan", &["--link", "200Mbit/s,5ms", "--pipeline", "zero+lz4"]);
@@ -213,11 +209,7 @@ fn a_page_that_differs_at_the_destination_is_caught_and_nothing_resumes() {
 
 #[test]
 fn sigterm_stops_both_vmms_and_tears_the_link_down() {
-    if !kvm_or_skip("sigterm_stops_both_vmms_and_tears_the_link_down") {
-        return;
-    }
-    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
-        eprintln!("skipping sigterm_stops_both_vmms_and_tears_the_link_down: {e}");
+    if !common::kvm_and_wan_or_skip("sigterm_stops_both_vmms_and_tears_the_link_down") {
         return;
     }
     let _serial = serial();

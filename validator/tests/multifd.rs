@@ -130,11 +130,7 @@ fn fewer_threads_than_streams_and_the_replay_uses_the_streams() {
 
 #[test]
 fn every_stream_crosses_the_one_emulated_link() {
-    if !kvm_or_skip("every_stream_crosses_the_one_emulated_link") {
-        return;
-    }
-    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
-        eprintln!("skipping every_stream_crosses_the_one_emulated_link: {e}");
+    if !common::kvm_and_wan_or_skip("every_stream_crosses_the_one_emulated_link") {
         return;
     }
     let r = migrate_at("multifd-link", 3000, &["--pipeline", "zero+lz4", "--streams", "3", "--link", "200Mbit/s,5ms"]);

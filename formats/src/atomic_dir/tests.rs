@@ -1,29 +1,10 @@
 use super::*;
 
 fn scratch(name: &str) -> PathBuf {
-    let base = std::env::temp_dir().join(format!("memfabric-atomic-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    base
+    memfabric_testkit::scratch::scratch("atomic", name)
 }
 
-/// Everything under `dir`, relative, sorted (hidden staging folders included).
-fn listing(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(root.join(rel)).unwrap() {
-            let e = e.unwrap();
-            let r = rel.join(e.file_name());
-            out.push(r.display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &r, out);
-            }
-        }
-    }
-    walk(dir, Path::new(""), &mut out);
-    out.sort();
-    out
-}
+use memfabric_testkit::scratch::listing;
 
 #[derive(Debug)]
 enum TestError {

@@ -55,7 +55,7 @@ pub fn scenario_path(name: &str) -> std::path::PathBuf {
 /// stays, `owned_scratch` is removed when its test passes
 /// (`memfabric_testkit::scratch`).
 #[allow(unused_imports)] // not every test crate uses both
-pub use memfabric_testkit::scratch::{owned_scratch, scratch};
+pub use memfabric_testkit::scratch::{listing, owned_scratch, scratch};
 
 /// The names in `dir` (hidden ones included), sorted.
 pub fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -65,20 +65,3 @@ pub fn entries(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
-/// Everything under `dir`, as paths relative to it, sorted.
-pub fn listing(dir: &std::path::Path) -> Vec<String> {
-    fn walk(root: &std::path::Path, rel: &std::path::Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(root.join(rel)).unwrap() {
-            let e = e.unwrap();
-            let r = rel.join(e.file_name());
-            out.push(r.display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &r, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, std::path::Path::new(""), &mut out);
-    out.sort();
-    out
-}

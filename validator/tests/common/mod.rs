@@ -21,6 +21,20 @@ pub struct Run {
     pub leftover: String,
 }
 
+/// Whether `test` can run a migration over the emulated WAN: /dev/kvm and
+/// the link's prerequisites (TUN, namespaces, root); else it says which is
+/// missing and the test returns.
+pub fn kvm_and_wan_or_skip(test: &str) -> bool {
+    if !memfabric_validator::kvm::kvm_or_skip(test) {
+        return false;
+    }
+    if let Err(e) = memfabric_validator::wan::check_prerequisites() {
+        eprintln!("skipping {test}: {e}");
+        return false;
+    }
+    true
+}
+
 pub fn migrate(name: &str, extra: &[&str]) -> Run {
     migrate_at(name, 3000, extra)
 }
